@@ -1,0 +1,318 @@
+"""Streaming ensemble scoring against holding all members in one [M, N, C] array.
+
+    .venv/bin/python benchmarks/acquisition_scaling.py            # N=100k, C=100, M=10,50,100
+    .venv/bin/python benchmarks/acquisition_scaling.py --quick    # N=20k, M=4,8: a smoke run
+
+Every method runs in a fresh process that reads the same member .npy files
+(float32 and float16, written once, then in the page cache) and computes
+entropy, mutual information and variation ratios:
+
+- ``floor``: reading the members' bytes and summing them once (viewed as
+  float32 words, so float16 members have half the floor of float32 ones);
+  ``floor_native`` sums them in their own dtype with ``ndarray.sum``.
+- ``stacked``: the usual approach, ``np.stack`` of every member, then the
+  formulas over the [M, N, C] array.
+- ``numpy_stream``: a plain NumPy loop, one memory-mapped member at a time.
+- ``subsetsearch``: ``accumulate_members`` + ``acquire`` (what ``score`` runs).
+
+Time is the best of ``--repeats`` runs; memory is the peak of anonymous
+resident memory (RssAnon, sampled every 2 ms) above the process's start, so
+file pages of memory maps, which the kernel can drop, do not count. Results:
+``benchmarks/results/acquisition_scaling.{json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+METHODS = ("floor", "floor_native", "stacked", "numpy_stream", "subsetsearch")
+PAPER_SCALE = {"num_samples": 1_281_167, "num_classes": 1000, "num_members": 100}
+
+
+# ---------------------------------------------------------------- the methods
+def method_floor(paths):
+    total = 0.0
+    for path in paths:
+        member = np.load(path, mmap_mode="r")
+        total += float(member.reshape(-1).view(np.float32).sum(dtype=np.float32))
+    return None
+
+
+def method_floor_native(paths):
+    for path in paths:
+        np.load(path, mmap_mode="r").sum()
+    return None
+
+
+def _entropy(p, axis=-1):
+    return -(p * np.log(np.where(p > 0, p, 1))).sum(axis=axis)
+
+
+def method_stacked(paths):
+    probs = np.stack([np.load(path) for path in paths]).astype(np.float32)  # [M, N, C]
+    m, n, c = probs.shape
+    mean = probs.mean(axis=0)
+    entropy = _entropy(mean)
+    mutual_information = entropy - _entropy(probs).mean(axis=0)
+    votes = np.zeros((n, c), dtype=np.int64)
+    for member_votes in probs.argmax(axis=2):
+        votes[np.arange(n), member_votes] += 1
+    return mutual_information, 1 - votes.max(axis=1) / m
+
+
+def method_numpy_stream(paths):
+    n, c = np.load(paths[0], mmap_mode="r").shape
+    sum_probs = np.zeros((n, c))
+    sum_entropy = np.zeros(n)
+    votes = np.zeros(n * c, dtype=np.int64)
+    offsets = np.arange(n) * c
+    for path in paths:
+        member = np.load(path, mmap_mode="r").astype(np.float32)
+        sum_probs += member
+        sum_entropy += _entropy(member)
+        votes[offsets + member.argmax(axis=1)] += 1  # flat increments: 10x np.add.at
+    m = len(paths)
+    mutual_information = _entropy(sum_probs / m) - sum_entropy / m
+    return mutual_information, 1 - votes.reshape(n, c).max(axis=1) / m
+
+
+def method_subsetsearch(paths):
+    from subsetsearch import acquire
+    from subsetsearch.pipeline.score import accumulate_members
+
+    stats = accumulate_members(paths)
+    return acquire(stats, "mutual_information"), acquire(stats, "variation_ratios")
+
+
+# ------------------------------------------------------------ measuring a run
+def _rss_anon() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no RssAnon in /proc/self/status")
+
+
+def child(method: str, paths: list[str], repeats: int, scores_path: str) -> None:
+    """Run one method in this (fresh) process; print time and peak memory as JSON."""
+    function = globals()[f"method_{method}"]
+    if method == "subsetsearch":  # compile (or load the cache) outside the timing
+        import subsetsearch.internal.kernels  # noqa: F401
+
+        method_subsetsearch(paths[:1])
+    baseline = _rss_anon()
+    peak = [baseline]
+    running = True
+
+    def sample():
+        while running:
+            peak[0] = max(peak[0], _rss_anon())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function(paths)
+        times.append(time.perf_counter() - start)
+        peak[0] = max(peak[0], _rss_anon())
+        if result is not None:
+            np.save(scores_path, np.stack(result))
+        del result
+    running = False
+    sampler.join()
+    print(json.dumps({"seconds": min(times), "all_seconds": times, "peak_bytes": peak[0] - baseline}))
+
+
+def run_child(method, paths, repeats, scores_path):
+    command = [sys.executable, __file__, "--child", method, "--repeats", str(repeats), "--scores", scores_path, *paths]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{method} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- the members
+def write_members(directory: Path, num_samples: int, num_classes: int, num_members: int) -> dict[str, list[str]]:
+    """Member files of peaked softmax outputs, float32 and float16, made chunk by chunk."""
+    paths = {"float32": [], "float16": []}
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    for m in range(num_members):
+        for dtype in paths:
+            paths[dtype].append(str(directory / f"{dtype}_{num_samples}x{num_classes}_{m:03d}.npy"))
+        if all(Path(p[-1]).exists() for p in paths.values()):
+            continue
+        logits = rng.standard_normal((num_samples, num_classes), dtype=np.float32) * 3
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        np.save(paths["float32"][-1], probs)
+        np.save(paths["float16"][-1], probs.astype(np.float16))
+    return paths
+
+
+# ----------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-samples", type=int, default=100_000)
+    parser.add_argument("--num-classes", type=int, default=100)
+    parser.add_argument("--members", type=int, nargs="+", default=[10, 50, 100])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-dir", type=Path, default=ROOT / ".data")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "acquisition_scaling")
+    parser.add_argument("--quick", action="store_true", help="N=20k, M=4,8, into results/quick_*")
+    parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--scores", help=argparse.SUPPRESS)
+    parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.paths, args.repeats, args.scores)
+        return
+    if args.quick:
+        args.num_samples, args.members, args.repeats = 20_000, [4, 8], 1
+        args.out = args.out.with_name("quick_" + args.out.name)
+
+    n, c = args.num_samples, args.num_classes
+    members = write_members(args.data_dir, n, c, max(args.members))
+    results = []
+    for dtype, paths in members.items():
+        method_floor(paths)  # bring every file into the page cache once
+        for m in args.members:
+            row = {"dtype": dtype, "num_members": m, "num_samples": n, "num_classes": c}
+            scores = {}
+            for method in METHODS:
+                scores_path = str(args.data_dir / f"scores_{method}.npy")
+                measured = run_child(method, paths[:m], args.repeats, scores_path)
+                row[method] = measured
+                if method not in ("floor", "floor_native"):
+                    scores[method] = np.load(scores_path)
+                print(
+                    f"{dtype} M={m:3d} {method:13s} {measured['seconds']:8.3f} s "
+                    f"{measured['peak_bytes'] / 2**30:7.3f} GiB",
+                    flush=True,
+                )
+            ours = row["subsetsearch"]
+            row["time_vs_floor"] = ours["seconds"] / row["floor"]["seconds"]
+            row["time_vs_floor_native"] = ours["seconds"] / row["floor_native"]["seconds"]
+            row["speedup_vs_stacked"] = row["stacked"]["seconds"] / ours["seconds"]
+            row["speedup_vs_numpy_stream"] = row["numpy_stream"]["seconds"] / ours["seconds"]
+            row["memory_stacked_over_ours"] = row["stacked"]["peak_bytes"] / ours["peak_bytes"]
+            row["ns_per_element"] = ours["seconds"] / (m * n * c) * 1e9
+            row["max_abs_diff_vs_stacked"] = {
+                "mutual_information": float(np.abs(scores["subsetsearch"][0] - scores["stacked"][0]).max()),
+                "variation_ratios": float(np.abs(scores["subsetsearch"][1] - scores["stacked"][1]).max()),
+            }
+            print(
+                f"  ours/floor {row['time_vs_floor']:.2f}x, ours/native-floor {row['time_vs_floor_native']:.2f}x, "
+                f"{row['speedup_vs_stacked']:.1f}x faster and {row['memory_stacked_over_ours']:.0f}x less memory "
+                f"than stacked, {row['speedup_vs_numpy_stream']:.1f}x faster than the NumPy loop",
+                flush=True,
+            )
+            results.append(row)
+
+    summary = summarise(results, args.members)
+    report = {
+        "command": "python " + " ".join([os.path.relpath(__file__, ROOT.parent), *sys.argv[1:]]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
+        "results": results,
+        "summary": summary,
+        "paper_scale": paper_scale(results),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(results, args.out.with_suffix(".png"))
+    print(json.dumps({"summary": summary, "paper_scale": report["paper_scale"]}, indent=2))
+
+
+def summarise(results, member_counts):
+    summary = {}
+    for dtype in ("float32", "float16"):
+        rows = {r["num_members"]: r for r in results if r["dtype"] == dtype}
+        low, high = rows[min(member_counts)], rows[max(member_counts)]
+        summary[dtype] = {
+            f"memory_M{high['num_members']}_over_M{low['num_members']}": high["subsetsearch"]["peak_bytes"]
+            / low["subsetsearch"]["peak_bytes"],
+            f"memory_stacked_over_ours_M{high['num_members']}": high["memory_stacked_over_ours"],
+            "time_vs_floor_worst": max(r["time_vs_floor"] for r in rows.values()),
+            "time_vs_floor_native_worst": max(r["time_vs_floor_native"] for r in rows.values()),
+        }
+    return summary
+
+
+def paper_scale(results):
+    """The paper's ImageNet scoring, on paper: accumulator memory and time from measured throughput."""
+    n, c, m = PAPER_SCALE["num_samples"], PAPER_SCALE["num_classes"], PAPER_SCALE["num_members"]
+    accumulator = n * c * (8 + 2) + n * (8 + 8)  # int64 sums + uint16 votes; int64 entropy + count per row
+    estimate = {}
+    for dtype in ("float32", "float16"):
+        best = min(r["ns_per_element"] for r in results if r["dtype"] == dtype)
+        estimate[f"{dtype}_seconds_at_measured_rate"] = best * 1e-9 * n * c * m
+        estimate[f"{dtype}_member_bytes_on_disk"] = n * c * m * np.dtype(dtype).itemsize
+    return {
+        **PAPER_SCALE,
+        "accumulator_bytes": accumulator,
+        "accumulator_gib": accumulator / 2**30,
+        "stacked_float32_bytes": n * c * m * 4,
+        **estimate,
+    }
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.2))
+    styles = {"float32": "-", "float16": "--"}
+    for method, color in zip(
+        ("floor", "stacked", "numpy_stream", "subsetsearch"), ("grey", "C3", "C1", "C0"), strict=True
+    ):
+        for dtype, style in styles.items():
+            rows = sorted((r for r in results if r["dtype"] == dtype), key=lambda r: r["num_members"])
+            ms = [r["num_members"] for r in rows]
+            ax_time.plot(
+                ms, [r[method]["seconds"] for r in rows], style, color=color, marker="o", label=f"{method} {dtype}"
+            )
+            if method != "floor":
+                ax_mem.plot(
+                    ms,
+                    [r[method]["peak_bytes"] / 2**30 for r in rows],
+                    style,
+                    color=color,
+                    marker="o",
+                    label=f"{method} {dtype}",
+                )
+    n, c = results[0]["num_samples"], results[0]["num_classes"]
+    for ax, label in ((ax_time, "seconds (best of repeats)"), (ax_mem, "peak extra memory (GiB, RssAnon)")):
+        ax.set_xlabel("ensemble members M")
+        ax.set_ylabel(label)
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    ax_time.set_title(f"Scoring N={n:,}, C={c} (2-core CPU)")
+    ax_mem.set_title("Memory")
+    ax_mem.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Acquisition functions: how much the ensemble disagrees about each sample.
+
+With M members' softmax outputs p_m(y|x), p̄ = mean_m p_m, natural log and
+0 log 0 = 0 (DESIGN.md):
+
+- ``entropy``            H[p̄] = -sum_c p̄_c log p̄_c
+- ``mutual_information`` H[p̄] - mean_m H[p_m]                      (BALD)
+- ``variation_ratios``   1 - (votes of the modal class) / M
+- ``error_count``        1 - (members whose argmax == y) / M       (needs labels)
+
+A vote is a member's argmax, ties going to the lowest class index.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from subsetsearch.internal.kernels import entropy_of_mean
+from subsetsearch.stats import EnsembleStats
+
+__all__ = ["ACQUISITION_FUNCTIONS", "acquire"]
+
+#: Names accepted by :func:`acquire`, in the paper's order.
+ACQUISITION_FUNCTIONS = ("entropy", "mutual_information", "variation_ratios", "error_count")
+
+
+def acquire(stats: EnsembleStats, fn: str, labels: np.ndarray | None = None) -> np.ndarray:
+    """Score every sample of the pool with an acquisition function.
+
+    Parameters
+    ----------
+    stats : EnsembleStats
+        The accumulated member predictions.
+    fn : {"entropy", "mutual_information", "variation_ratios", "error_count"}
+        The acquisition function; higher means more informative.
+    labels : array-like of shape (N,), int, optional
+        Ground-truth classes in [0, C); required by ``error_count`` only.
+
+    Returns
+    -------
+    scores : ndarray of shape (N,), float64
+        NaN for rows no member has scored.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``fn`` (the message lists the valid ones), or labels
+        missing, of the wrong length, not integers, or out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from subsetsearch import EnsembleStats, acquire
+    >>> stats = EnsembleStats(num_samples=1, num_classes=2)
+    >>> stats.update(np.array([[1.0, 0.0]]))
+    >>> stats.update(np.array([[0.0, 1.0]]))
+    >>> float(acquire(stats, "mutual_information")[0]) == float(np.log(2))
+    True
+    """
+    if fn not in ACQUISITION_FUNCTIONS:
+        raise ValueError(f"unknown acquisition function {fn!r}; choose one of: {', '.join(ACQUISITION_FUNCTIONS)}")
+    counts = stats.member_counts.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if fn == "entropy":
+            return _entropy_of_mean(stats)
+        if fn == "mutual_information":
+            # >= 0 by Jensen; clip the last-bit rounding of the fixed-point sums
+            return np.maximum(_entropy_of_mean(stats) - stats.mean_member_entropy(), 0.0)
+        votes = stats.vote_counts
+        if fn == "variation_ratios":
+            return 1.0 - votes.max(axis=1) / counts
+        labels = check_labels(labels, stats.num_samples, stats.num_classes)
+        return 1.0 - votes[np.arange(stats.num_samples), labels] / counts
+
+
+def check_labels(labels: np.ndarray | None, num_samples: int, num_classes: int) -> np.ndarray:
+    """Return ``labels`` as int64 (N,) or raise ValueError saying what is wrong."""
+    if labels is None:
+        raise ValueError("error_count needs the labels of the pool (labels=..., --labels on the command line)")
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != num_samples:
+        raise ValueError(f"labels must have shape ({num_samples},), got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}")
+    return labels.astype(np.int64, copy=False)
+
+
+def _entropy_of_mean(stats: EnsembleStats) -> np.ndarray:
+    scores = np.empty(stats.num_samples, dtype=np.float64)
+    entropy_of_mean(stats._sum_fixed, stats._counts, scores)
+    return scores

@@ -1,0 +1,138 @@
+"""Command line: ``subsetsearch score ...`` (and the commands later issues add).
+
+No logic lives here: arguments go to ``subsetsearch.pipeline``; a bad input
+comes back as one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from subsetsearch import __version__
+from subsetsearch.acquisition import ACQUISITION_FUNCTIONS
+from subsetsearch.internal.files import InputError
+
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Find a subset of a labeled training set that trains as well as the whole (ensemble active learning).",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"subsetsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Find a subset of a labeled training set that trains as well as the whole."""
+
+
+@app.command()
+def score(
+    members: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="MEMBER.npy",
+            help="One [N, C] .npy per ensemble member (checkpoint): probabilities, or logits with --logits.",
+        ),
+    ],
+    function: Annotated[str, typer.Option("--function", "-f", help=f"One of: {', '.join(ACQUISITION_FUNCTIONS)}.")],
+    budget: Annotated[
+        str,
+        typer.Option("--budget", "-b", help="Fraction of the pool (0.4 or 40%) or a count (500, no decimal point)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Subset table, .csv or .parquet: index, score; best first.")],
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="[N] integer classes (.npy); needed by error_count.")
+    ] = None,
+    logits: Annotated[bool, typer.Option("--logits", help="Members hold logits; apply a stable softmax.")] = False,
+    exclude: Annotated[Path | None, typer.Option("--exclude", help="Indices (.npy) that cannot be selected.")] = None,
+    skip_top: Annotated[
+        float, typer.Option("--skip-top", help="Fraction of the top scores set aside as outliers.")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the tie-breaking order.")] = 0,
+    scores_out: Annotated[
+        Path | None, typer.Option("--scores-out", help="Every sample's score, .csv or .parquet: index, score.")
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="Resumable job: save the ensemble statistics here; a rerun skips their members."),
+    ] = None,
+) -> None:
+    """Score ensemble member predictions and write the most informative subset."""
+    from subsetsearch.pipeline.score import score_files, summary
+
+    with _member_progress(len(members)) as advance:
+        result = score_files(
+            members,
+            function=function,
+            budget=budget,
+            labels_path=labels,
+            exclude_path=exclude,
+            from_logits=logits,
+            skip_top=skip_top,
+            seed=seed,
+            out=out,
+            scores_out=scores_out,
+            state_path=state,
+            on_member=advance,
+        )
+    typer.echo(summary(result, function))
+    typer.echo(f"wrote {out}" + (f" and {scores_out}" if scores_out else ""))
+
+
+class _member_progress:
+    """A progress bar over members on a terminal's stderr; nothing in a pipe."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.progress = None
+
+    def __enter__(self):
+        if not sys.stderr.isatty():
+            return lambda: None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.progress = Progress(console=Console(stderr=True), transient=True)
+        self.progress.start()
+        task = self.progress.add_task("scoring members", total=self.total)
+        return lambda: self.progress.advance(task)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app; bad input becomes one line on stderr and exit code 2."""
+    try:
+        app(args=argv, prog_name="subsetsearch")  # standalone: ends in SystemExit
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except InputError as error:
+        print(f"subsetsearch: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:  # disk full, permission denied: still one line, no traceback
+        print(f"subsetsearch: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Reading users' arrays and writing result tables, with one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from subsetsearch.internal.atomic import atomic_path
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+class InputError(ValueError):
+    """Bad user input: the message names the problem and the fix, in one line."""
+
+
+def npy_header(path: str | os.PathLike, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a ``.npy`` file, read from its header; InputError if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} '{path}' not found")
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            shape, _, dtype = read_header[version](handle)
+            data_start = handle.tell()
+    except Exception:
+        raise InputError(f"{what} '{path}' is not a valid .npy file (save it with numpy.save)") from None
+    if dtype.hasobject:
+        raise InputError(f"{what} '{path}' holds Python objects; save a numeric array")
+    expected = data_start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if path.stat().st_size < expected:
+        raise InputError(f"{what} '{path}' is truncated ({path.stat().st_size} of {expected} bytes)")
+    return tuple(shape), dtype
+
+
+def load_npy(path: str | os.PathLike, what: str, *, mmap: bool = False) -> np.ndarray:
+    """Load a checked ``.npy`` file (memory-mapped read-only with ``mmap=True``)."""
+    npy_header(path, what)
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as error:
+        raise InputError(f"{what} '{path}' could not be read ({error})") from None
+
+
+def load_indices(path: str | os.PathLike, num_samples: int, what: str) -> np.ndarray:
+    """A 1-D integer index array in [0, num_samples) from ``.npy``."""
+    indices = load_npy(path, what)
+    if indices.ndim != 1 or not (np.issubdtype(indices.dtype, np.integer) or indices.size == 0):
+        raise InputError(f"{what} '{path}' must be a 1-D array of integer indices, got {indices.shape} {indices.dtype}")
+    if indices.size and (indices.min() < 0 or indices.max() >= num_samples):
+        raise InputError(f"{what} '{path}' holds indices outside [0, {num_samples})")
+    return indices.astype(np.int64)
+
+
+def check_table_path(path: str | os.PathLike, option: str) -> Path:
+    """InputError unless ``path`` ends in .csv or .parquet and is not a directory."""
+    path = Path(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputError(f"{option} '{path}' must end in .csv or .parquet")
+    if path.is_dir():
+        raise InputError(f"{option} '{path}' is a directory; give a file name")
+    return path
+
+
+def write_tables(tables: Sequence[tuple[Path, dict[str, np.ndarray]]]) -> None:
+    """Write each (path, columns) as CSV or Parquet by suffix; all appear or none."""
+    import pyarrow as pa
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    with contextlib.ExitStack() as stack:  # an error anywhere removes every temporary
+        for path, columns in tables:
+            tmp = stack.enter_context(atomic_path(path))
+            table = pa.table(columns)
+            if path.suffix.lower() == ".csv":
+                pyarrow.csv.write_csv(table, tmp)
+            else:
+                pyarrow.parquet.write_table(table, tmp)

@@ -1,0 +1,373 @@
+"""Streaming sufficient statistics of an ensemble's predictions.
+
+The four acquisition functions need, per sample, only the mean of the member
+probabilities, the mean of the member entropies, and each class's vote count.
+:class:`EnsembleStats` accumulates those one member (or one row chunk of a
+member) at a time, so memory is O(N*C) whatever the number of members.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.internal.kernels import ENTROPY_SCALE, PROBABILITY_SCALE, accumulate
+
+__all__ = ["EnsembleStats", "InvalidMemberError"]
+
+_FORMAT_VERSION = 1
+_UINT16_MAX = np.iinfo(np.uint16).max
+# Elements per block of rows: the block's accumulators (10 bytes an element,
+# 5 MB) stay in cache while each member adds to it; measured on 2 cores,
+# 100k x 100 float32: 2^19 took 0.17 s for 10 members, whole members 0.24 s.
+_BLOCK_ELEMENTS = 1 << 19
+# Row sums further than this from 1 are rejected (float16 carries ~3 digits).
+_SUM_TOLERANCE = {np.dtype(np.float16): 1e-2, np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-3}
+
+
+class InvalidMemberError(ValueError):
+    """A member's values are not probabilities (or not finite logits).
+
+    Attributes
+    ----------
+    member : int
+        Position of the failing member in the sequence given to
+        :meth:`EnsembleStats.update_members` (0 for :meth:`EnsembleStats.update`).
+    """
+
+    def __init__(self, message: str, member: int = 0) -> None:
+        super().__init__(message)
+        self.member = member
+
+
+class EnsembleStats:
+    """Accumulator of ensemble member predictions over a pool of samples.
+
+    Parameters
+    ----------
+    num_samples : int
+        Number of rows N of the pool.
+    num_classes : int
+        Number of classes C (at least 2).
+
+    Attributes
+    ----------
+    metadata : dict
+        Free JSON-serialisable information saved with the statistics (for
+        example which member files they already hold).
+
+    Notes
+    -----
+    Sums are kept in integer fixed point (probabilities in steps of 2**-30,
+    entropies in steps of 2**-32), so :meth:`merge` is exact and associative
+    and the result never depends on the order members or shards arrive in.
+    Vote counts are ``uint16`` and widen to ``uint32`` by themselves before
+    any row reaches 65,535 members.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from subsetsearch import EnsembleStats, acquire
+    >>> stats = EnsembleStats(num_samples=2, num_classes=2)
+    >>> stats.update(np.array([[0.9, 0.1], [0.5, 0.5]]))
+    >>> stats.update(np.array([[0.1, 0.9], [0.5, 0.5]]))
+    >>> acquire(stats, "variation_ratios").round(3).tolist()
+    [0.5, 0.0]
+    """
+
+    def __init__(self, num_samples: int, num_classes: int) -> None:
+        num_samples = _positive_int(num_samples, "num_samples", minimum=1)
+        num_classes = _positive_int(num_classes, "num_classes", minimum=2)
+        self._sum_fixed = np.zeros((num_samples, num_classes), dtype=np.int64)
+        self._entropy_fixed = np.zeros(num_samples, dtype=np.int64)
+        self._votes = np.zeros((num_samples, num_classes), dtype=np.uint16)
+        self._counts = np.zeros(num_samples, dtype=np.int64)
+        self.metadata: dict = {}
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def num_samples(self) -> int:
+        """Number of rows N."""
+        return self._sum_fixed.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes C."""
+        return self._sum_fixed.shape[1]
+
+    @property
+    def member_counts(self) -> np.ndarray:
+        """ndarray of shape (N,), int64: members added to each row (read-only)."""
+        return _read_only(self._counts)
+
+    @property
+    def vote_counts(self) -> np.ndarray:
+        """ndarray of shape (N, C), uint16 or uint32: members whose argmax is each class."""
+        return _read_only(self._votes)
+
+    # ---------------------------------------------------------------- update
+    def update(
+        self,
+        probs: np.ndarray,
+        index: np.ndarray | slice | None = None,
+        *,
+        from_logits: bool = False,
+    ) -> None:
+        """Add one member's predictions for some rows.
+
+        Parameters
+        ----------
+        probs : array-like of shape (n, C), float16, float32 or float64
+            The member's class probabilities (rows summing to 1; each row is
+            divided by its sum, which undoes the rounding of float16 and
+            float32 outputs), or its logits with ``from_logits=True``.
+            A read-only memory map is fine:
+            it is read in blocks of rows and never copied whole.
+        index : None, slice, or array-like of shape (n,), int
+            Rows of the pool that ``probs`` holds, distinct. ``None`` means
+            all N rows in order. A member may arrive in several calls over
+            disjoint row sets, in any order.
+        from_logits : bool, default False
+            Apply a numerically stable softmax first.
+
+        Raises
+        ------
+        InvalidMemberError
+            (a ValueError) for values that are not probabilities (NaN, inf,
+            negative, rows not summing to 1) or not finite logits. The
+            statistics are then left exactly as they were.
+        ValueError
+            On a wrong shape or dtype, or an index out of range or repeated.
+        """
+        self.update_members([probs], index, from_logits=from_logits)
+
+    def update_members(
+        self,
+        members: Sequence[np.ndarray],
+        index: np.ndarray | slice | None = None,
+        *,
+        from_logits: bool = False,
+    ) -> None:
+        """Add several members' predictions for the same rows.
+
+        The same as calling :meth:`update` for each member, and faster for
+        many members: the accumulators are walked once, block by block, and
+        every member adds to a block while it is in cache (measured: 1.2-1.4x
+        for 10 members of 100k x 100, float16 and float32). All members are added, or
+        none. Parameters and errors as :meth:`update`; a failing member's
+        position in ``members`` is ``InvalidMemberError.member``.
+        """
+        members = [_as_float_matrix(probs, self.num_classes) for probs in members]
+        if not members:
+            return
+        if len({probs.shape[0] for probs in members}) != 1:
+            raise ValueError(f"members have different numbers of rows: {[p.shape[0] for p in members]}")
+        rows = self._rows(index, members[0].shape[0])
+        if rows.size and self._votes.dtype == np.uint16 and self._counts[rows].max() + len(members) > _UINT16_MAX:
+            self._votes = self._votes.astype(np.uint32)
+        step = max(1, _BLOCK_ELEMENTS // self.num_classes)
+        done = []
+        for start in range(0, rows.size, step):
+            block = slice(start, start + step)
+            for position, probs in enumerate(members):
+                problem = self._add_chunk(probs[block], rows[block], from_logits, +1)
+                if problem is not None:
+                    for undo_position, undo_block in reversed(done):  # integer sums: undone exactly
+                        self._add_chunk(members[undo_position][undo_block], rows[undo_block], from_logits, -1)
+                    raise InvalidMemberError(problem, position)
+                done.append((position, block))
+
+    def _add_chunk(self, chunk: np.ndarray, rows: np.ndarray, from_logits: bool, sign: int) -> str | None:
+        """Add (sign=+1) or subtract (-1) a chunk; on bad rows undo it and describe them."""
+        if from_logits:
+            values = _softmax(chunk)
+            if values is None:
+                return _logits_problem(chunk, rows)
+            tolerance = 1e-3
+        else:
+            values = np.ascontiguousarray(chunk)
+            tolerance = _SUM_TOLERANCE[values.dtype]
+            if values.dtype == np.float16:
+                values = values.view(np.uint16)
+        bad = np.zeros(rows.size, dtype=np.bool_)
+        arrays = (self._sum_fixed, self._entropy_fixed, self._votes, self._counts, bad)
+        accumulate(values, rows, np.float32(sign * PROBABILITY_SCALE), tolerance, *arrays)
+        if sign > 0 and bad.any():
+            accumulate(values, rows, np.float32(-PROBABILITY_SCALE), tolerance, *arrays)
+            return _probability_problem(np.asarray(chunk), rows, bad, tolerance)
+        return None
+
+    def _rows(self, index: np.ndarray | slice | None, n: int) -> np.ndarray:
+        if index is None:
+            if n != self.num_samples:
+                raise ValueError(
+                    f"probs has {n} rows but the pool has {self.num_samples}; pass index= to update only some rows"
+                )
+            return np.arange(n, dtype=np.int64)
+        if isinstance(index, slice):
+            rows = np.arange(self.num_samples, dtype=np.int64)[index]
+        else:
+            rows = np.asarray(index)
+            if rows.ndim != 1 or not (np.issubdtype(rows.dtype, np.integer) or rows.size == 0):
+                raise ValueError(f"index must be a 1-D array of integers, got shape {rows.shape} {rows.dtype}")
+            rows = rows.astype(np.int64, copy=False)
+            if rows.size and (rows.min() < 0 or rows.max() >= self.num_samples):
+                raise ValueError(f"index holds rows outside [0, {self.num_samples})")
+            if np.unique(rows).size != rows.size:
+                raise ValueError("index repeats a row; a member adds each row once")
+        if rows.size != n:
+            raise ValueError(f"index selects {rows.size} rows but probs has {n}")
+        return rows
+
+    # ----------------------------------------------------------------- merge
+    def merge(self, other: EnsembleStats) -> EnsembleStats:
+        """Add another accumulator's members into this one (exact); returns self.
+
+        Raises
+        ------
+        ValueError
+            If the two have different numbers of samples or classes.
+        """
+        if not isinstance(other, EnsembleStats):
+            raise ValueError(f"can only merge an EnsembleStats, got {type(other).__name__}")
+        if (other.num_samples, other.num_classes) != (self.num_samples, self.num_classes):
+            raise ValueError(
+                f"cannot merge stats of {other.num_samples} samples x {other.num_classes} classes "
+                f"into {self.num_samples} x {self.num_classes}"
+            )
+        counts = self._counts + other._counts
+        wide = self._votes.dtype == np.uint32 or other._votes.dtype == np.uint32
+        if wide or (counts.size and counts.max() > _UINT16_MAX):
+            self._votes = self._votes.astype(np.uint32)
+        self._votes += other._votes
+        self._sum_fixed += other._sum_fixed
+        self._entropy_fixed += other._entropy_fixed
+        self._counts = counts
+        return self
+
+    # --------------------------------------------------------------- results
+    def mean_probs(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """Mean member probabilities p̄, float64 of shape (n, C); NaN for rows with no member."""
+        rows = slice(None) if rows is None else rows
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._sum_fixed[rows] / (self._counts[rows, None] * PROBABILITY_SCALE)
+
+    def mean_member_entropy(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """Mean over members of each member's entropy (nats), float64 (n,); NaN where no member."""
+        rows = slice(None) if rows is None else rows
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._entropy_fixed[rows] / (self._counts[rows] * ENTROPY_SCALE)
+
+    # ------------------------------------------------------------- save/load
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the statistics and ``metadata`` to an ``.npz`` file atomically."""
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(
+                    handle,
+                    format_version=np.int64(_FORMAT_VERSION),
+                    sum_fixed=self._sum_fixed,
+                    entropy_fixed=self._entropy_fixed,
+                    votes=self._votes,
+                    counts=self._counts,
+                    metadata=np.array(json.dumps(self.metadata)),
+                )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> EnsembleStats:
+        """Read statistics written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            If the file is missing, not a saved EnsembleStats, or inconsistent.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        except FileNotFoundError:
+            raise ValueError(f"saved stats '{path}' not found") from None
+        except Exception as error:  # zipfile/format errors: one message for all
+            raise ValueError(f"'{path}' is not a saved EnsembleStats file ({error})") from None
+        expected = {"format_version", "sum_fixed", "entropy_fixed", "votes", "counts", "metadata"}
+        if set(arrays) != expected or int(arrays["format_version"]) != _FORMAT_VERSION:
+            raise ValueError(f"'{path}' is not a saved EnsembleStats file of format {_FORMAT_VERSION}")
+        sums, votes = arrays["sum_fixed"], arrays["votes"]
+        n, c = sums.shape if sums.ndim == 2 else (0, 0)
+        if (
+            n < 1
+            or c < 2
+            or sums.dtype != np.int64
+            or votes.shape != (n, c)
+            or votes.dtype not in (np.uint16, np.uint32)
+            or arrays["entropy_fixed"].shape != (n,)
+            or arrays["counts"].shape != (n,)
+        ):
+            raise ValueError(f"'{path}' holds inconsistent EnsembleStats arrays")
+        stats = cls.__new__(cls)
+        stats._sum_fixed = sums
+        stats._entropy_fixed = arrays["entropy_fixed"].astype(np.int64)
+        stats._votes = votes
+        stats._counts = arrays["counts"].astype(np.int64)
+        stats.metadata = json.loads(str(arrays["metadata"]))
+        return stats
+
+
+# --------------------------------------------------------------------- helpers
+def _positive_int(value: int, name: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def _as_float_matrix(probs: np.ndarray, num_classes: int) -> np.ndarray:
+    if not isinstance(probs, np.ndarray):
+        probs = np.asarray(probs)
+    if probs.ndim != 2 or probs.shape[1] != num_classes:
+        raise ValueError(f"probs must have shape (n, {num_classes}), got {probs.shape}")
+    if probs.dtype not in _SUM_TOLERANCE:
+        raise ValueError(f"probs must be float16, float32 or float64, got {probs.dtype}")
+    return probs
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray | None:
+    """Row softmax computed after subtracting the row maximum; None if not finite."""
+    dtype = np.float64 if logits.dtype == np.float64 else np.float32
+    z = np.array(logits, dtype=dtype)
+    if not np.isfinite(z).all():
+        return None
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def _logits_problem(chunk: np.ndarray, rows: np.ndarray) -> str:
+    first = int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+    return f"logits of sample {rows[first]} are not finite (NaN or inf)"
+
+
+def _probability_problem(chunk: np.ndarray, rows: np.ndarray, bad: np.ndarray, tolerance: float) -> str:
+    first = int(np.flatnonzero(bad)[0])
+    values = chunk[first].astype(np.float64)
+    where = f"sample {rows[first]}"
+    if not np.isfinite(values).all():
+        return f"probabilities of {where} contain NaN or inf"
+    if values.min() < 0:
+        return f"probabilities of {where} contain a negative value ({values.min():.4g})"
+    return (
+        f"probabilities of {where} sum to {values.sum():.6g}, not 1 (tolerance {tolerance:g}); "
+        "if these are logits, pass from_logits=True (--logits on the command line)"
+    )
