@@ -1,0 +1,27 @@
+"""`make demo`'s script end to end on real data (scikit-learn's digits), in a temporary directory."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pyarrow.csv
+import pyarrow.parquet
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "digits_score_demo.py"
+
+
+def test_demo_writes_a_subset_from_checkpoint_members(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("digits_score_demo", DEMO)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    demo.main(tmp_path)
+    members = sorted((tmp_path / "members").glob("*.npy"))
+    assert len(members) == demo.RUNS * len(demo.CHECKPOINTS) == 25
+    subset = pyarrow.csv.read_csv(tmp_path / "subset.csv").to_pydict()
+    scores = pyarrow.parquet.read_table(tmp_path / "scores.parquet").to_pydict()
+    assert len(subset["index"]) == round(0.4 * 1257) == len(set(subset["index"]))
+    assert np.all(np.diff(subset["score"]) <= 0)
+    # the chosen rows are the best of the whole-pool scores written beside them
+    np.testing.assert_allclose(np.sort(scores["score"])[::-1][:503], subset["score"])
+    out = capsys.readouterr().out
+    assert "active learning" in out and "random subset" in out and "full pool" in out
