@@ -13,7 +13,9 @@ entropy, mutual information and variation ratios:
 - ``stacked``: the usual approach, ``np.stack`` of every member, then the
   formulas over the [M, N, C] array.
 - ``numpy_stream``: a plain NumPy loop, one memory-mapped member at a time.
-- ``subsetsearch``: ``accumulate_members`` + ``acquire`` (what ``score`` runs).
+- ``one_by_one``: ``EnsembleStats.update`` once per member, then ``acquire``.
+- ``subsetsearch``: ``accumulate_members`` + ``acquire`` (what ``score`` runs:
+  ``EnsembleStats.update_members`` over 16 members at a time).
 
 Time is the best of ``--repeats`` runs; memory is the peak of anonymous
 resident memory (RssAnon, sampled every 2 ms) above the process's start, so
@@ -36,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent
-METHODS = ("floor", "floor_native", "stacked", "numpy_stream", "subsetsearch")
+METHODS = ("floor", "floor_native", "stacked", "numpy_stream", "one_by_one", "subsetsearch")
 PAPER_SCALE = {"num_samples": 1_281_167, "num_classes": 1000, "num_members": 100}
 
 
@@ -87,6 +89,15 @@ def method_numpy_stream(paths):
     return mutual_information, 1 - votes.reshape(n, c).max(axis=1) / m
 
 
+def method_one_by_one(paths):
+    from subsetsearch import EnsembleStats, acquire
+
+    stats = EnsembleStats(*np.load(paths[0], mmap_mode="r").shape)
+    for path in paths:
+        stats.update(np.load(path, mmap_mode="r"))
+    return acquire(stats, "mutual_information"), acquire(stats, "variation_ratios")
+
+
 def method_subsetsearch(paths):
     from subsetsearch import acquire
     from subsetsearch.pipeline.score import accumulate_members
@@ -107,10 +118,8 @@ def _rss_anon() -> int:
 def child(method: str, paths: list[str], repeats: int, scores_path: str) -> None:
     """Run one method in this (fresh) process; print time and peak memory as JSON."""
     function = globals()[f"method_{method}"]
-    if method == "subsetsearch":  # compile (or load the cache) outside the timing
-        import subsetsearch.internal.kernels  # noqa: F401
-
-        method_subsetsearch(paths[:1])
+    if method in ("subsetsearch", "one_by_one"):  # compile (or load the cache) outside the timing
+        function(paths[:1])
     baseline = _rss_anon()
     peak = [baseline]
     running = True
@@ -209,6 +218,7 @@ def main() -> None:
             row["time_vs_floor_native"] = ours["seconds"] / row["floor_native"]["seconds"]
             row["speedup_vs_stacked"] = row["stacked"]["seconds"] / ours["seconds"]
             row["speedup_vs_numpy_stream"] = row["numpy_stream"]["seconds"] / ours["seconds"]
+            row["speedup_blocked_vs_one_by_one"] = row["one_by_one"]["seconds"] / ours["seconds"]
             row["memory_stacked_over_ours"] = row["stacked"]["peak_bytes"] / ours["peak_bytes"]
             row["ns_per_element"] = ours["seconds"] / (m * n * c) * 1e9
             row["max_abs_diff_vs_stacked"] = {
@@ -284,7 +294,9 @@ def plot(results, path):
     fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.2))
     styles = {"float32": "-", "float16": "--"}
     for method, color in zip(
-        ("floor", "stacked", "numpy_stream", "subsetsearch"), ("grey", "C3", "C1", "C0"), strict=True
+        ("floor", "stacked", "numpy_stream", "one_by_one", "subsetsearch"),
+        ("grey", "C3", "C1", "C2", "C0"),
+        strict=True,
     ):
         for dtype, style in styles.items():
             rows = sorted((r for r in results if r["dtype"] == dtype), key=lambda r: r["num_members"])

@@ -36,36 +36,23 @@ _TINY64 = np.finfo(np.float64).tiny
 _SQRT_HALF_BITS64 = np.int64(0x3FE6A09E667F3BCD)  # bit pattern of float64 sqrt(0.5)
 
 
-@intrinsic
-def _float32_bits(typingctx, x):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
+def _bitcast(source, target, llvm_target):
+    """A compiled reinterpretation of a value's bits as another type of the same width."""
 
-    return types.int32(types.float32), codegen
+    @intrinsic
+    def bitcast(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_target)
 
+        return target(source), codegen
 
-@intrinsic
-def _bits_float32(typingctx, x):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.int32), codegen
+    return bitcast
 
 
-@intrinsic
-def _float64_bits(typingctx, x):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _bits_float64(typingctx, x):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(types.int64), codegen
+_float32_bits = _bitcast(types.float32, types.int32, ir.IntType(32))
+_bits_float32 = _bitcast(types.int32, types.float32, ir.FloatType())
+_float64_bits = _bitcast(types.float64, types.int64, ir.IntType(64))
+_bits_float64 = _bitcast(types.int64, types.float64, ir.DoubleType())
 
 
 @intrinsic
