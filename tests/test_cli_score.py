@@ -272,3 +272,33 @@ def test_console_script_exit_code_and_quiet_pipe(pool):
         check=False,
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_progress_bar_on_a_terminal(pool):
+    import os
+
+    tmp_path, paths, _, _ = pool
+    leader, follower = os.openpty()  # stderr is a terminal, as for a person at a shell
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "subsetsearch.cli", "score", *paths, "-f", "entropy", "-b", "5",
+             "-o", str(tmp_path / "s.csv")],
+            stdout=subprocess.PIPE, stderr=follower, text=True, check=False,
+        )  # fmt: skip
+        os.close(follower)
+        follower = None
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: everything has been read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if follower is not None:
+            os.close(follower)
+        os.close(leader)
+    assert done.returncode == 0
+    assert b"scoring members" in shown

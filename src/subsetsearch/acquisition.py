@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from subsetsearch.internal.kernels import entropy_of_mean
 from subsetsearch.stats import EnsembleStats
 
 __all__ = ["ACQUISITION_FUNCTIONS", "acquire"]
@@ -59,14 +58,13 @@ def acquire(stats: EnsembleStats, fn: str, labels: np.ndarray | None = None) -> 
     """
     if fn not in ACQUISITION_FUNCTIONS:
         raise ValueError(f"unknown acquisition function {fn!r}; choose one of: {', '.join(ACQUISITION_FUNCTIONS)}")
-    counts = stats.member_counts.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         if fn == "entropy":
-            return _entropy_of_mean(stats)
+            return stats.entropy_of_mean()
         if fn == "mutual_information":
             # >= 0 by Jensen; clip the last-bit rounding of the fixed-point sums
-            return np.maximum(_entropy_of_mean(stats) - stats.mean_member_entropy(), 0.0)
-        votes = stats.vote_counts
+            return np.maximum(stats.entropy_of_mean() - stats.mean_member_entropy(), 0.0)
+        votes, counts = stats.vote_counts, stats.member_counts
         if fn == "variation_ratios":
             return 1.0 - votes.max(axis=1) / counts
         labels = check_labels(labels, stats.num_samples, stats.num_classes)
@@ -85,9 +83,3 @@ def check_labels(labels: np.ndarray | None, num_samples: int, num_classes: int) 
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}")
     return labels.astype(np.int64, copy=False)
-
-
-def _entropy_of_mean(stats: EnsembleStats) -> np.ndarray:
-    scores = np.empty(stats.num_samples, dtype=np.float64)
-    entropy_of_mean(stats._sum_fixed, stats._counts, scores)
-    return scores

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from subsetsearch.internal.atomic import atomic_path
-from subsetsearch.internal.kernels import ENTROPY_SCALE, PROBABILITY_SCALE, accumulate
+from subsetsearch.internal.kernels import ENTROPY_SCALE, PROBABILITY_SCALE, accumulate, entropy_of_mean
 
 __all__ = ["EnsembleStats", "InvalidMemberError"]
 
@@ -257,6 +257,12 @@ class EnsembleStats:
         rows = slice(None) if rows is None else rows
         with np.errstate(invalid="ignore", divide="ignore"):
             return self._sum_fixed[rows] / (self._counts[rows, None] * PROBABILITY_SCALE)
+
+    def entropy_of_mean(self) -> np.ndarray:
+        """Entropy (nats) of the mean member probabilities, H[p̄], float64 (N,); NaN where no member."""
+        entropy = np.empty(self.num_samples, dtype=np.float64)
+        entropy_of_mean(self._sum_fixed, self._counts, entropy)
+        return entropy
 
     def mean_member_entropy(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
         """Mean over members of each member's entropy (nats), float64 (n,); NaN where no member."""

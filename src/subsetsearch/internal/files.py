@@ -48,16 +48,6 @@ def load_npy(path: str | os.PathLike, what: str, *, mmap: bool = False) -> np.nd
         raise InputError(f"{what} '{path}' could not be read ({error})") from None
 
 
-def load_indices(path: str | os.PathLike, num_samples: int, what: str) -> np.ndarray:
-    """A 1-D integer index array in [0, num_samples) from ``.npy``."""
-    indices = load_npy(path, what)
-    if indices.ndim != 1 or not (np.issubdtype(indices.dtype, np.integer) or indices.size == 0):
-        raise InputError(f"{what} '{path}' must be a 1-D array of integer indices, got {indices.shape} {indices.dtype}")
-    if indices.size and (indices.min() < 0 or indices.max() >= num_samples):
-        raise InputError(f"{what} '{path}' holds indices outside [0, {num_samples})")
-    return indices.astype(np.int64)
-
-
 def check_table_path(path: str | os.PathLike, option: str) -> Path:
     """InputError unless ``path`` ends in .csv or .parquet and is not a directory."""
     path = Path(path)

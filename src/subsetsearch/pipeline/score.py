@@ -20,12 +20,11 @@ from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, acquire, check_label
 from subsetsearch.internal.files import (
     InputError,
     check_table_path,
-    load_indices,
     load_npy,
     npy_header,
     write_tables,
 )
-from subsetsearch.selection import select
+from subsetsearch.selection import exclusion_mask, select
 from subsetsearch.stats import EnsembleStats, InvalidMemberError
 
 #: A resumable scoring job saves its statistics at most this often (seconds):
@@ -204,8 +203,14 @@ def score_files(
             raise InputError(f"labels file '{labels_path}': {error}") from None
     elif function == "error_count":
         raise InputError("--function error_count needs --labels y.npy (the pool's classes)")
-    exclude = None if exclude_path is None else load_indices(exclude_path, num_samples, "exclude file")
-    pool_size = num_samples - (0 if exclude is None else np.unique(exclude).size)
+    exclude = np.zeros(num_samples, dtype=bool)
+    if exclude_path is not None:
+        indices = load_npy(exclude_path, "exclude file")
+        try:
+            exclude = exclusion_mask(indices, num_samples)
+        except ValueError as error:
+            raise InputError(f"exclude file '{exclude_path}': {error}") from None
+    pool_size = num_samples - int(exclude.sum())
     k = parse_budget(budget, pool_size)
     if k > pool_size - int(skip_top * pool_size):
         raise InputError(
