@@ -123,18 +123,6 @@ def _load_overload(x):
     return lambda x: x
 
 
-def _order_bits(x):  # pragma: no cover - replaced by the overload inside compiled code
-    raise NotImplementedError
-
-
-@overload(_order_bits, inline="always")
-def _order_bits_overload(x):
-    # integers that order non-negative 16/32-bit floats as their values do
-    if x == types.uint16:
-        return lambda x: np.int32(x)
-    return lambda x: _float32_bits(x)
-
-
 def _vote_key(raw, c, num_classes):  # pragma: no cover - replaced by the overload inside compiled code
     raise NotImplementedError
 
@@ -143,9 +131,12 @@ def _vote_key(raw, c, num_classes):  # pragma: no cover - replaced by the overlo
 def _vote_key_overload(raw, c, num_classes):
     if raw == types.float64:
         return lambda raw, c, num_classes: _float64_bits(raw)
-    # 16/32-bit values: their order bits above the reversed class index, so the
-    # largest key is the largest value's lowest class (ties -> lowest class)
-    return lambda raw, c, num_classes: (np.int64(_order_bits(raw)) << 32) | (num_classes - 1 - c)
+    # 16/32-bit values: bits that order non-negative floats as their values do,
+    # above the reversed class index, so the largest key is the largest value's
+    # lowest class (ties -> lowest class)
+    if raw == types.uint16:  # float16 bits
+        return lambda raw, c, num_classes: (np.int64(raw) << 32) | (num_classes - 1 - c)
+    return lambda raw, c, num_classes: (np.int64(_float32_bits(raw)) << 32) | (num_classes - 1 - c)
 
 
 def _vote(top, row, num_classes):  # pragma: no cover - replaced by the overload inside compiled code
