@@ -230,6 +230,8 @@ def test_bad_exclude_and_outputs(pool, capsys):
         r"outside \[0, 120\)",
     )
     assert_clean_failure(*run([*base, "-o", str(tmp_path / "out.txt")], capsys), tmp_path, r"\.csv or \.parquet")
+    same = ["-o", str(tmp_path / "out.csv"), "--scores-out", str(tmp_path / "out.csv")]
+    assert_clean_failure(*run([*base, *same], capsys), tmp_path, "different files")
 
 
 def test_console_script_exit_code_and_quiet_pipe(pool):

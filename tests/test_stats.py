@@ -114,6 +114,19 @@ def test_chunks_in_any_order_equal_whole_members(n, c, m, data):
     assert_same_state(whole, chunked)
 
 
+def test_layout_of_the_input_does_not_matter():
+    rng = np.random.default_rng(9)
+    member = random_members(rng, 1, 60, 5)[0]
+    contiguous, fortran, strided = EnsembleStats(60, 5), EnsembleStats(60, 5), EnsembleStats(60, 5)
+    contiguous.update(member)
+    fortran.update(np.asfortranarray(member))
+    wide = np.zeros((60, 10), dtype=member.dtype)
+    wide[:, ::2] = member
+    strided.update(wide[:, ::2])  # every other column of a larger array
+    assert_same_state(contiguous, fortran)
+    assert_same_state(contiguous, strided)
+
+
 def test_slice_index_equals_array_index():
     rng = np.random.default_rng(2)
     member = random_members(rng, 1, 50, 4)[0]

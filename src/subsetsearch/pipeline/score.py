@@ -193,6 +193,8 @@ def score_files(
         raise InputError(f"--skip-top must be a fraction in [0, 1), got {skip_top}")
     out = check_table_path(out, "--out")
     scores_out = None if scores_out is None else check_table_path(scores_out, "--scores-out")
+    if scores_out is not None and scores_out.resolve() == out.resolve():
+        raise InputError(f"--out and --scores-out are both '{out}'; give them different files")
     num_samples, num_classes = member_shape(paths)
     labels = None
     if labels_path is not None:
