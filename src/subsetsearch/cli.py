@@ -77,7 +77,7 @@ def score(
     """Score ensemble member predictions and write the most informative subset."""
     from subsetsearch.pipeline.score import score_files, summary
 
-    with _member_progress(len(members)) as advance:
+    with _MemberProgress(len(members)) as advance:
         result = score_files(
             members,
             function=function,
@@ -96,7 +96,7 @@ def score(
     typer.echo(f"wrote {out}" + (f" and {scores_out}" if scores_out else ""))
 
 
-class _member_progress:
+class _MemberProgress:
     """A progress bar over members on a terminal's stderr; nothing in a pipe."""
 
     def __init__(self, total: int) -> None:
