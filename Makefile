@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+FASHION := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: test demo lint bench clean
@@ -17,12 +18,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@
 
-test: $(STAMP)
+# Fashion-MNIST, the built-in real dataset (Debian's package; no download at run time).
+$(FASHION):
+	@$(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q dataset-fashion-mnist; } || \
+		{ echo "could not install Debian's dataset-fashion-mnist; install it (sudo apt-get install dataset-fashion-mnist) and rerun"; exit 1; }
+
+test: $(STAMP) $(FASHION)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-demo: $(STAMP)
-	$(BIN)/python examples/digits_score_demo.py runs/demo-score
+demo: $(STAMP) $(FASHION)
+	$(BIN)/subsetsearch run configs/demo.yaml --run-dir runs/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""Command line: ``subsetsearch score ...`` (and the commands later issues add).
+"""Command line: ``subsetsearch run CONFIG.yaml`` and ``subsetsearch score ...``.
 
 No logic lives here: arguments go to ``subsetsearch.pipeline``; a bad input
 comes back as one line on stderr and exit code 2, never a traceback.
@@ -94,6 +94,26 @@ def score(
         )
     typer.echo(summary(result, function))
     typer.echo(f"wrote {out}" + (f" and {scores_out}" if scores_out else ""))
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="The search to run (see configs/demo.yaml).")],
+    run_dir: Annotated[
+        Path | None,
+        typer.Option("--run-dir", "-o", help="Run directory (default: run_dir in the config, else runs/<name>)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; only the summary.")] = False,
+) -> None:
+    """Run a whole subset search; on an existing run directory, resume it."""
+    from subsetsearch.pipeline.config import load_config
+    from subsetsearch.pipeline.progress import Reporter
+    from subsetsearch.pipeline.run import run_config, summary
+
+    settings = load_config(config)
+    with Reporter(quiet=quiet) as reporter:
+        result = run_config(settings, run_dir, reporter)
+    typer.echo(summary(result, settings))
 
 
 class _MemberProgress:

@@ -1,0 +1,218 @@
+"""The ``subsetsearch run`` config: YAML validated by pydantic, every error one line naming the key."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from subsetsearch.acquisition import ACQUISITION_FUNCTIONS
+from subsetsearch.internal.files import InputError
+from subsetsearch.train.settings import (
+    ModelConfig,
+    PatienceSchedule,
+    TrainConfig,
+    _Strict,
+)
+
+SCHEMES = ("build_up", "pretrain", "compress", "random", "full")
+
+
+class DataConfig(_Strict):
+    """Where the labeled set L and the test set come from."""
+
+    dataset: Literal["fashion_mnist", "digits", "arrays", "image_folder"] = "fashion_mnist"
+    path: Path | None = None  # fashion_mnist: folder of IDX files; arrays: .npz/.npy; image_folder: folder
+    labels: Path | None = None  # arrays given as .npy: the labels
+    test_path: Path | None = None  # arrays / image_folder: a separate test set
+    test_labels: Path | None = None
+    test_fraction: float = Field(0.2, gt=0, lt=1)  # held out as test set when there is no test split
+    validation_fraction: float = Field(0.0, ge=0, lt=0.5)  # held out of the pool for best-epoch / patience
+    limit: int | None = Field(None, gt=0)  # a seeded sample of the pool (small runs)
+    test_limit: int | None = Field(None, gt=0)
+    image_size: tuple[int, int] | None = None  # image_folder: resize to (height, width)
+
+    @model_validator(mode="after")
+    def _paths(self) -> DataConfig:
+        if self.dataset in ("arrays", "image_folder") and self.path is None:
+            raise ValueError(f"data.path is required for dataset '{self.dataset}'")
+        if self.dataset == "digits" and self.path is not None:
+            raise ValueError("data.path is not used by the built-in digits; remove it")
+        return self
+
+
+class EnsembleConfig(_Strict):
+    """The acquisition ensemble: ``seeds`` (best epoch of each of ``runs`` runs), ``checkpoints``
+    (epochs start..stop step of one run), ``combined`` (those checkpoints of every run)."""
+
+    kind: Literal["seeds", "checkpoints", "combined"] = "checkpoints"
+    runs: int = Field(1, gt=0)
+    start: int | None = Field(None, gt=0)  # first checkpoint epoch (1-based); default: the last epoch
+    stop: int | None = Field(None, gt=0)  # last checkpoint epoch, inclusive; default: the last epoch
+    step: int = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> EnsembleConfig:
+        if self.kind == "checkpoints" and self.runs != 1:
+            raise ValueError("ensemble.runs: a 'checkpoints' ensemble uses one run; use kind 'combined' for several")
+        if self.start is not None and self.stop is not None and self.start > self.stop:
+            raise ValueError(f"ensemble.start ({self.start}) is after ensemble.stop ({self.stop})")
+        return self
+
+
+class SearchConfig(_Strict):
+    scheme: Literal["build_up", "pretrain", "compress", "random", "full"] = "build_up"
+    function: str = "mutual_information"
+    # fractions of the pool (<= 1) or counts (> 1)
+    budgets: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [0.125, 0.25, 0.5])
+    skip_top: float = Field(0.0, ge=0, lt=1)  # outliers: the top fraction of scores set aside
+    finetune_lr: float | None = Field(None, gt=0)  # pretrain: the subset model's rate (default train.lr / 10)
+
+    @field_validator("function")
+    @classmethod
+    def _function(cls, name: str) -> str:
+        if name not in ACQUISITION_FUNCTIONS:
+            raise ValueError(f"unknown acquisition function '{name}'; choose one of {', '.join(ACQUISITION_FUNCTIONS)}")
+        return name
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, budgets: list[float]) -> list[float]:
+        if not budgets:
+            raise ValueError("give at least one budget")
+        for a, b in itertools.pairwise(budgets):
+            if b <= a and not (a <= 1 < b):
+                raise ValueError(f"the budget schedule must grow, but {b:g} follows {a:g}")
+        for b in budgets:
+            if b > 1 and b != int(b):
+                raise ValueError(f"budget {b:g} is neither a fraction (<= 1) nor a whole count")
+        return budgets
+
+    @model_validator(mode="after")
+    def _scheme(self) -> SearchConfig:
+        if self.scheme == "build_up" and len(self.budgets) < 2:
+            raise ValueError(
+                "search.budgets: build_up needs a random start and at least one acquisition step, e.g. [0.125, 0.25]"
+            )
+        return self
+
+
+class SubsetModelConfig(_Strict):
+    """The model(s) trained on the final subset; several make an ensemble of subset models."""
+
+    models: int = Field(1, gt=0)
+    steps: Literal["final", "all"] = "final"  # all: a subset model (and baselines) for every step's subset
+    model: ModelConfig | None = None  # default: the acquisition model
+    train: TrainConfig | None = None  # default: the acquisition training
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    seed: int = 0
+    run_dir: Path | None = None  # default: runs/<name>
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    ensemble: EnsembleConfig = EnsembleConfig()
+    search: SearchConfig = SearchConfig()
+    subset_model: SubsetModelConfig = SubsetModelConfig()
+    # baselines trained beside the subset model
+    compare: list[Literal["random", "full"]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross(self) -> RunConfig:
+        epochs = self.train.epochs
+        for key in ("start", "stop"):
+            value = getattr(self.ensemble, key)
+            if value is not None and value > epochs:
+                raise ValueError(f"ensemble.{key}: epoch {value} is past train.epochs ({epochs})")
+        needs_validation = isinstance(self.train.schedule, PatienceSchedule) or (
+            self.subset_model.train is not None and isinstance(self.subset_model.train.schedule, PatienceSchedule)
+        )
+        if needs_validation and self.data.validation_fraction == 0:
+            raise ValueError(
+                "train.schedule: the patience schedule needs a validation set; set data.validation_fraction (e.g. 0.1)"
+            )
+        if len(set(self.compare)) != len(self.compare):
+            raise ValueError("compare lists a baseline twice")
+        return self
+
+    def checkpoint_epochs(self) -> list[int]:
+        """Epochs (1-based) whose checkpoints are ensemble members (one run for 'checkpoints')."""
+        last = self.train.epochs
+        start = self.ensemble.start if self.ensemble.start is not None else last
+        stop = self.ensemble.stop if self.ensemble.stop is not None else last
+        return list(range(start, stop + 1, self.ensemble.step))
+
+    def subset_model_config(self) -> ModelConfig:
+        return self.subset_model.model or self.model
+
+    def subset_train_config(self) -> TrainConfig:
+        return self.subset_model.train or self.train
+
+    def resolved_run_dir(self) -> Path:
+        return self.run_dir if self.run_dir is not None else Path("runs") / self.name
+
+
+def _key(loc: tuple) -> str:
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if i > 0 and loc[i - 1] == "schedule" and item in ("milestones", "patience"):
+            continue  # the union's tag, not a key the user wrote
+        parts.append(f"[{item}]" if isinstance(item, int) else ("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = _key(first["loc"])
+    kind, message = first["type"], first["msg"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key; remove it or check its spelling"
+    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
+        return f"{key}.kind: must be 'milestones' or 'patience'"
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    got = first.get("input")
+    shown = "" if isinstance(got, dict | list) or kind.startswith("value_error") else f" (got {got!r})"
+    if not key or message.startswith(key):  # a model-level check names its keys itself
+        return f"{message}{shown}"
+    return f"{key}: {message}{shown}"
+
+
+def parse_config(data: object, source: str = "config") -> RunConfig:
+    """Validate a parsed YAML mapping; InputError with one line naming the key otherwise."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: the top level must be a mapping of keys (data:, model:, train:, ...)")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise InputError(f"{source}: {_one_line(error)}") from None
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Read and validate a YAML run config."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config '{path}' not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise InputError(f"{path}: not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file; give a YAML config") from None
+    return parse_config(data, str(path))
+
+
+def dump_config(config: RunConfig) -> dict:
+    """The resolved config as plain YAML-able data (every default filled in)."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,611 @@
+"""``subsetsearch run``: the whole subset search of one config, in a resumable run directory.
+
+Layout (see DESIGN.md)::
+
+    RUN_DIR/config.yaml                   resolved config, package version
+    RUN_DIR/iter_NN/members/run_R/        the acquisition ensemble's training runs (checkpoints)
+    RUN_DIR/iter_NN/stats.npz             ensemble statistics over the scored rows, with their members
+    RUN_DIR/iter_NN/subset.parquet        the subset after step NN: index, multiplicity, score, iteration
+    RUN_DIR/iter_NN/metrics.json          sizes, ensemble accuracy, seconds of the step
+    RUN_DIR/models/VARIANT/model_K/       subset models (VARIANT: the scheme, random, full)
+    RUN_DIR/subset.parquet                the final subset
+    RUN_DIR/metrics.json                  test accuracy of every variant, cost of the search
+
+Every file is written atomically and every step checks for its output first, so a run killed at
+any moment and started again continues to the same final subset.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from subsetsearch import __version__
+from subsetsearch.acquisition import acquire
+from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.internal.files import InputError
+from subsetsearch.pipeline.config import RunConfig, dump_config
+from subsetsearch.pipeline.progress import Reporter
+from subsetsearch.selection import select
+from subsetsearch.stats import EnsembleStats
+from subsetsearch.train import data as datasets
+
+#: Statistics of an iteration are saved after every member when they are this small
+#: (elements N·C); larger ones at most every STATE_SAVE_INTERVAL_S seconds.
+SAVE_EVERY_MEMBER_ELEMENTS = 1 << 24
+STATE_SAVE_INTERVAL_S = 30.0
+
+# Purposes of derived seeds: one stream per use, so no two uses share random numbers.
+_SEED_DATA, _SEED_START, _SEED_ENSEMBLE, _SEED_SELECT, _SEED_SUBSET_MODEL, _SEED_BASELINE = range(6)
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from the config seed and the purpose/iteration/run numbers."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
+
+
+@dataclass
+class Subset:
+    """A multiset of pool rows in the order they were chosen."""
+
+    index: np.ndarray  # int64 [k] distinct rows
+    multiplicity: np.ndarray  # int64 [k]
+    score: np.ndarray  # float64 [k]; NaN where chosen at random
+    iteration: np.ndarray  # int64 [k]
+
+    @classmethod
+    def empty(cls) -> Subset:
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
+
+    def add(self, rows: np.ndarray, scores: np.ndarray, iteration: int) -> Subset:
+        rows = np.asarray(rows, dtype=np.int64)
+        return Subset(
+            np.concatenate([self.index, rows]),
+            np.concatenate([self.multiplicity, np.ones(len(rows), np.int64)]),
+            np.concatenate([self.score, np.asarray(scores, dtype=np.float64)]),
+            np.concatenate([self.iteration, np.full(len(rows), iteration, np.int64)]),
+        )
+
+    @property
+    def size(self) -> int:
+        return int(self.multiplicity.sum())
+
+    def training_rows(self) -> np.ndarray:
+        """Rows repeated by their multiplicity: what the trainer samples from."""
+        return np.repeat(self.index, self.multiplicity)
+
+    def write(self, path: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table(
+            {"index": self.index, "multiplicity": self.multiplicity, "score": self.score, "iteration": self.iteration}
+        )
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+
+    @classmethod
+    def read(cls, path: Path) -> Subset:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        return cls(*(table[name].to_numpy() for name in ("index", "multiplicity", "score", "iteration")))
+
+
+@dataclass
+class Variant:
+    """Test results of the models trained on one subset."""
+
+    name: str
+    size: int
+    unique: int
+    accuracies: list[float]
+    ensemble_accuracy: float
+    train_seconds: list[float]
+
+    def to_json(self) -> dict:
+        return {
+            "subset_size": self.size,
+            "unique_samples": self.unique,
+            "test_accuracy": self.accuracies,
+            "test_accuracy_mean": float(np.mean(self.accuracies)),
+            "test_accuracy_std": float(np.std(self.accuracies)),
+            "ensemble_test_accuracy": self.ensemble_accuracy,
+            "train_seconds": self.train_seconds,
+        }
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    subset: Subset
+    pool_size: int
+    variants: list[Variant]
+    search_seconds: float
+    steps: list[dict] = field(default_factory=list)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def budget_counts(budgets: list[float], pool_size: int) -> list[int]:
+    """Budgets (fractions <= 1 or counts > 1) as sample counts; InputError if one exceeds the pool or
+    the counts do not grow."""
+    counts = []
+    for b in budgets:
+        k = max(1, round(b * pool_size)) if b <= 1 else int(b)
+        if k > pool_size:
+            raise InputError(f"search.budgets: {int(b)} exceeds the pool ({pool_size} samples); lower it")
+        counts.append(k)
+    for a, b in itertools.pairwise(counts):
+        if b <= a:
+            raise InputError(
+                f"search.budgets: on a pool of {pool_size} samples the schedule {budgets} gives {counts} samples, "
+                "which does not grow; space the budgets further apart"
+            )
+    return counts
+
+
+def load_splits(config: RunConfig) -> datasets.Splits:
+    """The pool, validation and test sets a config asks for."""
+    cfg = config.data
+    seed = derive_seed(config.seed, _SEED_DATA)
+    test: datasets.LabeledImages | None = None
+    if cfg.dataset == "fashion_mnist":
+        train, test = datasets.load_fashion_mnist(cfg.path)
+        name = "fashion_mnist"
+    elif cfg.dataset == "digits":
+        train, name = datasets.load_digits_images(), "digits"
+    elif cfg.dataset == "arrays":
+        train, name = datasets.load_arrays(cfg.path, cfg.labels), str(cfg.path)
+        if cfg.test_path is not None:
+            test = datasets.load_arrays(cfg.test_path, cfg.test_labels)
+    else:
+        train, _ = datasets.load_image_folder(cfg.path, cfg.image_size)
+        name = str(cfg.path)
+        if cfg.test_path is not None:
+            test, _ = datasets.load_image_folder(cfg.test_path, cfg.image_size)
+    if test is None:
+        rest, held = datasets.stratified_split(train.y, cfg.test_fraction, seed)
+        train, test = train.take(rest), train.take(held)
+    if test.x.shape[1:] != train.x.shape[1:]:
+        raise InputError(f"test images are {test.x.shape[1:]} but training images {train.x.shape[1:]}; give one size")
+    train = datasets.subsample(train, cfg.limit, seed + 1)
+    test = datasets.subsample(test, cfg.test_limit, seed + 2)
+    validation = datasets.LabeledImages(train.x[:0], train.y[:0])
+    if cfg.validation_fraction > 0:
+        rest, held = datasets.stratified_split(train.y, cfg.validation_fraction, seed + 3)
+        train, validation = train.take(rest), train.take(held)
+    num_classes = int(max(train.y.max(), test.y.max())) + 1
+    if len(np.unique(train.y)) < 2:
+        raise InputError(f"the pool of {name} holds a single class; give at least two")
+    return datasets.Splits(name, train, validation, test, num_classes)
+
+
+class Search:
+    """One run of a config in a run directory (see the module docstring)."""
+
+    def __init__(self, config: RunConfig, run_dir: Path | None = None, reporter: Reporter | None = None) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else config.resolved_run_dir()
+        self.reporter = reporter or Reporter(quiet=True)
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def _claim_run_dir(self) -> None:
+        import yaml
+
+        resolved = dump_config(self.config)
+        resolved.pop("run_dir", None)
+        path = self.run_dir / "config.yaml"
+        if path.is_file():
+            try:
+                previous = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError:
+                previous = {}
+            previous.pop("subsetsearch_version", None)
+            previous.pop("run_dir", None)
+            if previous != resolved:
+                key = _first_difference(previous, resolved)
+                raise InputError(
+                    f"run directory '{self.run_dir}' holds a run of another config ({key} differs); "
+                    "give another --run-dir, or delete that directory to start over"
+                )
+            for stale in self.run_dir.rglob(".*.tmp"):  # half-written files of a killed run
+                stale.unlink(missing_ok=True)
+            self.reporter.line(f"resuming {self.run_dir}")
+            return
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise InputError(f"'{self.run_dir}' exists and is not a subsetsearch run directory; give another --run-dir")
+        with atomic_path(path) as tmp:
+            tmp.write_text(yaml.safe_dump({**resolved, "subsetsearch_version": __version__}, sort_keys=False))
+
+    def _prepare(self) -> None:
+        from subsetsearch.train import trainer
+
+        trainer.tune_malloc()
+        trainer.set_threads(self.config.train.threads)
+        self.splits = load_splits(self.config)
+        pool = self.splits.pool
+        self.device = trainer.resolve_device(self.config.train.device)
+        mean, std = trainer.channel_stats(pool.x)
+        build = trainer.TensorData.build
+        self.pool = build(pool.x, pool.y, mean, std, self.device)
+        self.validation = (
+            build(self.splits.validation.x, self.splits.validation.y, mean, std, self.device)
+            if len(self.splits.validation)
+            else None
+        )
+        self.test = build(self.splits.test.x, self.splits.test.y, mean, std, self.device)
+        c = pool.x.shape[1]
+        self.acq_net = trainer.Network(self.config.model, self.config.train, c, self.splits.num_classes, self.device)
+        self.subset_net = trainer.Network(
+            self.config.subset_model_config(),
+            self.config.subset_train_config(),
+            c,
+            self.splits.num_classes,
+            self.device,
+        )
+        self.counts = budget_counts(self.config.search.budgets, len(pool))
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        self._claim_run_dir()
+        self._prepare()
+        n = len(self.pool)
+        cfg = self.config
+        self.reporter.line(
+            f"{cfg.search.scheme} on {self.splits.name}: pool {n}, test {len(self.test)}, "
+            f"budgets {self.counts}, {cfg.model.name} on {self.device}"
+        )
+        started = time.perf_counter()
+        scheme = cfg.search.scheme
+        subsets = {
+            "build_up": self._build_up,
+            "pretrain": self._from_full_ensemble,
+            "compress": self._from_full_ensemble,
+            "random": self._random,
+            "full": self._full,
+        }[scheme]()
+        search_seconds = self._search_seconds()
+        final = subsets[-1]
+        final.write(self.run_dir / "subset.parquet")
+        last = len(subsets) - 1
+        if cfg.subset_model.steps == "all":  # every acquired subset (build_up's random start is a baseline)
+            evaluated = [i for i in range(len(subsets)) if scheme != "build_up" or i > 0]
+        else:
+            evaluated = [last]
+        variants = []
+        for i in evaluated:
+            suffix = "" if i == last else f"@iter_{i:02d}"
+            variants.append(self._evaluate(scheme + suffix, subsets[i], pretrained=scheme == "pretrain"))
+            if "random" in cfg.compare and scheme != "random":
+                variants.append(self._evaluate("random" + suffix, self._baseline_subset("random", subsets[i].size)))
+        if "full" in cfg.compare and scheme != "full":
+            variants.append(self._evaluate("full", self._baseline_subset("full", len(self.pool))))
+        steps = [json.loads((d / "metrics.json").read_text()) for d in self._iteration_dirs()]
+        result = RunResult(self.run_dir, final, n, variants, search_seconds, steps)
+        _write_json(
+            self.run_dir / "metrics.json",
+            {
+                "scheme": scheme,
+                "function": cfg.search.function,
+                "pool_size": n,
+                "test_size": len(self.test),
+                "subset_size": final.size,
+                "unique_samples": len(final.index),
+                "search_seconds": search_seconds,
+                "wall_seconds_this_session": time.perf_counter() - started,
+                "variants": {v.name: v.to_json() for v in variants},
+                "steps": steps,
+            },
+        )
+        return result
+
+    def _iteration_dirs(self) -> list[Path]:
+        return sorted(p for p in self.run_dir.glob("iter_*") if (p / "metrics.json").is_file())
+
+    def _search_seconds(self) -> float:
+        total = 0.0
+        for d in self._iteration_dirs():
+            metrics = json.loads((d / "metrics.json").read_text())
+            total += metrics.get("train_seconds", 0.0) + metrics.get("score_seconds", 0.0)
+        return total
+
+    def _iter_dir(self, i: int) -> Path:
+        return self.run_dir / f"iter_{i:02d}"
+
+    def _finish_step(self, i: int, subset: Subset, extra: dict) -> Subset:
+        folder = self._iter_dir(i)
+        subset.write(folder / "subset.parquet")
+        added = int(np.sum(subset.iteration == i))
+        _write_json(
+            folder / "metrics.json",
+            {"iteration": i, "subset_size": subset.size, "unique_samples": len(subset.index), "added": added, **extra},
+        )
+        self.reporter.line(f"step {i}: subset {subset.size} samples ({added} added)")
+        return subset
+
+    def _done_step(self, i: int) -> Subset | None:
+        folder = self._iter_dir(i)
+        if (folder / "metrics.json").is_file() and (folder / "subset.parquet").is_file():
+            return Subset.read(folder / "subset.parquet")
+        return None
+
+    def _permutation(self, purpose: int) -> np.ndarray:
+        return np.random.default_rng(derive_seed(self.config.seed, purpose)).permutation(len(self.pool))
+
+    def _random(self) -> list[Subset]:
+        order = self._permutation(_SEED_START)
+        subsets: list[Subset] = []
+        previous = 0
+        subset = Subset.empty()
+        for i, k in enumerate(self.counts):
+            done = self._done_step(i)
+            subset = (
+                done
+                if done is not None
+                else self._finish_step(
+                    i, subset.add(order[previous:k], np.full(k - previous, np.nan), i), {"kind": "random"}
+                )
+            )
+            subsets.append(subset)
+            previous = k
+        return subsets
+
+    def _full(self) -> list[Subset]:
+        done = self._done_step(0)
+        if done is None:
+            n = len(self.pool)
+            done = self._finish_step(0, Subset.empty().add(np.arange(n), np.full(n, np.nan), 0), {"kind": "full"})
+        return [done]
+
+    def _build_up(self) -> list[Subset]:
+        order = self._permutation(_SEED_START)
+        subsets: list[Subset] = []
+        subset = self._done_step(0) or self._finish_step(
+            0, Subset.empty().add(order[: self.counts[0]], np.full(self.counts[0], np.nan), 0), {"kind": "random start"}
+        )
+        subsets.append(subset)
+        for i in range(1, len(self.counts)):
+            done = self._done_step(i)
+            if done is not None:
+                subset = done
+            else:
+                selected = np.zeros(len(self.pool), bool)
+                selected[subset.index] = True
+                candidates = np.flatnonzero(~selected)
+                train_s, stats, ens = self._ensemble(i, subset.training_rows(), candidates)
+                scores = self._scores(stats)
+                score_s = ens.pop("score_seconds")
+                chosen = select(
+                    scores,
+                    self.counts[i] - subset.size,
+                    exclude=selected,
+                    skip_top=self.config.search.skip_top,
+                    seed=derive_seed(self.config.seed, _SEED_SELECT, i),
+                )
+                subset = self._finish_step(
+                    i,
+                    subset.add(chosen, scores[chosen], i),
+                    {
+                        "kind": "acquisition",
+                        "trained_on": subset.size,
+                        "scored": len(candidates),
+                        "train_seconds": train_s,
+                        "score_seconds": score_s,
+                        **ens,
+                    },
+                )
+            subsets.append(subset)
+        return subsets
+
+    def _from_full_ensemble(self) -> list[Subset]:
+        n = len(self.pool)
+        subsets: list[Subset] = []
+        scores = None
+        extra: dict = {}
+        for i, k in enumerate(self.counts):
+            done = self._done_step(i)
+            if done is not None:
+                subsets.append(done)
+                continue
+            if scores is None:
+                train_s, stats, ens = self._ensemble(0, np.arange(n), np.arange(n))
+                scores = self._scores(stats)
+                extra = {"train_seconds": train_s, **ens}
+            chosen = select(
+                scores, k, skip_top=self.config.search.skip_top, seed=derive_seed(self.config.seed, _SEED_SELECT, 0)
+            )
+            step_extra = {"kind": "acquisition", "trained_on": n, "scored": n}
+            if i == 0:
+                step_extra.update(extra)  # the ensemble's cost is counted once
+            else:
+                step_extra["score_seconds"] = 0.0
+            subsets.append(self._finish_step(i, Subset.empty().add(chosen, scores[chosen], i), step_extra))
+        return subsets
+
+    def _scores(self, stats: EnsembleStats) -> np.ndarray:
+        labels = self.splits.pool.y if self.config.search.function == "error_count" else None
+        return acquire(stats, self.config.search.function, labels=labels)
+
+    # -- ensembles ------------------------------------------------------------------------------
+
+    def _member_files(self, i: int) -> list[tuple[str, Path, int]]:
+        """(member name, checkpoint path, run) of iteration i's acquisition ensemble."""
+        ens = self.config.ensemble
+        members_dir = self._iter_dir(i) / "members"
+        files = []
+        for r in range(ens.runs):
+            run_dir = members_dir / f"run_{r}"
+            if ens.kind == "seeds":
+                files.append((f"run_{r}/best", run_dir / "best.safetensors", r))
+                continue
+            record = json.loads((run_dir / "done.json").read_text())
+            last = record["history"][-1]["epoch"]
+            epochs = [e for e in self.config.checkpoint_epochs() if e <= last]
+            if not epochs:
+                raise InputError(
+                    f"ensemble: run {r} of step {i} stopped at epoch {last} (patience schedule), before the first "
+                    f"checkpoint epoch {self.config.checkpoint_epochs()[0]}; lower ensemble.start"
+                )
+            files += [(f"run_{r}/epoch_{e:03d}", run_dir / f"epoch_{e:03d}.safetensors", r) for e in epochs]
+        return files
+
+    def _ensemble(self, i: int, train_rows: np.ndarray, score_rows: np.ndarray) -> tuple[float, EnsembleStats, dict]:
+        """Train iteration i's acquisition ensemble on ``train_rows``; score ``score_rows`` into EnsembleStats."""
+        from subsetsearch.train import trainer
+
+        cfg = self.config
+        ens = cfg.ensemble
+        members_dir = self._iter_dir(i) / "members"
+        save_epochs = frozenset(cfg.checkpoint_epochs()) if ens.kind != "seeds" else frozenset()
+        train_seconds = 0.0
+        for r in range(ens.runs):
+            self.reporter.line(f"step {i}: training acquisition run {r + 1}/{ens.runs} on {len(train_rows)} samples")
+            record = trainer.train_run(
+                members_dir / f"run_{r}",
+                self.acq_net,
+                self.pool,
+                train_rows,
+                seed=derive_seed(cfg.seed, _SEED_ENSEMBLE, i, r),
+                validation=self.validation,
+                save_epochs=save_epochs,
+                keep_best=ens.kind == "seeds",
+                progress=self.reporter.bar(f"step {i} run {r + 1}/{ens.runs}"),
+            )
+            train_seconds += record.seconds
+        members = self._member_files(i)
+        stats_path = self._iter_dir(i) / "stats.npz"
+        n, c = len(self.pool), self.splits.num_classes
+        stats = EnsembleStats.load(stats_path) if stats_path.is_file() else EnsembleStats(n, c)
+        held = set(stats.metadata.get("members", []))
+        score_seconds = float(stats.metadata.get("seconds", 0.0))
+        every_member = n * c <= SAVE_EVERY_MEMBER_ELEMENTS
+        last_save = time.perf_counter()
+        todo = [m for m in members if m[0] not in held]
+        if todo:
+            self.reporter.line(f"step {i}: scoring {len(score_rows)} samples with {len(members)} members")
+        net = self.acq_net.build(0)
+        for j, (name, path, _) in enumerate(todo):
+            started = time.perf_counter()
+            trainer.load_weights(net, path)
+            probs = trainer.predict(
+                self.acq_net,
+                net,
+                self.pool,
+                score_rows,
+                progress=self.reporter.bar(f"step {i} member {j + 1}/{len(todo)}"),
+            )
+            stats.update(probs, index=score_rows)
+            score_seconds += time.perf_counter() - started
+            stats.metadata = {"members": [*stats.metadata.get("members", []), name], "seconds": score_seconds}
+            if every_member or time.perf_counter() - last_save > STATE_SAVE_INTERVAL_S or j == len(todo) - 1:
+                stats.save(stats_path)
+                last_save = time.perf_counter()
+        if not todo and not stats_path.is_file():
+            stats.save(stats_path)
+        summary = {"ensemble": ens.kind, "members": len(members), "score_seconds": score_seconds}
+        return train_seconds, stats, summary
+
+    # -- subset models --------------------------------------------------------------------------
+
+    def _baseline_subset(self, name: str, size: int) -> Subset:
+        n = len(self.pool)
+        if name == "full":
+            return Subset.empty().add(np.arange(n), np.full(n, np.nan), 0)
+        rows = self._permutation(_SEED_BASELINE)[:size]
+        return Subset.empty().add(rows, np.full(size, np.nan), 0)
+
+    def _evaluate(self, name: str, subset: Subset, pretrained: bool = False) -> Variant:
+        from subsetsearch.train import trainer
+
+        cfg = self.config
+        folder = self.run_dir / "models" / name
+        accuracies, seconds, probs_sum = [], [], None
+        test_y = self.splits.test.y
+        net = self.subset_net
+        for k in range(cfg.subset_model.models):
+            model_dir = folder / f"model_{k}"
+            init, lr = None, None
+            if pretrained:
+                member_files = self._member_files(0)
+                runs = sorted({r for _, _, r in member_files})
+                run = runs[k % len(runs)]
+                init = [p for _, p, r in member_files if r == run][-1]
+                lr = cfg.search.finetune_lr or net.train.lr / 10
+            self.reporter.line(
+                f"{name}: training subset model {k + 1}/{cfg.subset_model.models} on {subset.size} samples"
+            )
+            record = trainer.train_run(
+                model_dir,
+                net,
+                self.pool,
+                subset.training_rows(),
+                seed=derive_seed(cfg.seed, _SEED_SUBSET_MODEL, k),
+                validation=self.validation,
+                init_from=init,
+                lr=lr,
+                save_last=True,
+                progress=self.reporter.bar(f"{name} model {k + 1}"),
+            )
+            probs_path = model_dir / "test_probs.npy"
+            if probs_path.is_file():
+                probs = np.load(probs_path)
+            else:
+                model = net.build(0)
+                trainer.load_weights(model, model_dir / "last.safetensors")
+                probs = trainer.predict(net, model, self.test)
+                with atomic_path(probs_path) as tmp, open(tmp, "wb") as handle:
+                    np.save(handle, probs)
+            accuracies.append(trainer.accuracy(probs, test_y))
+            seconds.append(record.seconds)
+            probs_sum = probs.astype(np.float64) if probs_sum is None else probs_sum + probs
+        ensemble = trainer.accuracy(probs_sum, test_y)
+        variant = Variant(name, subset.size, len(subset.index), accuracies, ensemble, seconds)
+        self.reporter.line(
+            f"{name}: test accuracy {100 * np.mean(accuracies):.2f}%"
+            + (f" (ensemble of {len(accuracies)}: {100 * ensemble:.2f}%)" if len(accuracies) > 1 else "")
+        )
+        return variant
+
+
+def _first_difference(a: object, b: object, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
+    return prefix or "the config"
+
+
+def summary(result: RunResult, config: RunConfig) -> str:
+    """One screen: what was searched, the subset, and test accuracy of every variant."""
+    lines = [
+        f"run directory   {result.run_dir}",
+        f"scheme          {config.search.scheme} ({config.search.function}, ensemble {config.ensemble.kind})",
+        f"subset          {result.subset.size} of {result.pool_size} samples "
+        f"({100 * result.subset.size / result.pool_size:.1f}%, {len(result.subset.index)} unique)"
+        f" -> {result.run_dir / 'subset.parquet'}",
+        f"search cost     {result.search_seconds:.1f} s (ensemble training + scoring)",
+        "",
+        f"{'subset model':<14}{'samples':>9}{'test accuracy':>22}{'ensemble':>10}{'train s':>9}",
+    ]
+    for v in result.variants:
+        mean, std = 100 * np.mean(v.accuracies), 100 * np.std(v.accuracies)
+        spread = f"{mean:.2f}% ± {std:.2f}" if len(v.accuracies) > 1 else f"{mean:.2f}%"
+        ensemble = f"{100 * v.ensemble_accuracy:.2f}%" if len(v.accuracies) > 1 else "-"
+        lines.append(f"{v.name:<14}{v.size:>9}{spread:>22}{ensemble:>10}{np.mean(v.train_seconds):>9.1f}")
+    return "\n".join(lines)
+
+
+def run_config(config: RunConfig, run_dir: Path | None = None, reporter: Reporter | None = None) -> RunResult:
+    """Run (or resume) the search a config describes."""
+    return Search(config, run_dir, reporter).run()

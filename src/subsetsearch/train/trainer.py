@@ -1,0 +1,383 @@
+"""Training and inference with PyTorch: seeded, resumable after a kill at any moment.
+
+A training run lives in one folder::
+
+    state.safetensors     weights + momentum after the last finished epoch, with the
+                          schedule and history in its metadata (one file: atomic)
+    epoch_005.safetensors a checkpoint the ensemble asked for
+    best.safetensors      the epoch with the best validation accuracy (seeds ensembles)
+    last.safetensors      the final weights (subset models)
+    done.json             written last: the run's history
+
+Every epoch draws its order and augmentation from generators seeded by (seed, epoch), so a
+run resumed from ``state.safetensors`` continues bit for bit as if never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.train.models import build_model
+from subsetsearch.train.settings import ModelConfig, PatienceSchedule, TrainConfig
+
+#: progress(what, done, total): called after each batch of training or inference.
+ProgressFn = Callable[[str, int, int], None]
+INFERENCE_BATCH = 1024
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from subsetsearch.internal.files import InputError
+
+        raise InputError(f"train.device is '{name}' but CUDA is not available here; use 'auto' or 'cpu'")
+    return device
+
+
+def _cpu_has_fast_bf16() -> bool:
+    # On AVX2-only CPUs bf16 autocast was ~10x slower than fp32 for cnn_small (measured here).
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(config: TrainConfig, device: torch.device) -> bool:
+    if config.precision != "auto":
+        return config.precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return _cpu_has_fast_bf16()
+
+
+@dataclass
+class TensorData:
+    """Images and labels as tensors on the training device, with the pool's per-channel mean/std."""
+
+    x: torch.Tensor  # [N, c, H, W] uint8 or float32
+    y: torch.Tensor  # [N] int64
+    mean: torch.Tensor  # [1, c, 1, 1] float32
+    std: torch.Tensor
+
+    @classmethod
+    def build(cls, x: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device) -> TensorData:
+        shape = (1, -1, 1, 1)
+        return cls(
+            torch.from_numpy(np.ascontiguousarray(x)).to(device),
+            torch.from_numpy(np.ascontiguousarray(y)).to(device),
+            torch.as_tensor(mean, dtype=torch.float32, device=device).reshape(shape),
+            torch.as_tensor(std, dtype=torch.float32, device=device).reshape(shape),
+        )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of images [N, c, H, W] (std floored at 1e-6)."""
+    mean = np.zeros(x.shape[1])
+    square = np.zeros(x.shape[1])
+    for start in range(0, len(x), 4096):  # float64 sums in chunks: no full-size float copy
+        chunk = x[start : start + 4096].astype(np.float64)
+        mean += chunk.sum(axis=(0, 2, 3))
+        square += (chunk**2).sum(axis=(0, 2, 3))
+    count = max(1, len(x) * x.shape[2] * x.shape[3])
+    mean /= count
+    std = np.sqrt(np.maximum(square / count - mean**2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Network:
+    """How to build and run one model: architecture, training settings, data shape."""
+
+    model: ModelConfig
+    train: TrainConfig
+    in_channels: int
+    num_classes: int
+    device: torch.device
+
+    def build(self, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        net = build_model(self.model.name, self.in_channels, self.num_classes, self.model.width).to(self.device)
+        if self.train.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        return net
+
+    @property
+    def bf16(self) -> bool:
+        return use_bf16(self.train, self.device)
+
+    def inputs(self, data: TensorData, x: torch.Tensor) -> torch.Tensor:
+        out = (x.float() - data.mean) / data.std
+        return out.contiguous(memory_format=torch.channels_last) if self.train.channels_last else out
+
+
+def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random crop of each image padded by ``padding`` zeros, and a random horizontal flip."""
+    b, _, h, w = x.shape
+    if padding > 0:
+        padded = F.pad(x, (padding, padding, padding, padding))
+        dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
+        dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        x = padded[batch, channel, rows, cols]
+    if flip:
+        mask = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+def epoch_order(rows: np.ndarray, seed: int, epoch: int, batch_size: int) -> np.ndarray:
+    """The order in which an epoch visits ``rows``: a permutation seeded by (seed, epoch), in which a
+    row listed k times (multiplicity k) appears k times. A last batch of one is dropped (batch norm
+    cannot train on it).
+    """
+    order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
+    return order[:-1] if len(order) % batch_size == 1 else order
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
+
+
+@dataclass
+class RunRecord:
+    """A finished training run: per-epoch history and where its best epoch is."""
+
+    history: list[dict]
+    best_epoch: int
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"history": self.history, "best_epoch": self.best_epoch, "seconds": self.seconds}
+
+
+def _save_model(net: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def load_weights(net: nn.Module, path: Path) -> None:
+    state = load_file(str(path), device=str(next(net.parameters()).device))
+    net.load_state_dict(state)
+
+
+def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    with safe_open(str(path), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["state"])
+    return load_file(str(path)), meta
+
+
+def train_run(
+    folder: Path,
+    network: Network,
+    data: TensorData,
+    rows: np.ndarray,
+    *,
+    seed: int,
+    validation: TensorData | None = None,
+    save_epochs: frozenset[int] = frozenset(),
+    keep_best: bool = False,
+    save_last: bool = False,
+    init_from: Path | None = None,
+    lr: float | None = None,
+    progress: ProgressFn | None = None,
+) -> RunRecord:
+    """Train one model on ``data`` rows ``rows`` (repeats allowed: a multiset) and store what is asked.
+
+    Resumes from ``folder/state.safetensors``; returns at once when ``folder/done.json`` exists.
+    """
+    done = folder / "done.json"
+    if done.is_file():
+        record = json.loads(done.read_text())
+        return RunRecord(record["history"], record["best_epoch"], record["seconds"])
+    folder.mkdir(parents=True, exist_ok=True)
+    config = network.train
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) < 2:
+        from subsetsearch.internal.files import InputError
+
+        raise InputError(f"cannot train on {len(rows)} sample(s); raise the budget")
+    net = network.build(seed)
+    if init_from is not None:
+        load_weights(net, init_from)
+    base_lr = config.lr if lr is None else lr
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=base_lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    meta = {
+        "epoch": 0,
+        "lr": base_lr,
+        "history": [],
+        "best": -1.0,
+        "best_epoch": 0,
+        "since_best": 0,
+        "last_drop": None,
+        "gain_since_drop": False,
+        "stopped": False,
+        "seconds": 0.0,
+    }
+    state_path = folder / "state.safetensors"
+    if state_path.is_file():
+        tensors, meta = _read_state(state_path)
+        net.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+        buffers = {int(k.split(".")[1]): v for k, v in tensors.items() if k.startswith("momentum.")}
+        saved = optimizer.state_dict()
+        saved["state"] = {i: {"momentum_buffer": buffer} for i, buffer in buffers.items()}
+        optimizer.load_state_dict(saved)
+    bf16 = network.bf16
+    device_type = network.device.type
+    batch_size = config.batch_size
+    for epoch in range(meta["epoch"] + 1, config.epochs + 1):
+        if meta["stopped"]:
+            break
+        started = time.perf_counter()
+        if isinstance(config.schedule, PatienceSchedule):
+            current_lr = meta["lr"]
+        else:
+            drops = sum(1 for m in config.milestones() if m < epoch)
+            current_lr = base_lr * config.schedule.gamma**drops
+        for group in optimizer.param_groups:
+            group["lr"] = current_lr
+        order = epoch_order(rows, seed, epoch, batch_size)
+        generator = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+        net.train()
+        total_loss, batches = 0.0, math.ceil(len(order) / batch_size)
+        for b in range(batches):
+            index = torch.from_numpy(order[b * batch_size : (b + 1) * batch_size]).to(network.device)
+            x = augment(data.x[index], config.augment.crop_padding, config.augment.flip, generator)
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(net(network.inputs(data, x)), data.y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.detach()
+            if progress is not None:
+                progress(f"epoch {epoch}/{config.epochs}", b + 1, batches)
+        total_loss = float(total_loss)
+        if not math.isfinite(total_loss):
+            raise FloatingPointError(f"training diverged at epoch {epoch} (loss {total_loss}); lower train.lr")
+        entry = {"epoch": epoch, "lr": current_lr, "train_loss": total_loss / batches}
+        if validation is not None and len(validation):
+            entry["val_accuracy"] = accuracy(predict(network, net, validation), validation.y.cpu().numpy())
+        meta["seconds"] += time.perf_counter() - started
+        entry["seconds"] = meta["seconds"]
+        meta["history"].append(entry)
+        _advance_schedule(meta, entry, epoch, config)
+        meta["epoch"] = epoch
+        metadata = {"epoch": str(epoch), "seed": str(seed)}
+        if epoch in save_epochs:
+            _save_model(net, folder / f"epoch_{epoch:03d}.safetensors", metadata)
+        if keep_best and meta["best_epoch"] == epoch:
+            _save_model(net, folder / "best.safetensors", metadata)
+        tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+        for i, state in optimizer.state_dict()["state"].items():
+            if state.get("momentum_buffer") is not None:
+                tensors[f"momentum.{i}"] = state["momentum_buffer"].contiguous().cpu()
+        with atomic_path(state_path) as tmp:
+            save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
+    if meta["epoch"] < 1:
+        raise RuntimeError("no epoch was trained")
+    if keep_best and not (folder / "best.safetensors").is_file():
+        raise RuntimeError(f"{folder}: best.safetensors missing")
+    if save_last:
+        _save_model(net, folder / "last.safetensors", {"epoch": str(meta["epoch"]), "seed": str(seed)})
+    record = RunRecord(meta["history"], meta["best_epoch"] or meta["epoch"], meta["seconds"])
+    with atomic_path(done) as tmp:
+        tmp.write_text(json.dumps(record.to_json(), indent=1))
+    return record
+
+
+def _advance_schedule(meta: dict, entry: dict, epoch: int, config: TrainConfig) -> None:
+    """Best epoch bookkeeping and the patience schedule (drop ×gamma, stop after 2·P without gain)."""
+    score = entry.get("val_accuracy")
+    if score is None:  # no validation set: the last epoch is the best
+        meta["best_epoch"] = epoch
+        return
+    if score > meta["best"]:
+        meta["best"], meta["best_epoch"], meta["since_best"] = score, epoch, 0
+        meta["gain_since_drop"] = True
+    else:
+        meta["since_best"] += 1
+    schedule = config.schedule
+    if not isinstance(schedule, PatienceSchedule):
+        return
+    patience = schedule.patience
+    if meta["last_drop"] is not None and not meta["gain_since_drop"] and epoch - meta["last_drop"] >= 2 * patience:
+        meta["stopped"] = True
+    elif meta["since_best"] >= patience and (meta["last_drop"] is None or meta["gain_since_drop"]):
+        # after a drop, wait for its gain (or stop at 2·P above); a gain restarts the count to the next drop
+        meta["lr"] *= schedule.gamma
+        meta["last_drop"], meta["gain_since_drop"] = epoch, False
+
+
+@torch.inference_mode()
+def predict(
+    network: Network,
+    net: nn.Module,
+    data: TensorData,
+    rows: np.ndarray | None = None,
+    progress: ProgressFn | None = None,
+) -> np.ndarray:
+    """Softmax probabilities [n, C] (float32) of ``net`` on ``data`` rows (all by default)."""
+    net.eval()
+    n = len(data) if rows is None else len(rows)
+    out = np.empty((n, network.num_classes), dtype=np.float32)
+    index_all = None if rows is None else torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(network.device)
+    batches = math.ceil(n / INFERENCE_BATCH)
+    for b in range(batches):
+        lo, hi = b * INFERENCE_BATCH, min(n, (b + 1) * INFERENCE_BATCH)
+        x = data.x[lo:hi] if index_all is None else data.x[index_all[lo:hi]]
+        with torch.autocast(network.device.type, dtype=torch.bfloat16, enabled=network.bf16):
+            logits = net(network.inputs(data, x))
+        out[lo:hi] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        if progress is not None:
+            progress("scoring", b + 1, batches)
+    return out
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose argmax is the label."""
+    return float(np.mean(np.argmax(probs, axis=1) == labels)) if len(labels) else float("nan")
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def tune_malloc() -> None:
+    """Keep glibc from returning memory to the OS after every batch (measured up to 2.3x on small-model
+    inference here). A no-op where the variables are already set or libc is not glibc."""
+    import ctypes
+
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_TRIM_THRESHOLD_"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: 32 MiB, glibc's maximum
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: trim only above 1 GiB free
+    except (OSError, AttributeError):
+        pass

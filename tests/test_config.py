@@ -1,0 +1,106 @@
+"""Bad configs: each one gets a one-line error naming the key, from the API and from the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from subsetsearch.internal.files import InputError
+from subsetsearch.pipeline.config import PatienceSchedule, RunConfig, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BAD = [
+    ({"trian": {}}, "trian: unknown key"),
+    ({"train": {"lrr": 0.1}}, "train.lrr: unknown key"),
+    ({"train": {"epochs": "ten"}}, "train.epochs: Input should be a valid integer"),
+    ({"train": {"epochs": 0}}, "train.epochs: Input should be greater than 0"),
+    ({"train": {"lr": -0.1}}, "train.lr: Input should be greater than 0"),
+    ({"train": {"schedule": {"kind": "cosine"}}}, "train.schedule.kind: must be 'milestones' or 'patience'"),
+    ({"train": {"schedule": {"kind": "patience", "patiense": 2}}}, "train.schedule.patiense: unknown key"),
+    ({"train": {"schedule": {"milestones": [6, 3]}}}, "train.schedule.milestones: must increase"),
+    ({"train": {"epochs": 4, "schedule": {"milestones": [2, 6]}}}, "train.schedule.milestones: 6 is past train.epochs"),
+    ({"train": {"schedule": {"kind": "patience"}}}, "train.schedule: the patience schedule needs a validation set"),
+    ({"train": {"precision": "fp8"}}, "train.precision: Input should be 'auto', 'fp32' or 'bf16'"),
+    ({"model": {"name": "vgg16"}}, "model.name: unknown model 'vgg16'; choose one of cnn_small, resnet18, resnet10"),
+    ({"model": {"width": -4}}, "model.width: Input should be greater than 0"),
+    ({"subset_model": {"model": {"name": "resnet50"}}}, "subset_model.model.name: unknown model 'resnet50'"),
+    ({"search": {"budgets": [0.5, 0.25]}}, "search.budgets: the budget schedule must grow, but 0.25 follows 0.5"),
+    ({"search": {"budgets": [0.25, 0.25]}}, "search.budgets: the budget schedule must grow"),
+    ({"search": {"budgets": [0.25, 1.5]}}, "search.budgets: budget 1.5 is neither a fraction"),
+    ({"search": {"budgets": [0.5]}}, "search.budgets: build_up needs a random start and at least one"),
+    ({"search": {"budgets": [0, 0.5]}}, "search.budgets[0]: Input should be greater than 0"),
+    ({"search": {"function": "bald"}}, "search.function: unknown acquisition function 'bald'"),
+    ({"search": {"scheme": "greedy"}}, "search.scheme: Input should be"),
+    ({"search": {"skip_top": 1.0}}, "search.skip_top: Input should be less than 1"),
+    ({"ensemble": {"kind": "bagging"}}, "ensemble.kind: Input should be 'seeds', 'checkpoints' or 'combined'"),
+    ({"ensemble": {"kind": "checkpoints", "runs": 3}}, "ensemble.runs: a 'checkpoints' ensemble uses one run"),
+    ({"ensemble": {"start": 8, "stop": 4}}, "ensemble.start (8) is after ensemble.stop (4)"),
+    ({"ensemble": {"stop": 30}}, "ensemble.stop: epoch 30 is past train.epochs (10)"),
+    ({"data": {"dataset": "cifar10"}}, "data.dataset: Input should be"),
+    ({"data": {"dataset": "arrays"}}, "data.path is required for dataset 'arrays'"),
+    ({"data": {"validation_fraction": 0.7}}, "data.validation_fraction: Input should be less than 0.5"),
+    ({"compare": ["random", "random"]}, "compare lists a baseline twice"),
+    ({"compare": ["everything"]}, "compare[0]: Input should be 'random' or 'full'"),
+    (["a", "list"], "the top level must be a mapping"),
+]
+
+
+@pytest.mark.parametrize(("config", "message"), BAD)
+def test_bad_config_gets_one_line_naming_the_key(config, message):
+    with pytest.raises(InputError) as error:
+        parse_config(config, "c.yaml")
+    text = str(error.value)
+    assert text.startswith("c.yaml: ") and message in text
+    assert "\n" not in text
+
+
+def test_defaults_are_the_papers_training_settings():
+    config = parse_config({})
+    assert (config.train.lr, config.train.momentum, config.train.weight_decay) == (0.1, 0.9, 5e-4)
+    assert config.search.budgets == [0.125, 0.25, 0.5]
+    assert config.checkpoint_epochs() == [10]
+    patience = parse_config({"data": {"validation_fraction": 0.1}, "train": {"schedule": {"kind": "patience"}}})
+    assert isinstance(patience.train.schedule, PatienceSchedule)
+
+
+def test_checkpoint_epochs_range_is_inclusive():
+    config = parse_config(
+        {"train": {"epochs": 12}, "ensemble": {"kind": "combined", "runs": 2, "start": 4, "stop": 12, "step": 4}}
+    )
+    assert config.checkpoint_epochs() == [4, 8, 12]
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: [1, 2\n")
+    with pytest.raises(InputError, match=r"not valid YAML at line \d+"):
+        load_config(path)
+    with pytest.raises(InputError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_demo_config_is_valid():
+    config = load_config(ROOT / "configs" / "demo.yaml")
+    assert isinstance(config, RunConfig) and config.data.dataset == "fashion_mnist"
+    assert config.compare == ["random", "full"]
+
+
+def test_cli_bad_config_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "model": {"name": "vgg"}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "subsetsearch.cli", "run", str(path), "--run-dir", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("subsetsearch: error: ") and "model.name" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()

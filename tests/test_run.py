@@ -1,0 +1,320 @@
+"""`subsetsearch run` end to end on real data (digits; a slice of Fashion-MNIST): every scheme, every
+ensemble configuration, resume after SIGKILL. Scores are recomputed independently from the stored
+checkpoints with the textbook formulas of tests/reference.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from reference import direct_scores
+
+from subsetsearch.internal.files import InputError
+from subsetsearch.pipeline.config import parse_config
+from subsetsearch.pipeline.run import Search, Subset, budget_counts, run_config, summary
+from subsetsearch.stats import EnsembleStats
+from subsetsearch.train import data as datasets
+from subsetsearch.train import trainer
+
+BASE = {
+    "name": "t",
+    "seed": 1,
+    "data": {"dataset": "digits", "limit": 600, "test_limit": 300},
+    "model": {"name": "cnn_small", "width": 4},
+    "train": {"epochs": 3, "batch_size": 64, "augment": {"crop_padding": 1, "flip": False}, "threads": 1},
+    "ensemble": {"kind": "checkpoints", "start": 1, "stop": 3},
+    "search": {"scheme": "build_up", "budgets": [0.2, 0.4, 0.6]},
+}
+
+
+def _config(**changes):
+    config = json.loads(json.dumps(BASE))
+    for key, value in changes.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    return parse_config(config)
+
+
+def _table(path: Path) -> dict[str, np.ndarray]:
+    table = pq.read_table(path)
+    assert table.column_names == ["index", "multiplicity", "score", "iteration"]
+    return {name: table[name].to_numpy() for name in table.column_names}
+
+
+def _reference_scores(search: Search, iteration: int, rows: np.ndarray, labels=None) -> dict[str, np.ndarray]:
+    """Every member's softmax on ``rows`` from its checkpoint, stacked, scored by the reference."""
+    members = []
+    for _, path, _ in search._member_files(iteration):
+        net = search.acq_net.build(0)
+        trainer.load_weights(net, path)
+        members.append(trainer.predict(search.acq_net, net, search.pool, rows))
+    return direct_scores(np.stack(members), labels)
+
+
+def test_budget_counts():
+    assert budget_counts([0.125, 0.25, 0.5], 1000) == [125, 250, 500]
+    assert budget_counts([100, 0.5], 1000) == [100, 500]
+    with pytest.raises(InputError, match="exceeds the pool"):
+        budget_counts([0.1, 2000], 1000)
+    with pytest.raises(InputError, match="does not grow"):
+        budget_counts([0.1, 0.11], 20)
+
+
+def test_build_up_acquires_the_top_scores_of_the_unselected_pool(tmp_path):
+    config = _config(compare=["random", "full"])
+    search = Search(config, tmp_path / "run")
+    result = search.run()
+    counts = budget_counts(config.search.budgets, result.pool_size)
+    assert result.pool_size == 600 - 0  # digits pool after the test split, limited to 600
+    previous = None
+    for i, k in enumerate(counts):
+        table = _table(tmp_path / "run" / f"iter_{i:02d}" / "subset.parquet")
+        assert len(table["index"]) == k == len(set(table["index"].tolist()))
+        assert np.all(table["multiplicity"] == 1)
+        if previous is not None:  # nested: each step keeps what it had and adds to it
+            assert np.array_equal(table["index"][: len(previous)], previous)
+            added = table["iteration"] == i
+            selected = np.zeros(result.pool_size, bool)
+            selected[previous] = True
+            candidates = np.flatnonzero(~selected)
+            reference = _reference_scores(search, i, candidates)["mutual_information"]
+            full = np.full(result.pool_size, -np.inf)
+            full[candidates] = reference
+            np.testing.assert_allclose(table["score"][added], full[table["index"][added]], atol=1e-5)
+            # the added rows are the k best candidates by the reference scores (up to float ties)
+            threshold = np.sort(reference)[::-1][int(added.sum()) - 1]
+            assert np.all(full[table["index"][added]] >= threshold - 1e-5)
+            stats = EnsembleStats.load(tmp_path / "run" / f"iter_{i:02d}" / "stats.npz")
+            assert stats.metadata["members"] == ["run_0/epoch_001", "run_0/epoch_002", "run_0/epoch_003"]
+            assert np.array_equal(stats.member_counts > 0, ~selected)  # only the unselected pool is scored
+        else:
+            assert np.all(np.isnan(table["score"]))  # the random start
+        previous = table["index"]
+    final = _table(tmp_path / "run" / "subset.parquet")
+    assert np.array_equal(final["index"], previous)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["variants"]) == {"build_up", "random", "full"}
+    assert metrics["variants"]["full"]["subset_size"] == 600
+    assert metrics["variants"]["random"]["subset_size"] == counts[-1]
+    full_probs = np.load(tmp_path / "run" / "models" / "full" / "model_0" / "test_probs.npy")
+    test_y = search.splits.test.y
+    assert metrics["variants"]["full"]["test_accuracy"][0] == pytest.approx(np.mean(full_probs.argmax(1) == test_y))
+    assert metrics["variants"]["full"]["test_accuracy"][0] > 0.5  # digits, 10 classes: chance is 0.1
+    text = summary(result, config)
+    assert "build_up" in text and "random" in text and "full" in text
+
+
+@pytest.mark.parametrize(
+    ("kind", "runs", "expected"),
+    [
+        ("seeds", 3, ["run_0/best", "run_1/best", "run_2/best"]),
+        ("checkpoints", 1, ["run_0/epoch_002", "run_0/epoch_003"]),
+        ("combined", 2, ["run_0/epoch_002", "run_0/epoch_003", "run_1/epoch_002", "run_1/epoch_003"]),
+    ],
+)
+def test_ensemble_configurations(tmp_path, kind, runs, expected):
+    config = _config(
+        ensemble={"kind": kind, "runs": runs, "start": 2, "stop": 3},
+        data={"validation_fraction": 0.1},
+        search={"scheme": "compress", "budgets": [0.3], "function": "variation_ratios"},
+    )
+    search = Search(config, tmp_path / "run")
+    search.run()
+    stats = EnsembleStats.load(tmp_path / "run" / "iter_00" / "stats.npz")
+    assert stats.metadata["members"] == expected
+    n = len(search.pool)
+    assert np.all(stats.member_counts == len(expected))  # compress scores all of L
+    table = _table(tmp_path / "run" / "iter_00" / "subset.parquet")
+    reference = _reference_scores(search, 0, np.arange(n))["variation_ratios"]
+    np.testing.assert_allclose(table["score"], reference[table["index"]], atol=1e-12)
+    k = round(0.3 * n)
+    assert len(table["index"]) == k
+    assert table["score"].min() >= np.sort(reference)[::-1][k - 1]
+    if kind == "seeds":  # a member is the best validation epoch of its run
+        for r in range(runs):
+            record = json.loads((tmp_path / "run" / "iter_00" / "members" / f"run_{r}" / "done.json").read_text())
+            accs = [h["val_accuracy"] for h in record["history"]]
+            assert record["best_epoch"] == 1 + int(np.argmax(accs))
+    seeds = {
+        json.loads((tmp_path / "run" / "iter_00" / "members" / f"run_{r}" / "done.json").read_text())["history"][0][
+            "train_loss"
+        ]
+        for r in range(runs)
+    }
+    assert len(seeds) == runs  # runs differ by seed
+
+
+def test_pretrain_fine_tunes_the_ensemble_at_a_lower_rate(tmp_path):
+    config = _config(search={"scheme": "pretrain", "budgets": [0.25, 0.5], "finetune_lr": 0.02})
+    search = Search(config, tmp_path / "run")
+    result = search.run()
+    assert [len(_table(tmp_path / "run" / f"iter_{i:02d}" / "subset.parquet")["index"]) for i in (0, 1)] == [150, 300]
+    record = json.loads((tmp_path / "run" / "models" / "pretrain" / "model_0" / "done.json").read_text())
+    assert record["history"][0]["lr"] == pytest.approx(0.02)
+    # the subset model starts from the ensemble's last checkpoint: its first epoch's loss is far below a fresh one's
+    fresh = json.loads((tmp_path / "run" / "iter_00" / "members" / "run_0" / "done.json").read_text())
+    assert record["history"][0]["train_loss"] < 0.8 * fresh["history"][0]["train_loss"]
+    assert result.variants[0].name == "pretrain"
+    # both budgets come from one scoring of all of L: the smaller subset is the head of the larger
+    a = _table(tmp_path / "run" / "iter_00" / "subset.parquet")["index"]
+    b = _table(tmp_path / "run" / "iter_01" / "subset.parquet")["index"]
+    assert set(a) <= set(b)
+
+
+def test_outlier_skip_sets_aside_the_top_scores(tmp_path):
+    config = _config(search={"scheme": "compress", "budgets": [0.25], "skip_top": 0.25})
+    search = Search(config, tmp_path / "run")
+    search.run()
+    n = len(search.pool)
+    reference = _reference_scores(search, 0, np.arange(n))["mutual_information"]
+    chosen = _table(tmp_path / "run" / "subset.parquet")["index"]
+    ranks = np.empty(n, int)
+    ranks[np.argsort(-reference, kind="stable")] = np.arange(n)
+    # ranks 25%..50% (0-based 150..299): the top 150 are outliers, the next 150 are chosen
+    assert sorted(ranks[chosen].tolist()) == list(range(150, 300))
+
+
+def test_error_count_uses_the_pool_labels(tmp_path):
+    config = _config(search={"scheme": "compress", "budgets": [0.2], "function": "error_count"})
+    search = Search(config, tmp_path / "run")
+    search.run()
+    n = len(search.pool)
+    reference = _reference_scores(search, 0, np.arange(n), labels=search.splits.pool.y)["error_count"]
+    table = _table(tmp_path / "run" / "subset.parquet")
+    np.testing.assert_allclose(table["score"], reference[table["index"]], atol=1e-12)
+
+
+def test_random_and_full_schemes(tmp_path):
+    result = run_config(_config(search={"scheme": "random", "budgets": [0.1, 0.3]}), tmp_path / "random")
+    a = _table(tmp_path / "random" / "iter_00" / "subset.parquet")
+    b = _table(tmp_path / "random" / "iter_01" / "subset.parquet")
+    assert len(a["index"]) == 60 and len(b["index"]) == 180 and np.array_equal(b["index"][:60], a["index"])
+    assert b["iteration"].tolist() == [0] * 60 + [1] * 120
+    assert not np.array_equal(np.sort(b["index"]), np.arange(180))  # not the first rows
+    assert result.variants[0].size == 180
+    full = run_config(_config(search={"scheme": "full", "budgets": [1.0]}), tmp_path / "full")
+    assert np.array_equal(np.sort(_table(tmp_path / "full" / "subset.parquet")["index"]), np.arange(600))
+    assert full.variants[0].size == 600
+
+
+def test_subset_model_ensemble_accuracy_is_from_averaged_probabilities(tmp_path):
+    config = _config(search={"scheme": "random", "budgets": [0.5]}, subset_model={"models": 3})
+    result = run_config(config, tmp_path / "run")
+    variant = result.variants[0]
+    probs = [np.load(tmp_path / "run" / "models" / "random" / f"model_{k}" / "test_probs.npy") for k in range(3)]
+    test_y = load_test_labels(config)
+    assert variant.accuracies == pytest.approx([np.mean(p.argmax(1) == test_y) for p in probs])
+    assert variant.ensemble_accuracy == pytest.approx(np.mean(np.mean(probs, axis=0).argmax(1) == test_y))
+    assert len(set(variant.accuracies)) > 1 or len({p.tobytes() for p in probs}) == 3  # seeds differ
+
+
+def load_test_labels(config):
+    from subsetsearch.pipeline.run import load_splits
+
+    return load_splits(config).test.y
+
+
+def test_multiset_subset_round_trips_and_expands(tmp_path):
+    subset = Subset(np.array([4, 1, 9]), np.array([1, 3, 2]), np.array([0.5, np.nan, 0.25]), np.array([0, 1, 1]))
+    assert subset.size == 6
+    assert subset.training_rows().tolist() == [4, 1, 1, 1, 9, 9]
+    subset.write(tmp_path / "s.parquet")
+    back = Subset.read(tmp_path / "s.parquet")
+    assert back.index.tolist() == [4, 1, 9] and back.multiplicity.tolist() == [1, 3, 2]
+    assert np.isnan(back.score[1]) and back.iteration.tolist() == [0, 1, 1]
+
+
+def test_budget_past_the_pool_and_another_configs_run_dir_are_refused(tmp_path):
+    with pytest.raises(InputError, match="exceeds the pool"):
+        run_config(_config(search={"budgets": [100, 5000]}), tmp_path / "a")
+    run_config(_config(search={"scheme": "random", "budgets": [0.1]}), tmp_path / "b")
+    with pytest.raises(InputError, match=r"another config \(search.budgets differs\)"):
+        run_config(_config(search={"scheme": "random", "budgets": [0.2]}), tmp_path / "b")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "precious.txt").write_text("x")
+    with pytest.raises(InputError, match="not a subsetsearch run directory"):
+        run_config(_config(), tmp_path / "c")
+
+
+def test_a_finished_run_is_not_redone(tmp_path):
+    config = _config(search={"scheme": "build_up", "budgets": [0.2, 0.4]})
+    run_config(config, tmp_path / "run")
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*.safetensors")}
+    again = run_config(config, tmp_path / "run")
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*.safetensors")} == stamps
+    assert again.subset.size == 240
+
+
+@pytest.mark.skipif(not datasets.FASHION_MNIST_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is missing")
+def test_fashion_mnist_slice_build_up_runs(tmp_path):
+    config = _config(
+        data={"dataset": "fashion_mnist", "limit": 800, "test_limit": 400},
+        search={"budgets": [0.25, 0.5], "function": "variation_ratios"},
+        compare=["random"],
+    )
+    result = run_config(config, tmp_path / "run")
+    assert result.pool_size == 800 and result.subset.size == 400
+    assert [v.name for v in result.variants] == ["build_up", "random"]
+    assert all(v.accuracies[0] > 0.3 for v in result.variants)  # 10 classes; chance is 0.1
+
+
+KILL_CONFIG = {
+    **BASE,
+    "ensemble": {"kind": "combined", "runs": 2, "start": 2, "stop": 3},
+    "compare": ["random"],
+    "subset_model": {"models": 2},
+}
+
+
+def _cli(config_path: Path, run_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "subsetsearch.cli", "run", str(config_path), "--run-dir", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+def test_sigkill_at_any_moment_resumes_to_the_same_subset(tmp_path):
+    import yaml
+
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump(KILL_CONFIG))
+    whole = _cli(config_path, tmp_path / "whole")
+    started = time.perf_counter()
+    _, err = whole.communicate(timeout=300)
+    duration = time.perf_counter() - started
+    assert whole.returncode == 0, err.decode()
+    expected = _table(tmp_path / "whole" / "subset.parquet")
+    expected_metrics = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+
+    cut = tmp_path / "cut"
+    kills = 0
+    rng = np.random.default_rng(0)
+    # kill at moments spread over the run: start-up, ensemble training, scoring, subset models
+    for fraction in sorted(rng.uniform(0.15, 0.95, size=4)):
+        process = _cli(config_path, cut)
+        time.sleep(fraction * duration * 0.6)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.communicate(timeout=300)
+    final = _cli(config_path, cut)
+    _out, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err.decode()
+    assert kills >= 2
+    got = _table(cut / "subset.parquet")
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+    metrics = json.loads((cut / "metrics.json").read_text())
+    for name, variant in expected_metrics["variants"].items():
+        assert metrics["variants"][name]["test_accuracy"] == variant["test_accuracy"]
+    assert not list(cut.rglob("*.tmp"))  # temporaries of killed writes are swept on resume

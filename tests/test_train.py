@@ -1,0 +1,231 @@
+"""Trainer pieces checked against hand-derived answers: models, augmentation, schedules, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from subsetsearch.internal.files import InputError
+from subsetsearch.train import trainer
+from subsetsearch.train.models import build_model
+from subsetsearch.train.settings import MilestoneSchedule, ModelConfig, PatienceSchedule, TrainConfig
+
+
+def _conv(cin, cout, k):
+    return cin * cout * k * k
+
+
+def _bn(c):
+    return 2 * c  # weight and bias (running stats are buffers, not parameters)
+
+
+def _resnet_parameters(blocks, width, cin=3, classes=10):
+    """Parameter count of the CIFAR ResNet written out layer by layer from the paper's description."""
+    total = _conv(cin, width, 3) + _bn(width)
+    c = width
+    for stage, n in enumerate(blocks):
+        out = width * 2**stage
+        for _b in range(n):
+            total += _conv(c, out, 3) + _bn(out) + _conv(out, out, 3) + _bn(out)
+            if c != out:  # projection shortcut where the shape changes
+                total += _conv(c, out, 1) + _bn(out)
+            c = out
+    return total + c * classes + classes
+
+
+def test_resnet18_has_the_standard_cifar_parameter_count():
+    model = build_model("resnet18", in_channels=3, num_classes=10)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == 11_173_962  # the well-known count of the CIFAR ResNet-18
+    assert count == _resnet_parameters((2, 2, 2, 2), 64)
+
+
+@pytest.mark.parametrize("width", [4, 16])
+def test_resnet10_is_resnet18_less_one_block_per_stage(width):
+    model = build_model("resnet10", in_channels=1, num_classes=7, width=width)
+    assert sum(p.numel() for p in model.parameters()) == _resnet_parameters((1, 1, 1, 1), width, cin=1, classes=7)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs) == 1 + 4 * 2  # stem + two per stage (ResNet-18: 1 + 4 * 4)
+
+
+def test_cnn_small_parameters_and_shapes():
+    w = 16
+    model = build_model("cnn_small", in_channels=1, num_classes=10, width=w)
+    expected = _conv(1, w, 3) + _bn(w) + _conv(w, 2 * w, 3) + _bn(2 * w) + _conv(2 * w, 4 * w, 3) + _bn(4 * w)
+    assert sum(p.numel() for p in model.parameters()) == expected + 4 * w * 9 * 10 + 10  # 3×3 pooled map
+    for size in (8, 28, 32):
+        assert model(torch.zeros(3, 1, size, size)).shape == (3, 10)
+
+
+def test_unknown_model_is_refused():
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        build_model("vgg", 3, 10)
+
+
+@settings(max_examples=30, deadline=None)
+@given(padding=st.integers(0, 3), seed=st.integers(0, 2**31), flip=st.booleans())
+def test_augment_returns_a_window_of_the_padded_image_maybe_flipped(padding, seed, flip):
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.integers(1, 255, size=(6, 2, 5, 7), dtype=np.uint8))
+    out = trainer.augment(x, padding, flip, torch.Generator().manual_seed(seed))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    padded = np.pad(x.numpy(), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    for i in range(len(x)):
+        windows = [
+            padded[i, :, dy : dy + 5, dx : dx + 7] for dy in range(2 * padding + 1) for dx in range(2 * padding + 1)
+        ]
+        candidates = windows + ([w[..., ::-1] for w in windows] if flip else [])
+        assert any(np.array_equal(out[i].numpy(), w) for w in candidates)
+
+
+def test_augment_flips_about_half():
+    x = torch.arange(16, dtype=torch.uint8).reshape(1, 1, 4, 4).repeat(1000, 1, 1, 1)
+    out = trainer.augment(x, 0, True, torch.Generator().manual_seed(0))
+    flipped = (out[:, 0, 0, 0] == 3).sum().item()
+    assert 430 < flipped < 570  # binomial(1000, 0.5): 4.4 standard deviations either side
+
+
+def test_epoch_order_honours_multiplicities_and_seed():
+    rows = np.repeat(np.array([3, 7, 9]), [1, 3, 2])
+    order = trainer.epoch_order(rows, seed=5, epoch=1, batch_size=4)
+    assert sorted(order.tolist()) == [3, 7, 7, 7, 9, 9]
+    assert np.array_equal(order, trainer.epoch_order(rows, seed=5, epoch=1, batch_size=4))
+    orders = {tuple(trainer.epoch_order(rows, seed=5, epoch=e, batch_size=4)) for e in range(1, 20)}
+    assert len(orders) > 1  # each epoch shuffles anew
+    assert len(trainer.epoch_order(np.arange(9), 0, 1, batch_size=4)) == 8  # a last batch of one is dropped
+
+
+def test_default_milestones_are_half_and_three_quarters():
+    assert TrainConfig(epochs=8).milestones() == [4, 6]
+    assert TrainConfig(epochs=6).milestones() == [3, 5]  # 4.5 rounds up
+    assert TrainConfig(epochs=1).milestones() == []
+    assert TrainConfig(epochs=10, schedule=MilestoneSchedule(milestones=[3])).milestones() == [3]
+
+
+def _meta():
+    return {
+        "lr": 0.1,
+        "best": -1.0,
+        "best_epoch": 0,
+        "since_best": 0,
+        "last_drop": None,
+        "gain_since_drop": False,
+        "stopped": False,
+    }
+
+
+def test_patience_schedule_drops_and_stops_as_specified():
+    config = TrainConfig(epochs=50, schedule=PatienceSchedule(kind="patience", patience=2))
+    meta = _meta()
+    # epoch: 1    2    3    4    5    6    7    8    9    10   11
+    curve = [0.5, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
+    lrs, stopped_at = [], None
+    for epoch, acc in enumerate(curve, start=1):
+        trainer._advance_schedule(meta, {"val_accuracy": acc}, epoch, config)
+        lrs.append(round(meta["lr"], 6))
+        if meta["stopped"]:
+            stopped_at = epoch
+            break
+    # no gain at epochs 3 and 4 -> drop after epoch 4; the drop gains at 5; no gain 6, 7 -> drop after 7;
+    # that drop brings no gain for 2P = 4 epochs (8..11) -> stop after epoch 11.
+    assert lrs == [0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.001, 0.001]
+    assert stopped_at == 11
+    assert meta["best_epoch"] == 5
+
+
+def _tiny_problem(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = (rng.integers(0, 60, size=(n, 1, 8, 8)) + 60 * y[:, None, None, None]).astype(np.uint8)
+    mean, std = trainer.channel_stats(x)
+    return trainer.TensorData.build(x, y, mean, std, torch.device("cpu")), y
+
+
+def _network(epochs=4, **train):
+    config = TrainConfig(epochs=epochs, batch_size=16, **train)
+    return trainer.Network(ModelConfig(name="cnn_small", width=4), config, 1, 3, torch.device("cpu"))
+
+
+def test_channel_stats_match_numpy():
+    x = np.random.default_rng(1).integers(0, 256, size=(50, 3, 4, 5), dtype=np.uint8)
+    mean, std = trainer.channel_stats(x)
+    np.testing.assert_allclose(mean, x.astype(np.float64).mean(axis=(0, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(std, x.astype(np.float64).std(axis=(0, 2, 3)), rtol=1e-5)
+
+
+def test_training_learns_a_separable_problem(tmp_path):
+    data, y = _tiny_problem()
+    network = _network(epochs=6)
+    record = trainer.train_run(tmp_path / "run", network, data, np.arange(len(y)), seed=0, save_last=True)
+    net = network.build(0)
+    trainer.load_weights(net, tmp_path / "run" / "last.safetensors")
+    probs = trainer.predict(network, net, data)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert trainer.accuracy(probs, y) > 0.9  # chance is 1/3
+    assert record.history[-1]["train_loss"] < record.history[0]["train_loss"]
+    assert [h["lr"] for h in record.history] == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path):
+    data, y = _tiny_problem()
+    network = _network(epochs=5, augment={"crop_padding": 1, "flip": True})
+    rows = np.repeat(np.arange(len(y)), 1 + np.arange(len(y)) % 2)  # a multiset
+    kwargs = {"seed": 3, "save_epochs": frozenset({2, 4}), "save_last": True}
+    whole = trainer.train_run(tmp_path / "whole", network, data, rows, **kwargs)
+
+    def die(what, done, total):
+        if what.startswith("epoch 3/") and done == 2:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        trainer.train_run(tmp_path / "cut", network, data, rows, progress=die, **kwargs)
+    assert not (tmp_path / "cut" / "done.json").exists()
+    resumed = trainer.train_run(tmp_path / "cut", network, data, rows, **kwargs)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in whole.history]
+    for name in ("epoch_002", "epoch_004", "last"):
+        a = trainer.load_file(str(tmp_path / "whole" / f"{name}.safetensors"))
+        b = trainer.load_file(str(tmp_path / "cut" / f"{name}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # a finished run is not trained again
+    again = trainer.train_run(tmp_path / "cut", network, data, rows, progress=die, **kwargs)
+    assert again.history == resumed.history
+
+
+def test_keep_best_stores_the_best_validation_epoch(tmp_path):
+    data, _y = _tiny_problem()
+    network = _network(epochs=4)
+    record = trainer.train_run(
+        tmp_path / "r",
+        network,
+        data,
+        np.arange(64),
+        seed=0,
+        validation=data,
+        keep_best=True,
+        save_epochs=frozenset(range(1, 5)),
+    )
+    accs = [h["val_accuracy"] for h in record.history]
+    assert record.best_epoch == 1 + int(np.argmax(accs))  # first of equal bests
+    best = trainer.load_file(str(tmp_path / "r" / "best.safetensors"))
+    same = trainer.load_file(str(tmp_path / "r" / f"epoch_{record.best_epoch:03d}.safetensors"))
+    assert all(torch.equal(best[k], same[k]) for k in best)
+
+
+def test_training_on_one_sample_is_refused(tmp_path):
+    data, _ = _tiny_problem()
+    with pytest.raises(InputError, match="raise the budget"):
+        trainer.train_run(tmp_path / "r", _network(), data, np.array([1]), seed=0)
+
+
+def test_bf16_only_where_asked_or_fast():
+    cpu = torch.device("cpu")
+    assert trainer.use_bf16(TrainConfig(precision="bf16"), cpu)
+    assert not trainer.use_bf16(TrainConfig(precision="fp32"), cpu)
+    assert trainer.use_bf16(TrainConfig(), cpu) == trainer._cpu_has_fast_bf16()
