@@ -7,7 +7,7 @@
 For every seed, two `subsetsearch run` searches on the whole Fashion-MNIST training set (60,000
 images; the 10,000 test images judge): build_up with mutual_information and with variation_ratios,
 random 12.5% start, then acquisition to 25% and 50%, each step with a fresh checkpoint ensemble
-(epochs 4, 6, ..., 12 of one run of cnn_small). A subset model is trained on the 25% and on the 50%
+(epochs 6, 8, 10, 12 of two runs of cnn_small: 8 members). A subset model is trained on the 25% and on the 50%
 subset, and on random subsets of the same sizes and on the full set, with the same schedule.
 
 Records (benchmarks/results/subset_quality.json, a list): method, fraction, seed, test_accuracy,
@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.pipeline.config import parse_config
 from subsetsearch.pipeline.progress import Reporter
-from subsetsearch.pipeline.run import run_config
+from subsetsearch.pipeline.run import Search, run_config
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "subset_quality.json"
@@ -42,12 +43,34 @@ def search_config(seed: int, function: str, quick: bool) -> dict:
         "data": {"dataset": "fashion_mnist", **({"limit": 6000, "test_limit": 2000} if quick else {})},
         "model": {"name": "cnn_small", "width": 16},
         "train": {"epochs": 4 if quick else 12, "batch_size": 128, "augment": {"crop_padding": 0, "flip": True}},
-        "ensemble": {"kind": "checkpoints", "start": 2 if quick else 4, "stop": 4 if quick else 12, "step": 2},
+        "ensemble": {"kind": "combined", "runs": 2, "start": 2 if quick else 6, "stop": 4 if quick else 12, "step": 2},
         "search": {"scheme": "build_up", "function": function, "budgets": [0.125, 0.25, 0.5]},
         "subset_model": {"models": 1, "steps": "all"},
         # the baselines depend on the seed only: train them once per seed, beside the first function
         "compare": ["random", "full"] if function == FUNCTIONS[0] else [],
     }
+
+
+def share_first_step(source: Path, search: Search) -> None:
+    """Copy the first acquisition step's ensemble and statistics from the first function's run.
+
+    With one seed, both searches start from the same random 12.5% and train the same ensemble
+    on it (the same derived seeds), so these files would come out bit for bit the same; the
+    run resumes from them as from its own. Only the selection (by another function) differs.
+    """
+    import shutil
+
+    target = search.run_dir
+    if (target / "config.yaml").is_file() or not (source / "iter_01" / "stats.npz").is_file():
+        return
+    search.claim_run_dir()
+    # whole copies or none: a benchmark killed mid-copy trains the step itself on resume
+    staging = target / "iter_01" / ".members.copying"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source / "iter_01" / "members", staging)
+    with atomic_path(target / "iter_01" / "stats.npz") as tmp:
+        shutil.copyfile(source / "iter_01" / "stats.npz", tmp)
+    staging.rename(target / "iter_01" / "members")
 
 
 def records_of(metrics: dict, seed: int, function: str, pool: int) -> list[dict]:
@@ -131,6 +154,8 @@ def main() -> None:
     for seed in seeds:
         for function in FUNCTIONS:
             config = parse_config(search_config(seed, function, args.quick), "benchmark")
+            if function != FUNCTIONS[0]:
+                share_first_step(work / f"{FUNCTIONS[0]}-seed{seed}", Search(config, work / config.name))
             with Reporter() as reporter:
                 result = run_config(config, work / config.name, reporter)
             metrics = json.loads((result.run_dir / "metrics.json").read_text())

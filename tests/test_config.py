@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from subsetsearch.internal.files import InputError
 from subsetsearch.pipeline.config import PatienceSchedule, RunConfig, load_config, parse_config
@@ -90,17 +89,23 @@ def test_demo_config_is_valid():
     assert config.compare == ["random", "full"]
 
 
-def test_cli_bad_config_exits_2_with_one_line_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\nmodel: {name: vgg}\n", "model.name"),
+        ("name: x\ndata: {dataset: digits}\nsearch: {budgets: [100, 5000]}\n", "exceeds the pool"),
+        ("name: x\ndata: {dataset: arrays, path: /nonexistent.npz}\n", "'/nonexistent.npz' not found"),
+        ("name: [x\n", "not valid YAML"),
+    ],
+)
+def test_cli_bad_run_exits_2_with_one_line_and_writes_nothing(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"name": "x", "model": {"name": "vgg"}}))
+    path.write_text(text)
     result = subprocess.run(
         [sys.executable, "-m", "subsetsearch.cli", "run", str(path), "--run-dir", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0
-    assert result.stderr.startswith("subsetsearch: error: ") and "model.name" in result.stderr
-    assert "Traceback" not in result.stderr
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("subsetsearch: error: ") and message in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()

@@ -234,6 +234,7 @@ def test_multiset_subset_round_trips_and_expands(tmp_path):
 def test_budget_past_the_pool_and_another_configs_run_dir_are_refused(tmp_path):
     with pytest.raises(InputError, match="exceeds the pool"):
         run_config(_config(search={"budgets": [100, 5000]}), tmp_path / "a")
+    assert not (tmp_path / "a").exists()  # refused before anything is written
     run_config(_config(search={"scheme": "random", "budgets": [0.1]}), tmp_path / "b")
     with pytest.raises(InputError, match=r"another config \(search.budgets differs\)"):
         run_config(_config(search={"scheme": "random", "budgets": [0.2]}), tmp_path / "b")
@@ -318,3 +319,85 @@ def test_sigkill_at_any_moment_resumes_to_the_same_subset(tmp_path):
     for name, variant in expected_metrics["variants"].items():
         assert metrics["variants"][name]["test_accuracy"] == variant["test_accuracy"]
     assert not list(cut.rglob("*.tmp"))  # temporaries of killed writes are swept on resume
+
+
+def test_progress_bars_on_a_terminal_and_summary_on_stdout(tmp_path):
+    import threading
+
+    import yaml
+
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump({**BASE, "search": {"budgets": [0.2, 0.4]}, "compare": ["random"]}))
+    leader, follower = os.openpty()  # stderr is a terminal, as for a person at a shell
+    shown = bytearray()
+
+    def drain():
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "subsetsearch.cli", "run", str(config_path), "--run-dir", str(tmp_path / "r")],
+            stdout=subprocess.PIPE, stderr=follower, text=True, check=False, timeout=300,
+        )  # fmt: skip
+    finally:
+        os.close(follower)
+        reader.join(timeout=10)
+        os.close(leader)
+    assert done.returncode == 0
+    assert b"epoch 3/3" in shown  # the training bar
+    assert b"member 3/3" in shown and b"scoring" in shown  # the scoring bar
+    lines = done.stdout.splitlines()
+    assert len(lines) < 25  # one screen
+    assert any(line.startswith("build_up") and "%" in line for line in lines)
+    assert any(line.startswith("random") and "%" in line for line in lines)
+
+
+@pytest.mark.parametrize("model", ["resnet10", "resnet18"])
+def test_resnets_train_in_a_run_with_the_patience_schedule(tmp_path, model):
+    config = _config(
+        model={"name": model, "width": 4},
+        train={"epochs": 3, "schedule": {"kind": "patience", "patience": 1}},
+        data={"validation_fraction": 0.2, "limit": 300},
+        ensemble={"kind": "seeds", "runs": 1},
+        search={"scheme": "compress", "budgets": [0.5]},
+    )
+    result = run_config(config, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "iter_00" / "members" / "run_0" / "done.json").read_text())
+    assert all("val_accuracy" in h for h in record["history"])
+    assert result.subset.size == round(0.5 * result.pool_size)
+    assert 55 <= 300 - result.pool_size <= 65  # ~20% of each class is held out of the pool for validation
+
+
+def test_user_arrays_and_image_folders_run(tmp_path):
+    from PIL import Image
+
+    digits = datasets.load_digits_images()
+    x = np.kron(digits.x[:300, 0], np.ones((2, 2), np.uint8))  # 16×16 images, [N, H, W]
+    np.savez(tmp_path / "train.npz", x=x, y=digits.y[:300])
+    np.savez(tmp_path / "test.npz", x=np.kron(digits.x[300:400, 0], np.ones((2, 2), np.uint8)), y=digits.y[300:400])
+    config = _config(
+        data={"dataset": "arrays", "path": str(tmp_path / "train.npz"), "test_path": str(tmp_path / "test.npz")},
+        search={"scheme": "random", "budgets": [0.5]},
+    )
+    result = run_config(config, tmp_path / "arrays")
+    assert result.pool_size == 300
+    assert np.load(tmp_path / "arrays" / "models" / "random" / "model_0" / "test_probs.npy").shape == (100, 10)
+    for i in range(60):
+        folder = tmp_path / "images" / f"class_{digits.y[i]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[i]).save(folder / f"{i}.png")
+    config = _config(
+        data={"dataset": "image_folder", "path": str(tmp_path / "images"), "test_fraction": 0.25},
+        search={"scheme": "random", "budgets": [0.5]},
+    )
+    result = run_config(config, tmp_path / "folder")
+    assert result.pool_size + len(load_test_labels(config)) == 60

@@ -229,3 +229,13 @@ def test_bf16_only_where_asked_or_fast():
     assert trainer.use_bf16(TrainConfig(precision="bf16"), cpu)
     assert not trainer.use_bf16(TrainConfig(precision="fp32"), cpu)
     assert trainer.use_bf16(TrainConfig(), cpu) == trainer._cpu_has_fast_bf16()
+
+
+def test_channels_last_is_kept_off_where_torch_corrupts_memory():
+    cpu = torch.device("cpu")
+    narrow = trainer.Network(ModelConfig(name="resnet10", width=4), TrainConfig(), 1, 10, cpu)
+    wide = trainer.Network(ModelConfig(name="resnet10", width=8), TrainConfig(), 1, 10, cpu)
+    small = trainer.Network(ModelConfig(name="cnn_small", width=2), TrainConfig(), 1, 10, cpu)
+    assert not narrow.channels_last and wide.channels_last and small.channels_last
+    off = trainer.Network(ModelConfig(name="cnn_small"), TrainConfig(channels_last=False), 1, 10, cpu)
+    assert not off.channels_last

@@ -106,13 +106,20 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; only the summary.")] = False,
 ) -> None:
     """Run a whole subset search; on an existing run directory, resume it."""
+    from subsetsearch.internal.malloc import tune_malloc
+
+    tune_malloc()  # before torch is imported
     from subsetsearch.pipeline.config import load_config
     from subsetsearch.pipeline.progress import Reporter
     from subsetsearch.pipeline.run import run_config, summary
 
     settings = load_config(config)
-    with Reporter(quiet=quiet) as reporter:
-        result = run_config(settings, run_dir, reporter)
+    try:
+        with Reporter(quiet=quiet) as reporter:
+            result = run_config(settings, run_dir, reporter)
+    except KeyboardInterrupt:
+        typer.echo("subsetsearch: interrupted; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
     typer.echo(summary(result, settings))
 
 

@@ -199,7 +199,8 @@ class Search:
 
     # -- set-up ---------------------------------------------------------------------------------
 
-    def _claim_run_dir(self) -> None:
+    def claim_run_dir(self) -> None:
+        """Write config.yaml to a new run directory, or check that an existing one ran this config."""
         import yaml
 
         resolved = dump_config(self.config)
@@ -228,9 +229,11 @@ class Search:
             tmp.write_text(yaml.safe_dump({**resolved, "subsetsearch_version": __version__}, sort_keys=False))
 
     def _prepare(self) -> None:
+        from subsetsearch.internal.malloc import tune_malloc
+
+        tune_malloc()
         from subsetsearch.train import trainer
 
-        trainer.tune_malloc()
         trainer.set_threads(self.config.train.threads)
         self.splits = load_splits(self.config)
         pool = self.splits.pool
@@ -258,8 +261,8 @@ class Search:
     # -- the run --------------------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        self._claim_run_dir()
-        self._prepare()
+        self._prepare()  # data and budgets checked before anything is written
+        self.claim_run_dir()
         n = len(self.pool)
         cfg = self.config
         self.reporter.line(

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.internal.files import InputError
 from subsetsearch.train.models import build_model
 from subsetsearch.train.settings import ModelConfig, PatienceSchedule, TrainConfig
 
@@ -44,8 +45,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from subsetsearch.internal.files import InputError
-
         raise InputError(f"train.device is '{name}' but CUDA is not available here; use 'auto' or 'cpu'")
     return device
 
@@ -117,9 +116,27 @@ class Network:
     def build(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
         net = build_model(self.model.name, self.in_channels, self.num_classes, self.model.width).to(self.device)
-        if self.train.channels_last:
+        if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         return net
+
+    @cached_property
+    def channels_last(self) -> bool:
+        """``train.channels_last``, except where torch's CPU kernels are unsafe with it.
+
+        Measured with torch 2.13 (CPU): the backward pass of a channels-last 1×1 conv with stride 2
+        and 2 to 7 input channels corrupts the heap (glibc aborts: "free(): invalid size"); ResNets
+        of width < 8 have such projection shortcuts. Those run in the default layout.
+        """
+        if not self.train.channels_last:
+            return False
+        if self.device.type != "cpu":
+            return True
+        probe = build_model(self.model.name, self.in_channels, self.num_classes, self.model.width)
+        return not any(
+            isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 8
+            for m in probe.modules()
+        )
 
     @property
     def bf16(self) -> bool:
@@ -127,7 +144,7 @@ class Network:
 
     def inputs(self, data: TensorData, x: torch.Tensor) -> torch.Tensor:
         out = (x.float() - data.mean) / data.std
-        return out.contiguous(memory_format=torch.channels_last) if self.train.channels_last else out
+        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 
 
 def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -217,8 +234,6 @@ def train_run(
     config = network.train
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) < 2:
-        from subsetsearch.internal.files import InputError
-
         raise InputError(f"cannot train on {len(rows)} sample(s); raise the budget")
     net = network.build(seed)
     if init_from is not None:
@@ -278,7 +293,7 @@ def train_run(
                 progress(f"epoch {epoch}/{config.epochs}", b + 1, batches)
         total_loss = float(total_loss)
         if not math.isfinite(total_loss):
-            raise FloatingPointError(f"training diverged at epoch {epoch} (loss {total_loss}); lower train.lr")
+            raise InputError(f"training diverged at epoch {epoch} (loss {total_loss}); lower train.lr")
         entry = {"epoch": epoch, "lr": current_lr, "train_loss": total_loss / batches}
         if validation is not None and len(validation):
             entry["val_accuracy"] = accuracy(predict(network, net, validation), validation.y.cpu().numpy())
@@ -366,18 +381,3 @@ def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
 def set_threads(threads: int | None) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
-
-
-def tune_malloc() -> None:
-    """Keep glibc from returning memory to the OS after every batch (measured up to 2.3x on small-model
-    inference here). A no-op where the variables are already set or libc is not glibc."""
-    import ctypes
-
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_TRIM_THRESHOLD_"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: 32 MiB, glibc's maximum
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: trim only above 1 GiB free
-    except (OSError, AttributeError):
-        pass
