@@ -72,7 +72,7 @@ def test_build_up_acquires_the_top_scores_of_the_unselected_pool(tmp_path):
     search = Search(config, tmp_path / "run")
     result = search.run()
     counts = budget_counts(config.search.budgets, result.pool_size)
-    assert result.pool_size == 600 - 0  # digits pool after the test split, limited to 600
+    assert result.pool_size == 600  # digits after the test split, limited to 600
     previous = None
     for i, k in enumerate(counts):
         table = _table(tmp_path / "run" / f"iter_{i:02d}" / "subset.parquet")
@@ -401,3 +401,14 @@ def test_user_arrays_and_image_folders_run(tmp_path):
     )
     result = run_config(config, tmp_path / "folder")
     assert result.pool_size + len(load_test_labels(config)) == 60
+
+
+def test_steps_all_trains_a_subset_model_and_a_random_baseline_per_step(tmp_path):
+    config = _config(search={"scheme": "build_up", "budgets": [0.1, 0.2, 0.3]}, subset_model={"steps": "all"},
+                     compare=["random", "full"])  # fmt: skip
+    result = run_config(config, tmp_path / "run")
+    sizes = {v.name: v.size for v in result.variants}
+    # build_up's random start (step 0) is not evaluated: it is a random subset already
+    assert sizes == {"build_up@iter_01": 120, "random@iter_01": 120, "build_up": 180, "random": 180, "full": 600}
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["variants"]) == set(sizes)
