@@ -62,6 +62,10 @@ class Subset:
     def empty(cls) -> Subset:
         return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
 
+    def add_unscored(self, rows: np.ndarray, iteration: int) -> Subset:
+        """Add rows chosen without a score (at random, or all of them): score NaN."""
+        return self.add(rows, np.full(len(rows), np.nan), iteration)
+
     def add(self, rows: np.ndarray, scores: np.ndarray, iteration: int) -> Subset:
         rows = np.asarray(rows, dtype=np.int64)
         return Subset(
@@ -356,9 +360,7 @@ class Search:
             subset = (
                 done
                 if done is not None
-                else self._finish_step(
-                    i, subset.add(order[previous:k], np.full(k - previous, np.nan), i), {"kind": "random"}
-                )
+                else self._finish_step(i, subset.add_unscored(order[previous:k], i), {"kind": "random"})
             )
             subsets.append(subset)
             previous = k
@@ -368,14 +370,14 @@ class Search:
         done = self._done_step(0)
         if done is None:
             n = len(self.pool)
-            done = self._finish_step(0, Subset.empty().add(np.arange(n), np.full(n, np.nan), 0), {"kind": "full"})
+            done = self._finish_step(0, Subset.empty().add_unscored(np.arange(n), 0), {"kind": "full"})
         return [done]
 
     def _build_up(self) -> list[Subset]:
         order = self._permutation(_SEED_START)
         subsets: list[Subset] = []
         subset = self._done_step(0) or self._finish_step(
-            0, Subset.empty().add(order[: self.counts[0]], np.full(self.counts[0], np.nan), 0), {"kind": "random start"}
+            0, Subset.empty().add_unscored(order[: self.counts[0]], 0), {"kind": "random start"}
         )
         subsets.append(subset)
         for i in range(1, len(self.counts)):
@@ -388,7 +390,6 @@ class Search:
                 candidates = np.flatnonzero(~selected)
                 train_s, stats, ens = self._ensemble(i, subset.training_rows(), candidates)
                 scores = self._scores(stats)
-                score_s = ens.pop("score_seconds")
                 chosen = select(
                     scores,
                     self.counts[i] - subset.size,
@@ -404,7 +405,6 @@ class Search:
                         "trained_on": subset.size,
                         "scored": len(candidates),
                         "train_seconds": train_s,
-                        "score_seconds": score_s,
                         **ens,
                     },
                 )
@@ -523,10 +523,8 @@ class Search:
 
     def _baseline_subset(self, name: str, size: int) -> Subset:
         n = len(self.pool)
-        if name == "full":
-            return Subset.empty().add(np.arange(n), np.full(n, np.nan), 0)
-        rows = self._permutation(_SEED_BASELINE)[:size]
-        return Subset.empty().add(rows, np.full(size, np.nan), 0)
+        rows = np.arange(n) if name == "full" else self._permutation(_SEED_BASELINE)[:size]
+        return Subset.empty().add_unscored(rows, 0)
 
     def _evaluate(self, name: str, subset: Subset, pretrained: bool = False) -> Variant:
         from subsetsearch.train import trainer

@@ -138,7 +138,7 @@ class Network:
             for m in probe.modules()
         )
 
-    @property
+    @cached_property
     def bf16(self) -> bool:
         return use_bf16(self.train, self.device)
 
