@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from subsetsearch.internal.files import InputError
 from subsetsearch.train import trainer
-from subsetsearch.train.models import build_model
-from subsetsearch.train.settings import MilestoneSchedule, ModelConfig, PatienceSchedule, TrainConfig
+from subsetsearch.train.models import MODELS, build_model
+from subsetsearch.train.settings import MODEL_NAMES, MilestoneSchedule, ModelConfig, PatienceSchedule, TrainConfig
 
 
 def _conv(cin, cout, k):
@@ -60,6 +60,11 @@ def test_cnn_small_parameters_and_shapes():
         assert model(torch.zeros(3, 1, size, size)).shape == (3, 10)
 
 
+def test_config_model_names_are_the_built_models():
+    # settings.py lists the names without importing torch (configs validate before torch loads)
+    assert MODEL_NAMES == tuple(MODELS)
+
+
 def test_unknown_model_is_refused():
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
         build_model("vgg", 3, 10)
@@ -105,21 +110,9 @@ def test_default_milestones_are_half_and_three_quarters():
     assert TrainConfig(epochs=10, schedule=MilestoneSchedule(milestones=[3])).milestones() == [3]
 
 
-def _meta():
-    return {
-        "lr": 0.1,
-        "best": -1.0,
-        "best_epoch": 0,
-        "since_best": 0,
-        "last_drop": None,
-        "gain_since_drop": False,
-        "stopped": False,
-    }
-
-
 def test_patience_schedule_drops_and_stops_as_specified():
     config = TrainConfig(epochs=50, schedule=PatienceSchedule(kind="patience", patience=2))
-    meta = _meta()
+    meta = trainer.new_run_state(0.1)
     # epoch: 1    2    3    4    5    6    7    8    9    10   11
     curve = [0.5, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
     lrs, stopped_at = [], None

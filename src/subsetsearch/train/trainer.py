@@ -242,18 +242,7 @@ def train_run(
     optimizer = torch.optim.SGD(
         net.parameters(), lr=base_lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
-    meta = {
-        "epoch": 0,
-        "lr": base_lr,
-        "history": [],
-        "best": -1.0,
-        "best_epoch": 0,
-        "since_best": 0,
-        "last_drop": None,
-        "gain_since_drop": False,
-        "stopped": False,
-        "seconds": 0.0,
-    }
+    meta = new_run_state(base_lr)
     state_path = folder / "state.safetensors"
     if state_path.is_file():
         tensors, meta = _read_state(state_path)
@@ -323,6 +312,22 @@ def train_run(
     with atomic_path(done) as tmp:
         tmp.write_text(json.dumps(record.to_json(), indent=1))
     return record
+
+
+def new_run_state(lr: float) -> dict:
+    """The bookkeeping of a run before its first epoch (saved with every epoch's state)."""
+    return {
+        "epoch": 0,
+        "lr": lr,
+        "history": [],
+        "best": -1.0,
+        "best_epoch": 0,
+        "since_best": 0,
+        "last_drop": None,
+        "gain_since_drop": False,
+        "stopped": False,
+        "seconds": 0.0,
+    }
 
 
 def _advance_schedule(meta: dict, entry: dict, epoch: int, config: TrainConfig) -> None:
