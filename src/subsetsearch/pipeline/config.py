@@ -12,13 +12,15 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS
 from subsetsearch.internal.files import InputError
 from subsetsearch.train.settings import (
+    DETECTOR_NAMES,
     ModelConfig,
     PatienceSchedule,
     TrainConfig,
     _Strict,
 )
 
-SCHEMES = ("build_up", "pretrain", "compress", "random", "full")
+SCHEMES = ("build_up", "auto_duplication", "pretrain", "compress", "random", "full")
+DETECTION_SCHEMES = ("build_up", "auto_duplication", "random", "full")
 
 
 class DataConfig(_Strict):
@@ -44,6 +46,25 @@ class DataConfig(_Strict):
         return self
 
 
+class DetectionConfig(_Strict):
+    """The built-in detection set (task: detection): Fashion-MNIST objects on canvases, long-tailed
+    classes (see subsetsearch.train.canvas). ``data.path`` may point at the IDX files."""
+
+    images: int = Field(20000, ge=10)  # training canvases (the pool) from Fashion-MNIST's training items
+    test_images: int = Field(2000, ge=10)  # test canvases from its test items
+    size: int = Field(64, ge=32, multiple_of=8)  # canvas side in pixels
+    max_objects: int = Field(4, ge=1)
+    scale: tuple[int, int] = (10, 36)  # smallest and largest side of a pasted item
+    clutter: float = Field(0.5, ge=0)  # mean number of unlabeled items per canvas
+    noise: float = Field(8.0, ge=0)  # background noise (0..255 scale)
+
+    @model_validator(mode="after")
+    def _scale(self) -> DetectionConfig:
+        if not 4 <= self.scale[0] <= self.scale[1] <= self.size:
+            raise ValueError(f"detection.scale: must be increasing, from at least 4 to at most size ({self.size})")
+        return self
+
+
 class EnsembleConfig(_Strict):
     """The acquisition ensemble: ``seeds`` (best epoch of each of ``runs`` runs), ``checkpoints``
     (epochs start..stop step of one run), ``combined`` (those checkpoints of every run)."""
@@ -64,7 +85,9 @@ class EnsembleConfig(_Strict):
 
 
 class SearchConfig(_Strict):
-    scheme: Literal["build_up", "pretrain", "compress", "random", "full"] = "build_up"
+    # auto_duplication: build_up that scores the whole pool each step, chosen samples included,
+    # so the subset becomes a multiset
+    scheme: Literal["build_up", "auto_duplication", "pretrain", "compress", "random", "full"] = "build_up"
     function: str = "mutual_information"
     # fractions of the pool (<= 1) or counts (> 1)
     budgets: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [0.125, 0.25, 0.5])
@@ -93,9 +116,10 @@ class SearchConfig(_Strict):
 
     @model_validator(mode="after")
     def _scheme(self) -> SearchConfig:
-        if self.scheme == "build_up" and len(self.budgets) < 2:
+        if self.scheme in ("build_up", "auto_duplication") and len(self.budgets) < 2:
             raise ValueError(
-                "search.budgets: build_up needs a random start and at least one acquisition step, e.g. [0.125, 0.25]"
+                f"search.budgets: {self.scheme} needs a random start and at least one acquisition step, "
+                "e.g. [0.125, 0.25]"
             )
         return self
 
@@ -111,9 +135,11 @@ class SubsetModelConfig(_Strict):
 
 class RunConfig(_Strict):
     name: str = "run"
+    task: Literal["classification", "detection"] = "classification"
     seed: int = 0
     run_dir: Path | None = None  # default: runs/<name>
     data: DataConfig = DataConfig()
+    detection: DetectionConfig | None = None  # task: detection (default settings when absent)
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
@@ -121,6 +147,18 @@ class RunConfig(_Strict):
     subset_model: SubsetModelConfig = SubsetModelConfig()
     # baselines trained beside the subset model
     compare: list[Literal["random", "full"]] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _detector_by_default(cls, data: object) -> object:
+        """``task: detection`` without a model names the detector."""
+        if isinstance(data, dict) and data.get("task") == "detection":
+            model = data.get("model")
+            if model is None:
+                return {**data, "model": {"name": DETECTOR_NAMES[0]}}
+            if isinstance(model, dict) and "name" not in model:
+                return {**data, "model": {**model, "name": DETECTOR_NAMES[0]}}
+        return data
 
     @model_validator(mode="after")
     def _cross(self) -> RunConfig:
@@ -138,7 +176,35 @@ class RunConfig(_Strict):
             )
         if len(set(self.compare)) != len(self.compare):
             raise ValueError("compare lists a baseline twice")
+        self._check_task()
         return self
+
+    def _check_task(self) -> None:
+        models = {"model.name": self.model.name, "subset_model.model.name": self.subset_model_config().name}
+        if self.task == "classification":
+            if self.detection is not None:
+                raise ValueError("detection: only used with task: detection; remove it or set task: detection")
+            for key, name in models.items():
+                if name in DETECTOR_NAMES:
+                    raise ValueError(f"{key}: '{name}' is a detector; set task: detection or pick a classifier")
+            return
+        if self.data.dataset != "fashion_mnist":
+            raise ValueError("data.dataset: task: detection builds its canvases from fashion_mnist; use it")
+        if self.search.scheme not in DETECTION_SCHEMES:
+            raise ValueError(
+                f"search.scheme: '{self.search.scheme}' is not available for detection; "
+                f"choose one of {', '.join(DETECTION_SCHEMES)}"
+            )
+        for key, name in models.items():
+            if name not in DETECTOR_NAMES:
+                raise ValueError(f"{key}: task: detection needs a detector ({', '.join(DETECTOR_NAMES)}), got '{name}'")
+        if self.data.validation_fraction > 0 or isinstance(self.train.schedule, PatienceSchedule):
+            raise ValueError("task: detection trains without a validation set; use a milestone schedule")
+        if self.data.limit is not None or self.data.test_limit is not None:
+            raise ValueError("data.limit: task: detection sizes its set with detection.images / detection.test_images")
+
+    def detection_config(self) -> DetectionConfig:
+        return self.detection or DetectionConfig()
 
     def checkpoint_epochs(self) -> list[int]:
         """Epochs (1-based) whose checkpoints are ensemble members (one run for 'checkpoints')."""

@@ -67,13 +67,28 @@ class Subset:
         return self.add(rows, np.full(len(rows), np.nan), iteration)
 
     def add(self, rows: np.ndarray, scores: np.ndarray, iteration: int) -> Subset:
+        """Add distinct ``rows`` with their scores. A row already in the subset (automatic
+        duplication) gains one multiplicity and takes the new score; it keeps its first iteration."""
         rows = np.asarray(rows, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float64)
+        position = {int(r): j for j, r in enumerate(self.index)}
+        old = np.array([position.get(int(r), -1) for r in rows], dtype=np.int64)
+        repeat = old >= 0
+        multiplicity, score = self.multiplicity.copy(), self.score.copy()
+        multiplicity[old[repeat]] += 1
+        score[old[repeat]] = scores[repeat]
+        new = ~repeat
         return Subset(
-            np.concatenate([self.index, rows]),
-            np.concatenate([self.multiplicity, np.ones(len(rows), np.int64)]),
-            np.concatenate([self.score, np.asarray(scores, dtype=np.float64)]),
-            np.concatenate([self.iteration, np.full(len(rows), iteration, np.int64)]),
+            np.concatenate([self.index, rows[new]]),
+            np.concatenate([multiplicity, np.ones(int(new.sum()), np.int64)]),
+            np.concatenate([score, scores[new]]),
+            np.concatenate([self.iteration, np.full(int(new.sum()), iteration, np.int64)]),
         )
+
+    def multiplicity_counts(self) -> dict[str, int]:
+        """How many distinct samples appear once, twice, three times, four or more (paper Table VII)."""
+        m = self.multiplicity
+        return {"1": int(np.sum(m == 1)), "2": int(np.sum(m == 2)), "3": int(np.sum(m == 3)), "4+": int(np.sum(m >= 4))}
 
     @property
     def size(self) -> int:
@@ -240,6 +255,7 @@ class Search:
 
         trainer.set_threads(self.config.train.threads)
         self.splits = load_splits(self.config)
+        self.data_name = self.splits.name
         pool = self.splits.pool
         self.device = trainer.resolve_device(self.config.train.device)
         mean, std = trainer.channel_stats(pool.x)
@@ -270,13 +286,14 @@ class Search:
         n = len(self.pool)
         cfg = self.config
         self.reporter.line(
-            f"{cfg.search.scheme} on {self.splits.name}: pool {n}, test {len(self.test)}, "
+            f"{cfg.search.scheme} on {self.data_name}: pool {n}, test {len(self.test)}, "
             f"budgets {self.counts}, {cfg.model.name} on {self.device}"
         )
         started = time.perf_counter()
         scheme = cfg.search.scheme
         subsets = {
             "build_up": self._build_up,
+            "auto_duplication": lambda: self._build_up(duplicate=True),
             "pretrain": self._from_full_ensemble,
             "compress": self._from_full_ensemble,
             "random": self._random,
@@ -286,8 +303,9 @@ class Search:
         final = subsets[-1]
         final.write(self.run_dir / "subset.parquet")
         last = len(subsets) - 1
-        if cfg.subset_model.steps == "all":  # every acquired subset (build_up's random start is a baseline)
-            evaluated = [i for i in range(len(subsets)) if scheme != "build_up" or i > 0]
+        if cfg.subset_model.steps == "all":  # every acquired subset (a random start is a baseline)
+            starts_random = scheme in ("build_up", "auto_duplication")
+            evaluated = [i for i in range(len(subsets)) if not starts_random or i > 0]
         else:
             evaluated = [last]
         variants = []
@@ -330,13 +348,20 @@ class Search:
     def _iter_dir(self, i: int) -> Path:
         return self.run_dir / f"iter_{i:02d}"
 
-    def _finish_step(self, i: int, subset: Subset, extra: dict) -> Subset:
+    def _finish_step(self, i: int, subset: Subset, extra: dict, added: int | None = None) -> Subset:
         folder = self._iter_dir(i)
         subset.write(folder / "subset.parquet")
-        added = int(np.sum(subset.iteration == i))
+        added = int(np.sum(subset.iteration == i)) if added is None else added
         _write_json(
             folder / "metrics.json",
-            {"iteration": i, "subset_size": subset.size, "unique_samples": len(subset.index), "added": added, **extra},
+            {
+                "iteration": i,
+                "subset_size": subset.size,
+                "unique_samples": len(subset.index),
+                "multiplicity_counts": subset.multiplicity_counts(),
+                "added": added,
+                **extra,
+            },
         )
         self.reporter.line(f"step {i}: subset {subset.size} samples ({added} added)")
         return subset
@@ -373,7 +398,9 @@ class Search:
             done = self._finish_step(0, Subset.empty().add_unscored(np.arange(n), 0), {"kind": "full"})
         return [done]
 
-    def _build_up(self) -> list[Subset]:
+    def _build_up(self, duplicate: bool = False) -> list[Subset]:
+        """Random start, then each step an ensemble trained on the subset scores the unselected rows
+        (``duplicate``: every row, chosen ones included, so the subset becomes a multiset)."""
         order = self._permutation(_SEED_START)
         subsets: list[Subset] = []
         subset = self._done_step(0) or self._finish_step(
@@ -386,14 +413,14 @@ class Search:
                 subset = done
             else:
                 selected = np.zeros(len(self.pool), bool)
-                selected[subset.index] = True
+                if not duplicate:
+                    selected[subset.index] = True
                 candidates = np.flatnonzero(~selected)
-                train_s, stats, ens = self._ensemble(i, subset.training_rows(), candidates)
-                scores = self._scores(stats)
+                train_s, scores, ens = self._acquisition_scores(i, subset.training_rows(), candidates)
                 chosen = select(
                     scores,
                     self.counts[i] - subset.size,
-                    exclude=selected,
+                    exclude=selected if not duplicate else None,
                     skip_top=self.config.search.skip_top,
                     seed=derive_seed(self.config.seed, _SEED_SELECT, i),
                 )
@@ -405,8 +432,10 @@ class Search:
                         "trained_on": subset.size,
                         "scored": len(candidates),
                         "train_seconds": train_s,
+                        "chosen_again": int(np.isin(chosen, subset.index).sum()),
                         **ens,
                     },
+                    added=len(chosen),
                 )
             subsets.append(subset)
         return subsets
@@ -422,8 +451,7 @@ class Search:
                 subsets.append(done)
                 continue
             if scores is None:
-                train_s, stats, ens = self._ensemble(0, np.arange(n), np.arange(n))
-                scores = self._scores(stats)
+                train_s, scores, ens = self._acquisition_scores(0, np.arange(n), np.arange(n))
                 extra = {"train_seconds": train_s, **ens}
             chosen = select(
                 scores, k, skip_top=self.config.search.skip_top, seed=derive_seed(self.config.seed, _SEED_SELECT, 0)
@@ -436,9 +464,14 @@ class Search:
             subsets.append(self._finish_step(i, Subset.empty().add(chosen, scores[chosen], i), step_extra))
         return subsets
 
-    def _scores(self, stats: EnsembleStats) -> np.ndarray:
+    def _acquisition_scores(
+        self, i: int, train_rows: np.ndarray, score_rows: np.ndarray
+    ) -> tuple[float, np.ndarray, dict]:
+        """Train iteration i's ensemble on ``train_rows`` and score ``score_rows``: (training seconds,
+        scores [N] with NaN for rows not scored, summary for metrics.json)."""
+        train_s, stats, ens = self._ensemble(i, train_rows, score_rows)
         labels = self.splits.pool.y if self.config.search.function == "error_count" else None
-        return acquire(stats, self.config.search.function, labels=labels)
+        return train_s, acquire(stats, self.config.search.function, labels=labels), ens
 
     # -- ensembles ------------------------------------------------------------------------------
 
@@ -463,8 +496,8 @@ class Search:
             files += [(f"run_{r}/epoch_{e:03d}", run_dir / f"epoch_{e:03d}.safetensors", r) for e in epochs]
         return files
 
-    def _ensemble(self, i: int, train_rows: np.ndarray, score_rows: np.ndarray) -> tuple[float, EnsembleStats, dict]:
-        """Train iteration i's acquisition ensemble on ``train_rows``; score ``score_rows`` into EnsembleStats."""
+    def _train_ensemble(self, i: int, train_rows: np.ndarray) -> float:
+        """Train iteration i's acquisition runs on ``train_rows``; their training seconds."""
         from subsetsearch.train import trainer
 
         cfg = self.config
@@ -484,8 +517,21 @@ class Search:
                 save_epochs=save_epochs,
                 keep_best=ens.kind == "seeds",
                 progress=self.reporter.bar(f"step {i} run {r + 1}/{ens.runs}"),
+                batch_loss=self._batch_loss(self.acq_net, train_rows),
             )
             train_seconds += record.seconds
+        return train_seconds
+
+    def _batch_loss(self, network: object, train_rows: np.ndarray) -> object:
+        """The trainer's loss for this task (None: its default, cross-entropy)."""
+        return None
+
+    def _ensemble(self, i: int, train_rows: np.ndarray, score_rows: np.ndarray) -> tuple[float, EnsembleStats, dict]:
+        """Train iteration i's acquisition ensemble on ``train_rows``; score ``score_rows`` into EnsembleStats."""
+        from subsetsearch.train import trainer
+
+        ens = self.config.ensemble
+        train_seconds = self._train_ensemble(i, train_rows)
         members = self._member_files(i)
         stats_path = self._iter_dir(i) / "stats.npz"
         n, c = len(self.pool), self.splits.num_classes
@@ -588,7 +634,7 @@ def _first_difference(a: object, b: object, prefix: str = "") -> str:
 
 
 def summary(result: RunResult, config: RunConfig) -> str:
-    """One screen: what was searched, the subset, and test accuracy of every variant."""
+    """One screen: what was searched, the subset, and the test result of every variant."""
     lines = [
         f"run directory   {result.run_dir}",
         f"scheme          {config.search.scheme} ({config.search.function}, ensemble {config.ensemble.kind})",
@@ -597,8 +643,12 @@ def summary(result: RunResult, config: RunConfig) -> str:
         f" -> {result.run_dir / 'subset.parquet'}",
         f"search cost     {result.search_seconds:.1f} s (ensemble training + scoring)",
         "",
-        f"{'subset model':<14}{'samples':>9}{'test accuracy':>22}{'ensemble':>10}{'train s':>9}",
     ]
+    if config.task == "detection":
+        from subsetsearch.pipeline.detect import summary_rows
+
+        return "\n".join(lines + summary_rows(result.variants))
+    lines.append(f"{'subset model':<14}{'samples':>9}{'test accuracy':>22}{'ensemble':>10}{'train s':>9}")
     for v in result.variants:
         mean, std = 100 * np.mean(v.accuracies), 100 * np.std(v.accuracies)
         spread = f"{mean:.2f}% ± {std:.2f}" if len(v.accuracies) > 1 else f"{mean:.2f}%"
@@ -609,4 +659,8 @@ def summary(result: RunResult, config: RunConfig) -> str:
 
 def run_config(config: RunConfig, run_dir: Path | None = None, reporter: Reporter | None = None) -> RunResult:
     """Run (or resume) the search a config describes."""
+    if config.task == "detection":
+        from subsetsearch.pipeline.detect import DetectionSearch
+
+        return DetectionSearch(config, run_dir, reporter).run()
     return Search(config, run_dir, reporter).run()

@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-MODEL_NAMES = ("cnn_small", "resnet18", "resnet10")
+MODEL_NAMES = ("cnn_small", "resnet18", "resnet10", "centernet_unet")
+#: Models that detect objects (task: detection); the others classify.
+DETECTOR_NAMES = ("centernet_unet",)
 
 
 class _Strict(BaseModel):

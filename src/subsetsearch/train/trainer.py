@@ -36,6 +36,8 @@ from subsetsearch.train.settings import ModelConfig, PatienceSchedule, TrainConf
 
 #: progress(what, done, total): called after each batch of training or inference.
 ProgressFn = Callable[[str, int, int], None]
+#: batch_loss(net, rows, generator): the training loss of one batch of data rows.
+BatchLossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
 INFERENCE_BATCH = 1024
 
 
@@ -221,10 +223,12 @@ def train_run(
     init_from: Path | None = None,
     lr: float | None = None,
     progress: ProgressFn | None = None,
+    batch_loss: BatchLossFn | None = None,
 ) -> RunRecord:
     """Train one model on ``data`` rows ``rows`` (repeats allowed: a multiset) and store what is asked.
 
-    Resumes from ``folder/state.safetensors``; returns at once when ``folder/done.json`` exists.
+    ``batch_loss`` defaults to cross-entropy on augmented images (classification); the detector
+    passes its own. Resumes from ``folder/state.safetensors``; returns at once when ``folder/done.json`` exists.
     """
     done = folder / "done.json"
     if done.is_file():
@@ -254,6 +258,8 @@ def train_run(
     bf16 = network.bf16
     device_type = network.device.type
     batch_size = config.batch_size
+    if batch_loss is None:
+        batch_loss = classification_loss(network, data)
     for epoch in range(meta["epoch"] + 1, config.epochs + 1):
         if meta["stopped"]:
             break
@@ -271,9 +277,8 @@ def train_run(
         total_loss, batches = 0.0, math.ceil(len(order) / batch_size)
         for b in range(batches):
             index = torch.from_numpy(order[b * batch_size : (b + 1) * batch_size]).to(network.device)
-            x = augment(data.x[index], config.augment.crop_padding, config.augment.flip, generator)
             with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-                loss = F.cross_entropy(net(network.inputs(data, x)), data.y[index])
+                loss = batch_loss(net, index, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -312,6 +317,17 @@ def train_run(
     with atomic_path(done) as tmp:
         tmp.write_text(json.dumps(record.to_json(), indent=1))
     return record
+
+
+def classification_loss(network: Network, data: TensorData) -> BatchLossFn:
+    """Cross-entropy of the network on augmented images of ``data``."""
+    augment_config = network.train.augment
+
+    def loss(net: nn.Module, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x = augment(data.x[index], augment_config.crop_padding, augment_config.flip, generator)
+        return F.cross_entropy(net(network.inputs(data, x)), data.y[index])
+
+    return loss
 
 
 def new_run_state(lr: float) -> dict:

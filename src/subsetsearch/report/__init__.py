@@ -1,0 +1,1 @@
+"""Analyses and figures over stored run directories (matplotlib, written as PNG)."""

@@ -1,0 +1,135 @@
+"""Detection figures: per-class uncertainty heatmaps over images (the paper's Figure 2) and the
+duplication table of automatic duplication (its Table VII)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.train.canvas import CLASS_NAMES, DetectionImages
+
+BUCKETS = ("1", "2", "3", "4+")
+_COLOURS = ("tab:red", "tab:orange", "tab:green", "tab:blue", "tab:purple")
+
+
+def duplication_rows(run_dir: Path) -> list[dict]:
+    """Per step: subset size, unique images and how many appear 1, 2, 3, 4+ times."""
+    rows = []
+    for folder in sorted(Path(run_dir).glob("iter_*")):
+        path = folder / "metrics.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+        counts = m.get("multiplicity_counts", {})
+        rows.append({"step": m["iteration"], "size": m["subset_size"], "unique": m["unique_samples"], **counts})
+    return rows
+
+
+def duplication_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| step | subset size | unique images | x1 | x2 | x3 | x4+ |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cells = [r["step"], r["size"], r["unique"], *(r.get(b, 0) for b in BUCKETS)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: object, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+
+
+def duplication_figure(rows: list[dict], path: Path) -> None:
+    """Stacked bars: images appearing 1, 2, 3, 4+ times at each step."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    bottom = np.zeros(len(rows))
+    steps = [r["step"] for r in rows]
+    for bucket, colour in zip(BUCKETS, ("#bbbbbb", "#f4a261", "#e76f51", "#9d0208"), strict=True):
+        values = np.array([r.get(bucket, 0) for r in rows], dtype=float)
+        ax.bar(steps, values, bottom=bottom, color=colour, label=f"x{bucket}")
+        bottom += values
+    ax.set_xlabel("step")
+    ax.set_ylabel("unique images")
+    ax.set_xticks(steps)
+    ax.legend(title="appears", fontsize=8)
+    ax.set_title("Multiplicity of the subset's images")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def heatmap_figure(
+    images: DetectionImages, index: np.ndarray, heatmaps: np.ndarray, image_scores: np.ndarray, path: Path, title: str
+) -> None:
+    """One row per image: the image with its boxes, then each class's heatmap over the image."""
+    plt = _pyplot()
+    n, k = heatmaps.shape[:2]
+    fig, axes = plt.subplots(n, k + 1, figsize=(1.7 * (k + 1), 1.8 * n), squeeze=False)
+    top = float(np.nanmax(heatmaps)) or 1.0
+    size = images.x.shape[-1]
+    for row, image in enumerate(index):
+        picture = images.x[image, 0]
+        boxes, labels = images.boxes_of(int(image))
+        for col in range(k + 1):
+            ax = axes[row, col]
+            ax.imshow(picture, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                for (x0, y0, x1, y1), label in zip(boxes, labels, strict=True):
+                    rect = plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.2)
+                    rect.set_edgecolor(_COLOURS[label % len(_COLOURS)])
+                    ax.add_patch(rect)
+                ax.set_ylabel(f"#{image}\nscore {image_scores[row]:.3f}", fontsize=7)
+                continue
+            ax.imshow(heatmaps[row, col - 1], cmap="inferno", alpha=0.6, vmin=0, vmax=top, extent=(0, size, size, 0))
+            if row == 0:
+                ax.set_title(CLASS_NAMES[col - 1] if col - 1 < len(CLASS_NAMES) else str(col - 1), fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def write_detection_figures(run_dir: Path, images: DetectionImages) -> list[Path]:
+    """The figures of a detection run directory into ``run_dir/report/``; the paths written."""
+    run_dir = Path(run_dir)
+    report = run_dir / "report"
+    written = []
+    config = {}
+    config_path = run_dir / "config.yaml"
+    if config_path.is_file():
+        import yaml
+
+        config = yaml.safe_load(config_path.read_text()) or {}
+    function = config.get("search", {}).get("function", "acquisition")
+    for folder in sorted(run_dir.glob("iter_*")):
+        source = folder / "heatmaps.npz"
+        if not source.is_file():
+            continue
+        with np.load(source) as saved:
+            path = report / f"heatmaps_{folder.name}.png"
+            title = f"{folder.name}: per-class {function} heatmaps (top-scored rows first, then random)"
+            heatmap_figure(images, saved["index"], saved["heatmaps"], saved["image_scores"], path, title)
+            written.append(path)
+    rows = duplication_rows(run_dir)
+    if rows:
+        with atomic_path(report / "duplication.md") as tmp:
+            tmp.write_text(duplication_markdown(rows))
+        duplication_figure(rows, report / "duplication.png")
+        written += [report / "duplication.md", report / "duplication.png"]
+    return written
