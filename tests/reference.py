@@ -1,4 +1,5 @@
-"""Independent reference: the four functions computed directly on a stacked [M, N, C] array.
+"""Independent references for tests: the four functions computed directly on a stacked [M, N, C]
+array, and files written from their format's spec.
 
 This is the textbook formulation (DESIGN.md's equations, float64 throughout),
 written without anything from subsetsearch, so tests compare against it.
@@ -49,3 +50,34 @@ def random_members(
     if one_hot:
         probs[:, : n // 4] = np.eye(c)[rng.integers(0, c, size=(m, n // 4))]
     return probs.astype(dtype)
+
+
+def binary_entropy(p: np.ndarray) -> np.ndarray:
+    """-(p log p + (1 - p) log(1 - p)), with 0 log 0 = 0."""
+    out = np.zeros_like(p, dtype=np.float64)
+    for q in (p, 1 - p):
+        q = q.astype(np.float64)
+        out -= np.where(q > 0, q * np.log(np.where(q > 0, q, 1)), 0)
+    return out
+
+
+def direct_heatmaps(maps: np.ndarray, fn: str, gt: np.ndarray | None = None) -> np.ndarray:
+    """The four functions at every location of stacked maps [M, n, K, H, W], written out directly."""
+    p = maps.astype(np.float64)
+    m = p.shape[0]
+    mean = p.mean(axis=0)
+    votes = (maps > 0.5).sum(axis=0)  # a member votes "object" above 0.5; a tie is "no object"
+    if fn == "entropy":
+        return binary_entropy(mean)
+    if fn == "mutual_information":
+        return np.maximum(binary_entropy(mean) - binary_entropy(p).mean(axis=0), 0)
+    if fn == "variation_ratios":
+        return 1 - np.maximum(votes, m - votes) / m
+    agree = np.where(gt.astype(bool), votes, m - votes)
+    return 1 - agree / m
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An uint8 IDX file (the MNIST format) holding ``array``, written from the format's spec."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()

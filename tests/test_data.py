@@ -6,16 +6,12 @@ import gzip
 
 import numpy as np
 import pytest
+from reference import idx_bytes as _idx
 
 from subsetsearch.internal.files import InputError
 from subsetsearch.train import data
 
 FASHION = data.FASHION_MNIST_DIR.is_dir()
-
-
-def _idx(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
 
 
 def test_read_idx_plain_and_gzip(tmp_path):

@@ -204,7 +204,7 @@ def _check_maps(maps: np.ndarray, *, rank: int, name: str) -> np.ndarray:
     if not np.issubdtype(p.dtype, np.floating):
         raise ValueError(f"{name} must be floating-point probabilities, got {p.dtype}")
     if p.size == 0:
-        raise ValueError(f"{name} is empty (shape {p.shape})")
+        raise ValueError(f"{name} is empty (shape {p.shape}); give at least one member and one image")
     low, high = float(np.min(p)), float(np.max(p))
     if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > 1:
         raise ValueError(

@@ -1,0 +1,220 @@
+"""`subsetsearch run` with task: detection, end to end on the Fashion-MNIST canvases: the schemes pick
+the top image scores, recomputed here from the stored checkpoints with the per-location formulas of
+tests/reference.py; automatic duplication makes a multiset; resume after SIGKILL; figures."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+from reference import direct_heatmaps
+
+from subsetsearch.pipeline.config import parse_config
+from subsetsearch.pipeline.detect import DetectionSearch
+from subsetsearch.pipeline.run import budget_counts
+from subsetsearch.train import detector, trainer
+from subsetsearch.train.data import FASHION_MNIST_DIR
+
+pytestmark = pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Fashion-MNIST missing (make test installs it)")
+
+BASE = {
+    "name": "d",
+    "task": "detection",
+    "seed": 3,
+    "detection": {"images": 240, "test_images": 60},
+    "model": {"width": 8},
+    "train": {"epochs": 3, "batch_size": 32, "lr": 0.02, "threads": 1},
+    "ensemble": {"kind": "checkpoints", "start": 2, "stop": 3},
+    "search": {"scheme": "auto_duplication", "budgets": [0.2, 0.4, 0.6]},
+}
+
+
+def _config(**changes) -> dict:
+    config = json.loads(json.dumps(BASE))
+    for key, value in changes.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    return config
+
+
+def _table(path: Path) -> dict[str, np.ndarray]:
+    table = pq.read_table(path)
+    return {name: table[name].to_numpy() for name in table.column_names}
+
+
+def _reference_scores(search: DetectionSearch, iteration: int) -> np.ndarray:
+    """Per-location scores of every pool image from the stored checkpoints, by the direct formulas."""
+    maps = []
+    for _, path, _ in search._member_files(iteration):
+        net = search.acq_net.build(0)
+        trainer.load_weights(net, path)
+        net.eval()
+        with torch.inference_mode():
+            out = net(search.acq_net.inputs(search.pool, search.pool.x))
+        maps.append(torch.sigmoid(out[:, :5]).numpy())
+    function = search.config.search.function
+    gt = None
+    if function == "error_count":
+        images = search.images
+        gt = detector.centre_maps(images.boxes, images.labels, images.image_index, len(images), 5, 64)
+    heat = direct_heatmaps(np.stack(maps), function, gt)
+    return heat.reshape(len(heat), -1).max(axis=1)
+
+
+@pytest.fixture(scope="module")
+def auto_run(tmp_path_factory) -> tuple[DetectionSearch, object]:
+    config = parse_config(_config(compare=["random", "full"], subset_model={"steps": "all"}))
+    search = DetectionSearch(config, tmp_path_factory.mktemp("auto") / "run")
+    return search, search.run()
+
+
+def test_auto_duplication_takes_the_top_scores_of_the_whole_pool(auto_run):
+    search, result = auto_run
+    n = result.pool_size
+    counts = budget_counts(search.config.search.budgets, n)
+    previous = _table(search.run_dir / "iter_00" / "subset.parquet")
+    assert len(previous["index"]) == counts[0] and np.all(previous["multiplicity"] == 1)
+    for i in range(1, len(counts)):
+        table = _table(search.run_dir / f"iter_{i:02d}" / "subset.parquet")
+        before = np.bincount(previous["index"], weights=previous["multiplicity"], minlength=n)
+        after = np.bincount(table["index"], weights=table["multiplicity"], minlength=n)
+        chosen = np.flatnonzero(after - before)
+        assert np.all((after - before)[chosen] == 1)  # each step picks distinct images
+        with np.load(search.run_dir / f"iter_{i:02d}" / "scores.npz") as saved:
+            scores = saved["scores"]
+        np.testing.assert_allclose(scores, _reference_scores(search, i), atol=1e-5)
+        k = counts[i] - counts[i - 1]
+        assert len(chosen) == k
+        # the top k over the whole pool, chosen images included (ties at the boundary: either side)
+        others = np.setdiff1d(np.arange(n), chosen)
+        assert scores[chosen].min() >= scores[others].max()
+        metrics = json.loads((search.run_dir / f"iter_{i:02d}" / "metrics.json").read_text())
+        assert metrics["chosen_again"] == int(np.sum(before[chosen] > 0))
+        assert metrics["scored"] == n and metrics["subset_size"] == counts[i] == int(after.sum())
+        m = metrics["multiplicity_counts"]
+        assert m["1"] + m["2"] + m["3"] + m["4+"] == metrics["unique_samples"] == int(np.sum(after > 0))
+        assert m["1"] + 2 * m["2"] + 3 * m["3"] + int(after[after >= 4].sum()) == counts[i]
+        previous = table
+
+
+def test_variants_report_wmap_and_unique_images(auto_run):
+    search, result = auto_run
+    names = [v.name for v in result.variants]
+    assert names == ["auto_duplication@iter_01", "random@iter_01", "auto_duplication", "random", "full"]
+    metrics = json.loads((search.run_dir / "metrics.json").read_text())
+    final = metrics["variants"]["auto_duplication"]
+    table = _table(search.run_dir / "subset.parquet")
+    assert final["subset_size"] == int(table["multiplicity"].sum())
+    assert final["unique_samples"] == len(table["index"])
+    for variant in metrics["variants"].values():
+        (test,) = variant["test_metrics"]
+        weights = {"AP_small": 1, "AP_medium": 2, "AP_large": 3}
+        present = {k: w for k, w in weights.items() if np.isfinite(test[k])}
+        expected = sum(w * test[k] for k, w in present.items()) / sum(present.values())
+        assert test["wMAP"] == pytest.approx(expected) and variant["wMAP_mean"] == test["wMAP"]
+        assert 0 <= test["mAP"] <= 1
+    assert metrics["variants"]["full"]["unique_samples"] == result.pool_size
+
+
+def test_figures_and_duplication_table(auto_run):
+    search, _ = auto_run
+    report = search.run_dir / "report"
+    for name in ("heatmaps_iter_01.png", "heatmaps_iter_02.png", "duplication.png"):
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = (report / "duplication.md").read_text().splitlines()[2:]
+    for i, line in enumerate(lines):
+        metrics = json.loads((search.run_dir / f"iter_{i:02d}" / "metrics.json").read_text())
+        m = metrics["multiplicity_counts"]
+        expected = [i, metrics["subset_size"], metrics["unique_samples"], m["1"], m["2"], m["3"], m["4+"]]
+        assert [int(c) for c in line.strip("| ").split(" | ")] == expected
+    with np.load(search.run_dir / "iter_01" / "heatmaps.npz") as saved:
+        index, heat = saved["index"], saved["heatmaps"]
+        with np.load(search.run_dir / "iter_01" / "scores.npz") as scored:
+            scores = scored["scores"]
+    assert heat.shape == (len(index), 5, 16, 16)
+    assert index[:3].tolist() == np.argsort(-scores, kind="stable")[:3].tolist()  # the top-scored first
+    np.testing.assert_allclose(heat.reshape(len(index), -1).max(axis=1), scores[index], atol=1e-5)
+
+
+def test_build_up_with_error_count_scores_only_the_unselected(tmp_path):
+    config = parse_config(_config(search={"scheme": "build_up", "function": "error_count", "budgets": [0.2, 0.4]}))
+    search = DetectionSearch(config, tmp_path / "run")
+    search.run()
+    start = _table(tmp_path / "run" / "iter_00" / "subset.parquet")["index"]
+    table = _table(tmp_path / "run" / "iter_01" / "subset.parquet")
+    assert np.all(table["multiplicity"] == 1) and len(set(table["index"].tolist())) == len(table["index"])
+    with np.load(tmp_path / "run" / "iter_01" / "scores.npz") as saved:
+        scores = saved["scores"]
+    assert np.all(np.isnan(scores[start]))  # chosen images are not scored
+    unselected = np.setdiff1d(np.arange(240), start)
+    np.testing.assert_allclose(scores[unselected], _reference_scores(search, 1)[unselected], atol=1e-6)
+    added = table["index"][table["iteration"] == 1]
+    assert scores[added].min() >= scores[np.setdiff1d(unselected, added)].max()  # the top of the unselected
+
+
+def _cli(config_path: Path, run_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "subsetsearch.cli", "run", str(config_path), "--run-dir", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_sigkill_resumes_to_the_same_subset_and_metrics(tmp_path):
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump(_config(compare=["random"])))
+    whole = _cli(config_path, tmp_path / "whole")
+    started = time.perf_counter()
+    out, err = whole.communicate(timeout=300)
+    duration = time.perf_counter() - started
+    assert whole.returncode == 0, err.decode()
+    assert "wMAP" in out.decode() and "auto_duplication" in out.decode()
+    kills = 0
+    for fraction in (0.35, 0.6, 0.85):
+        process = _cli(config_path, tmp_path / "cut")
+        time.sleep(fraction * duration)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.communicate(timeout=300)
+    final = _cli(config_path, tmp_path / "cut")
+    _, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err.decode()
+    assert kills >= 2
+    expected, got = _table(tmp_path / "whole" / "subset.parquet"), _table(tmp_path / "cut" / "subset.parquet")
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+    want = json.loads((tmp_path / "whole" / "metrics.json").read_text())["variants"]
+    have = json.loads((tmp_path / "cut" / "metrics.json").read_text())["variants"]
+    assert {k: v["test_metrics"] for k, v in have.items()} == {k: v["test_metrics"] for k, v in want.items()}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"search": {"scheme": "pretrain"}}, "search.scheme: 'pretrain' is not available for detection"),
+        ({"model": {"name": "cnn_small"}}, "model.name: task: detection needs a detector"),
+        ({"data": {"dataset": "digits"}}, "data.dataset: task: detection builds its canvases from fashion_mnist"),
+        ({"detection": {"scale": [30, 20]}}, "detection.scale"),
+        ({"detection": {"images": 5}}, "detection.images"),
+    ],
+)
+def test_bad_detection_configs_are_one_line_errors(tmp_path, changes, message):
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump(_config(**changes)))
+    done = subprocess.run(
+        [sys.executable, "-m", "subsetsearch.cli", "run", str(config_path), "--run-dir", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "r").exists()
