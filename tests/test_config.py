@@ -89,6 +89,17 @@ def test_demo_config_is_valid():
     assert config.compare == ["random", "full"]
 
 
+def test_detection_config_is_valid_and_defaults_to_the_detector():
+    config = load_config(ROOT / "configs" / "detection.yaml")
+    assert config.task == "detection" and config.search.scheme == "auto_duplication"
+    bare = parse_config({"task": "detection", "search": {"scheme": "random", "budgets": [0.5]}})
+    assert bare.model.name == "centernet_unet" and bare.detection_config().images == 20000
+    with pytest.raises(InputError, match="detection: only used with task: detection"):
+        parse_config({"detection": {"images": 100}})
+    with pytest.raises(InputError, match=r"data\.limit: task: detection sizes its set with detection\.images"):
+        parse_config({"task": "detection", "data": {"limit": 100}})
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

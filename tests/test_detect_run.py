@@ -218,3 +218,12 @@ def test_bad_detection_configs_are_one_line_errors(tmp_path, changes, message):
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_every_model_weights_classes_by_inverse_box_frequency_of_the_pool(auto_run):
+    search, _ = auto_run
+    counts = np.bincount(search.images.labels, minlength=5)
+    assert counts.min() > 0
+    # w_k ∝ 1 / n_k with sum_k n_k w_k = number of boxes: w_k = boxes / (K n_k)
+    expected = counts.sum() / (5 * counts)
+    np.testing.assert_allclose(search.class_weights.numpy(), expected, rtol=1e-6)

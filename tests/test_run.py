@@ -412,3 +412,36 @@ def test_steps_all_trains_a_subset_model_and_a_random_baseline_per_step(tmp_path
     assert sizes == {"build_up@iter_01": 120, "random@iter_01": 120, "build_up": 180, "random": 180, "full": 600}
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(metrics["variants"]) == set(sizes)
+
+
+def test_auto_duplication_on_a_classifier_scores_the_whole_pool(tmp_path):
+    config = _config(search={"scheme": "auto_duplication", "budgets": [0.2, 0.4, 0.6]})
+    search = Search(config, tmp_path / "run")
+    result = search.run()
+    n = result.pool_size
+    counts = budget_counts(config.search.budgets, n)
+    before = np.zeros(n)
+    for i, k in enumerate(counts):
+        table = _table(tmp_path / "run" / f"iter_{i:02d}" / "subset.parquet")
+        after = np.bincount(table["index"], weights=table["multiplicity"], minlength=n)
+        assert after.sum() == k and len(set(table["index"].tolist())) == len(table["index"])
+        if i > 0:
+            chosen = np.flatnonzero(after - before)
+            assert np.all((after - before)[chosen] == 1) and len(chosen) == k - counts[i - 1]
+            scores = _reference_scores(search, i, np.arange(n))["mutual_information"]
+            # the top of the whole pool, already chosen rows included (ties at the boundary: either side)
+            assert scores[chosen].min() >= scores[np.setdiff1d(np.arange(n), chosen)].max() - 1e-6
+            metrics = json.loads((tmp_path / "run" / f"iter_{i:02d}" / "metrics.json").read_text())
+            assert metrics["chosen_again"] == int(np.sum(before[chosen] > 0)) and metrics["scored"] == n
+        before = after
+    assert result.subset.training_rows().size == counts[-1]
+
+
+def test_subset_add_counts_a_repeated_row_as_one_more_copy():
+    subset = Subset.empty().add(np.array([3, 5]), np.array([0.1, 0.2]), 0)
+    subset = subset.add(np.array([5, 7]), np.array([0.9, 0.4]), 1)
+    assert subset.index.tolist() == [3, 5, 7] and subset.multiplicity.tolist() == [1, 2, 1]
+    assert subset.score.tolist() == [0.1, 0.9, 0.4]  # the latest score
+    assert subset.iteration.tolist() == [0, 0, 1]  # the step it first came in
+    assert subset.multiplicity_counts() == {"1": 2, "2": 1, "3": 0, "4+": 0}
+    assert sorted(subset.training_rows().tolist()) == [3, 5, 5, 7]

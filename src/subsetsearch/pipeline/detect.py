@@ -122,6 +122,12 @@ class DetectionSearch(Search):
         )
         self.data_name = "fashion_mnist_detection"
         self.num_classes = len(canvas.CLASS_NAMES)
+        # one loss for every model of the run: inverse box frequency over the whole pool, so schemes
+        # differ only in the images they train on (weights from each subset's own boxes would also
+        # undo part of what duplication adds)
+        self.class_weights = torch.as_tensor(
+            detector.class_weights(self.images.labels, self.num_classes), device=self.device
+        )
         mean, std = trainer.channel_stats(self.images.x)
         targets = detector.encode_targets(
             self.images.boxes, self.images.labels, self.images.image_index, len(self.images), self.num_classes, det.size
@@ -156,13 +162,7 @@ class DetectionSearch(Search):
 
         from subsetsearch.train import detector
 
-        rows = np.asarray(train_rows)
-        box_rows = np.isin(self.images.image_index, np.unique(rows))
-        # class weights from the boxes the model trains on, each image counted by its multiplicity
-        multiplicity = np.bincount(rows, minlength=len(self.images))[self.images.image_index[box_rows]]
-        counts = np.bincount(self.images.labels[box_rows], weights=multiplicity, minlength=self.num_classes)
-        labels = np.repeat(np.arange(self.num_classes), np.rint(counts).astype(np.int64))
-        weights = torch.as_tensor(detector.class_weights(labels, self.num_classes), device=self.device)
+        weights = self.class_weights
         data = self.pool
 
         def loss(net: torch.nn.Module, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
