@@ -1,6 +1,7 @@
 """Which subset trains the detector best: automatic duplication, build-up, or random?
 
     .venv/bin/python benchmarks/detection_subsets.py            # 16k canvases, 2k test (~40 min, 2 cores)
+    .venv/bin/python benchmarks/detection_subsets.py --seed 1   # another trial, added to the same JSON
     .venv/bin/python benchmarks/detection_subsets.py --quick    # 2k canvases: a smoke run (~3 min)
     .venv/bin/python benchmarks/detection_subsets.py --replot   # redraw the PNG from the JSON
 
@@ -23,10 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import time
 from pathlib import Path
+
+import numpy as np
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.pipeline.config import parse_config
@@ -40,12 +44,12 @@ SCHEMES = ("auto_duplication", "build_up")
 BUDGETS = [0.1, 0.2, 0.3, 0.4]
 
 
-def search_config(scheme: str, quick: bool) -> dict:
+def search_config(scheme: str, quick: bool, seed: int = 0) -> dict:
     epochs = 8 if quick else 18
     return {
         "name": scheme,
         "task": "detection",
-        "seed": 0,
+        "seed": seed,  # the canvases, the random start and every initialisation
         "detection": {"images": 2000 if quick else 16000, "test_images": 500 if quick else 2000},
         "train": {"epochs": epochs, "batch_size": 64, "lr": 0.02},
         "ensemble": {"kind": "checkpoints", "start": epochs - 6, "stop": epochs, "step": 2},
@@ -70,7 +74,7 @@ def share_first_step(source: Path, search: DetectionSearch) -> None:
     staging.rename(target / "iter_01" / "members")
 
 
-def records_of(run_dir: Path, scheme: str) -> list[dict]:
+def records_of(run_dir: Path, scheme: str, seed: int) -> list[dict]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     steps = {s["subset_size"]: s for s in metrics["steps"]}
     records = []
@@ -78,6 +82,7 @@ def records_of(run_dir: Path, scheme: str) -> list[dict]:
         base = name.split("@")[0]
         size = variant["subset_size"]
         record = {
+            "seed": seed,
             "method": base if base != "auto_duplication" and base != "build_up" else scheme,
             "subset_size": size,
             "unique_images": variant["unique_samples"],
@@ -103,22 +108,25 @@ def plot(payload: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = payload["records"]
     pool = payload["pool_size"]
+    groups = grouped(payload)
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
     style = {"auto_duplication": ("tab:red", "o"), "build_up": ("tab:blue", "s"), "random": ("tab:gray", "^")}
     for method, (colour, marker) in style.items():
-        rows = sorted((r for r in records if r["method"] == method), key=lambda r: r["subset_size"])
-        sizes = [100 * r["subset_size"] / pool for r in rows]
-        ax.plot(sizes, [100 * r["wMAP"] for r in rows], marker=marker, color=colour, label=method)
+        keys = sorted(size for m, size in groups if m == method)
+        sizes = [100 * size / pool for size in keys]
+        wmap = [100 * np.array([r["wMAP"] for r in groups[method, size]]) for size in keys]
+        ax.errorbar(sizes, [w.mean() for w in wmap], yerr=[w.std() for w in wmap], marker=marker, color=colour,
+                    capsize=3, label=method)  # fmt: skip
         if method != "random":
-            bx.plot(sizes, [100 * r["unique_images"] / pool for r in rows], marker=marker, color=colour, label=method)
-    full = [r for r in records if r["method"] == "full"]
+            unique = [100 * np.mean([r["unique_images"] for r in groups[method, size]]) / pool for size in keys]
+            bx.plot(sizes, unique, marker=marker, color=colour, label=method)
+    full = [r["wMAP"] for (m, _), rows in groups.items() if m == "full" for r in rows]
     if full:
-        ax.axhline(100 * full[0]["wMAP"], color="black", ls="--", label="full set")
+        ax.axhline(100 * np.mean(full), color="black", ls="--", label="full set")
+    ax.set_title(f"Detector trained on the subset ({len(seeds_of(payload))} seeds, mean ± std)")
     ax.set_xlabel("subset size (% of the pool, counting repeats)")
     ax.set_ylabel("test wMAP (%)")
-    ax.set_title("Detector trained on the subset")
     ax.legend(fontsize=8)
     bx.plot([10, 40], [10, 40], color="tab:gray", ls=":", label="all distinct")
     bx.set_xlabel("subset size (% of the pool)")
@@ -134,41 +142,60 @@ def plot(payload: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2k canvases, 8 epochs: a smoke run")
+    parser.add_argument("--seed", type=int, default=0, help="the trial; its records replace that seed's in the JSON")
     parser.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON")
     args = parser.parse_args()
     results = RESULTS.with_name("detection_subsets_quick.json") if args.quick else RESULTS
     if args.replot:
         plot(json.loads(results.read_text()), results.with_suffix(".png"))
         return
-    data = ROOT / ".data" / ("detection_subsets_quick" if args.quick else "detection_subsets")
+    data = ROOT / ".data" / ("detection_subsets_quick" if args.quick else "detection_subsets") / f"seed{args.seed}"
     started = time.perf_counter()
     records, pool = [], 0
     for scheme in SCHEMES:
         run_dir = data / scheme
-        config = parse_config(search_config(scheme, args.quick))
+        config = parse_config(search_config(scheme, args.quick, args.seed))
         if scheme != SCHEMES[0]:
             share_first_step(data / SCHEMES[0], DetectionSearch(config, run_dir, Reporter()))
         t0 = time.perf_counter()
         result = run_config(config, run_dir, Reporter())
         print(f"{scheme}: {time.perf_counter() - t0:.0f} s", flush=True)
         pool = result.pool_size
-        records += records_of(run_dir, scheme)
+        records += records_of(run_dir, scheme, args.seed)
+    previous = json.loads(results.read_text()) if results.is_file() else {}
+    kept = [r for r in previous.get("records", []) if r["seed"] != args.seed]
+    command = "python benchmarks/detection_subsets.py" + (" --quick" if args.quick else "")
     payload = {
-        "command": "python benchmarks/detection_subsets.py" + (" --quick" if args.quick else ""),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs",
+        "commands": sorted({*previous.get("commands", []), command + (f" --seed {args.seed}" if args.seed else "")}),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "pool_size": pool,
         "budgets": BUDGETS,
-        "configs": {s: search_config(s, args.quick) for s in SCHEMES},
-        "wall_seconds_this_session": time.perf_counter() - started,
-        "records": records,
+        "configs": {s: search_config(s, args.quick, 0) for s in SCHEMES},
+        "wall_seconds": {**previous.get("wall_seconds", {}), str(args.seed): time.perf_counter() - started},
+        "records": sorted(kept + records, key=lambda r: (r["seed"], r["method"], r["subset_size"])),
     }
     with atomic_path(results) as tmp:
         tmp.write_text(json.dumps(payload, indent=1) + "\n")
     plot(payload, results.with_suffix(".png"))
-    by = {(r["method"], r["subset_size"]): r for r in records}
-    print(f"{'method':<18}{'size':>7}{'unique':>8}{'wMAP':>8}{'mAP':>8}")
-    for (method, size), r in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        print(f"{method:<18}{size:>7}{r['unique_images']:>8}{100 * r['wMAP']:>8.2f}{100 * r['mAP']:>8.2f}")
+    print(f"{'method':<18}{'size':>7}{'unique':>9}{'wMAP':>14}{'mAP':>14}  ({len(seeds_of(payload))} seeds)")
+    for (method, size), rows in sorted(grouped(payload).items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        cells = [f"{np.mean([r['unique_images'] for r in rows]):>9.0f}"]
+        for key in ("wMAP", "mAP"):
+            values = 100 * np.array([r[key] for r in rows])
+            cells.append(f"{values.mean():>8.2f} ± {values.std():.2f}")
+        print(f"{method:<18}{size:>7}" + "".join(cells))
+
+
+def seeds_of(payload: dict) -> list[int]:
+    return sorted({r["seed"] for r in payload["records"]})
+
+
+def grouped(payload: dict) -> dict[tuple[str, int], list[dict]]:
+    """Records by (method, subset size), one per seed."""
+    out: dict[tuple[str, int], list[dict]] = {}
+    for r in payload["records"]:
+        out.setdefault((r["method"], r["subset_size"]), []).append(r)
+    return out
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ The network (``centernet_unet`` in :mod:`subsetsearch.train.models`) maps an ima
 object of class k is centred in this cell"), then the box width and height in cells, then the
 centre's offset within its cell. Boxes decode from the heatmap's local maxima. The heatmap loss
 is the focal loss of CenterNet (Zhou et al., 2019) with the ground truth splatted as Gaussians,
-each class weighted by the inverse of its box frequency in the training pool (normalised to
-mean 1 over boxes), as the paper does for its long-tailed data.
+each class weighted by the inverse of its box frequency in the model's training set (normalised
+to mean 1 over boxes), as the paper does for its long-tailed data.
 """
 
 from __future__ import annotations
