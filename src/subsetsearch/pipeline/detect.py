@@ -30,6 +30,7 @@ from subsetsearch.pipeline.run import (
     _SEED_SELECT,
     _SEED_SUBSET_MODEL,
     STATE_SAVE_INTERVAL_S,
+    RunResult,
     Search,
     Subset,
     budget_counts,
@@ -342,7 +343,7 @@ class DetectionSearch(Search):
 
     # -- figures --------------------------------------------------------------------------------
 
-    def run(self):  # type: ignore[override]
+    def run(self) -> RunResult:
         result = super().run()
         from subsetsearch.report.detection import write_detection_figures
 

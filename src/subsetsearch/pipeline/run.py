@@ -420,7 +420,7 @@ class Search:
                 chosen = select(
                     scores,
                     self.counts[i] - subset.size,
-                    exclude=selected if not duplicate else None,
+                    exclude=selected,  # nothing excluded when duplicating
                     skip_top=self.config.search.skip_top,
                     seed=derive_seed(self.config.seed, _SEED_SELECT, i),
                 )
