@@ -205,6 +205,7 @@ def test_sigkill_resumes_to_the_same_subset_and_metrics(tmp_path):
         ({"data": {"dataset": "digits"}}, "data.dataset: task: detection builds its canvases from fashion_mnist"),
         ({"detection": {"scale": [30, 20]}}, "detection.scale"),
         ({"detection": {"images": 5}}, "detection.images"),
+        ({"data": {"validation_fraction": 0.1}}, "data.validation_fraction: task: detection trains without"),
     ],
 )
 def test_bad_detection_configs_are_one_line_errors(tmp_path, changes, message):

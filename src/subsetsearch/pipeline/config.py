@@ -198,8 +198,10 @@ class RunConfig(_Strict):
         for key, name in models.items():
             if name not in DETECTOR_NAMES:
                 raise ValueError(f"{key}: task: detection needs a detector ({', '.join(DETECTOR_NAMES)}), got '{name}'")
-        if self.data.validation_fraction > 0 or isinstance(self.train.schedule, PatienceSchedule):
-            raise ValueError("task: detection trains without a validation set; use a milestone schedule")
+        if self.data.validation_fraction > 0:
+            raise ValueError("data.validation_fraction: task: detection trains without a validation set; set it to 0")
+        if isinstance(self.train.schedule, PatienceSchedule):
+            raise ValueError("train.schedule: task: detection has no validation set for patience; use milestones")
         if self.data.limit is not None or self.data.test_limit is not None:
             raise ValueError("data.limit: task: detection sizes its set with detection.images / detection.test_images")
 
