@@ -19,7 +19,6 @@ from subsetsearch.train.settings import (
     _Strict,
 )
 
-SCHEMES = ("build_up", "auto_duplication", "pretrain", "compress", "random", "full")
 DETECTION_SCHEMES = ("build_up", "auto_duplication", "random", "full")
 
 

@@ -202,10 +202,8 @@ class DetectionSearch(Search):
         with torch.inference_mode():
             net.eval()
             index = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
-            x = self.pool.x[index]
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=network.bf16):
-                output = net(network.inputs(self.pool, x))
-            return torch.sigmoid(output[:, : self.num_classes].float()).cpu().numpy()
+            output = network.forward(net, self.pool, self.pool.x[index])
+            return torch.sigmoid(output[:, : self.num_classes]).cpu().numpy()
 
     def _member_maps(self, weights: list[tuple[str, dict]], rows: np.ndarray) -> Iterator[np.ndarray]:
         net = self._scoring_net
@@ -331,9 +329,7 @@ class DetectionSearch(Search):
         detections: list[np.ndarray] = []
         with torch.inference_mode():
             for start in range(0, len(self.test), trainer.INFERENCE_BATCH):
-                x = self.test.x[start : start + trainer.INFERENCE_BATCH]
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.subset_net.bf16):
-                    output = net(self.subset_net.inputs(self.test, x))
+                output = self.subset_net.forward(net, self.test, self.test.x[start : start + trainer.INFERENCE_BATCH])
                 detections += detector.decode(output, self.num_classes)
         truth = self.test_images
         result = evaluate_detections(detections, truth.boxes, truth.labels, truth.image_index, self.num_classes)

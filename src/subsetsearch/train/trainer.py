@@ -148,6 +148,12 @@ class Network:
         out = (x.float() - data.mean) / data.std
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 
+    def forward(self, net: nn.Module, data: TensorData, x: torch.Tensor) -> torch.Tensor:
+        """``net`` on raw images ``x`` of ``data``: normalised, in this network's layout and precision;
+        float32 output."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return net(self.inputs(data, x)).float()
+
 
 def augment(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """Random crop of each image padded by ``padding`` zeros, and a random horizontal flip."""
@@ -386,9 +392,7 @@ def predict(
     for b in range(batches):
         lo, hi = b * INFERENCE_BATCH, min(n, (b + 1) * INFERENCE_BATCH)
         x = data.x[lo:hi] if index_all is None else data.x[index_all[lo:hi]]
-        with torch.autocast(network.device.type, dtype=torch.bfloat16, enabled=network.bf16):
-            logits = net(network.inputs(data, x))
-        out[lo:hi] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        out[lo:hi] = torch.softmax(network.forward(net, data, x), dim=1).cpu().numpy()
         if progress is not None:
             progress("scoring", b + 1, batches)
     return out
