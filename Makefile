@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist
+CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: test demo lint bench clean
@@ -24,12 +25,19 @@ $(FASHION):
 		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q dataset-fashion-mnist; } || \
 		{ echo "could not install Debian's dataset-fashion-mnist; install it (sudo apt-get install dataset-fashion-mnist) and rerun"; exit 1; }
 
-test: $(STAMP) $(FASHION)
+# Headless Chromium: the report test opens report.html in it (Debian's package).
+$(CHROMIUM):
+	@$(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium; } || \
+		{ echo "could not install Debian's chromium (the report test needs it); install it (sudo apt-get install chromium) and rerun"; exit 1; }
+
+test: $(STAMP) $(FASHION) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) $(FASHION)
 	$(BIN)/subsetsearch run configs/demo.yaml --run-dir runs/demo
+	$(BIN)/subsetsearch report runs/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -233,3 +233,26 @@ def test_class_weights_are_inverse_box_frequency_of_the_training_multiset(auto_r
     inverse = np.where(seen, 1 / np.maximum(counts, 1), (1 / counts[seen]).max())
     expected = inverse * counts.sum() / (counts * inverse).sum()
     np.testing.assert_allclose(search.class_weights(rows), expected, rtol=1e-6)
+
+
+def test_report_of_a_detection_run_counts_boxes_and_embeds_the_heatmaps(auto_run):
+    from subsetsearch.pipeline.report import build_report
+
+    search, _ = auto_run
+    result = build_report(search.run_dir)
+    names = sorted(p.name for p in result.figures)
+    assert {"class_balance.png", "heatmaps_iter_01.png", "heatmaps_iter_02.png", "duplication.png"} <= set(names)
+    assert result.missing == ["validation curves: detection runs train without a validation set"]
+    # class balance: the final multiset's boxes per class, counted here from the canvases
+    images = search.images
+    table = _table(search.run_dir / "iter_02" / "subset.parquet")
+    per_image = np.zeros(len(images), np.int64)
+    per_image[table["index"]] = table["multiplicity"]
+    boxes = np.bincount(images.labels, weights=per_image[images.image_index], minlength=5)
+    page = result.html.read_text()
+    from subsetsearch.train.canvas import CLASS_NAMES
+
+    for c, name in enumerate(CLASS_NAMES):
+        row = page.split(f"<tr><td>{name}</td>")[1].split("</tr>")[0]
+        assert row.split("<td>")[-1].startswith(f"{100 * boxes[c] / boxes.sum():.2f}%")
+    assert page.count('data-figure="') == len(names)

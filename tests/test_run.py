@@ -48,14 +48,19 @@ def _table(path: Path) -> dict[str, np.ndarray]:
     return {name: table[name].to_numpy() for name in table.column_names}
 
 
-def _reference_scores(search: Search, iteration: int, rows: np.ndarray, labels=None) -> dict[str, np.ndarray]:
-    """Every member's softmax on ``rows`` from its checkpoint, stacked, scored by the reference."""
+def _member_probs(search: Search, iteration: int, rows: np.ndarray) -> np.ndarray:
+    """Every member's softmax on ``rows`` from its checkpoint, stacked [M, n, C]."""
     members = []
     for _, path, _ in search._member_files(iteration):
         net = search.acq_net.build(0)
         trainer.load_weights(net, path)
         members.append(trainer.predict(search.acq_net, net, search.pool, rows))
-    return direct_scores(np.stack(members), labels)
+    return np.stack(members)
+
+
+def _reference_scores(search: Search, iteration: int, rows: np.ndarray, labels=None) -> dict[str, np.ndarray]:
+    """Every member's softmax on ``rows`` from its checkpoint, scored by the reference."""
+    return direct_scores(_member_probs(search, iteration, rows), labels)
 
 
 def test_budget_counts():
@@ -94,6 +99,10 @@ def test_build_up_acquires_the_top_scores_of_the_unselected_pool(tmp_path):
             stats = EnsembleStats.load(tmp_path / "run" / f"iter_{i:02d}" / "stats.npz")
             assert stats.metadata["members"] == ["run_0/epoch_001", "run_0/epoch_002", "run_0/epoch_003"]
             assert np.array_equal(stats.member_counts > 0, ~selected)  # only the unselected pool is scored
+            with np.load(tmp_path / "run" / f"iter_{i:02d}" / "votes.npz") as votes:  # the consensus study's input
+                assert votes["names"].tolist() == stats.metadata["members"]
+                assert np.array_equal(votes["rows"], candidates)
+                assert np.array_equal(votes["votes"], np.argmax(_member_probs(search, i, candidates), axis=2))
         else:
             assert np.all(np.isnan(table["score"]))  # the random start
         previous = table["index"]
@@ -318,6 +327,11 @@ def test_sigkill_at_any_moment_resumes_to_the_same_subset(tmp_path):
     metrics = json.loads((cut / "metrics.json").read_text())
     for name, variant in expected_metrics["variants"].items():
         assert metrics["variants"][name]["test_accuracy"] == variant["test_accuracy"]
+    votes_files = sorted((tmp_path / "whole").glob("iter_*/votes.npz"))
+    assert len(votes_files) == 2  # the two acquisition steps
+    for votes_path in votes_files:  # no member lost or doubled
+        with np.load(votes_path) as a, np.load(cut / votes_path.parent.name / "votes.npz") as b:
+            assert all(np.array_equal(a[key], b[key]) for key in ("rows", "names", "votes"))
     assert not list(cut.rglob("*.tmp"))  # temporaries of killed writes are swept on resume
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``subsetsearch run CONFIG.yaml`` and ``subsetsearch score ...``.
+"""Command line: ``subsetsearch run``, ``score``, ``study`` and ``report``.
 
 No logic lives here: arguments go to ``subsetsearch.pipeline``; a bad input
 comes back as one line on stderr and exit code 2, never a traceback.
@@ -106,21 +106,59 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; only the summary.")] = False,
 ) -> None:
     """Run a whole subset search; on an existing run directory, resume it."""
-    from subsetsearch.internal.malloc import tune_malloc
-
-    tune_malloc()  # before torch is imported
     from subsetsearch.pipeline.config import load_config
-    from subsetsearch.pipeline.progress import Reporter
     from subsetsearch.pipeline.run import run_config, summary
 
     settings = load_config(config)
+    result = _with_progress(quiet, lambda reporter: run_config(settings, run_dir, reporter))
+    typer.echo(summary(result, settings))
+
+
+def _with_progress(quiet: bool, work):
+    """Run ``work(reporter)`` with progress on stderr; Ctrl-C ends with exit 130 and a line on how to resume."""
+    from subsetsearch.internal.malloc import tune_malloc
+
+    tune_malloc()  # before torch is imported
+    from subsetsearch.pipeline.progress import Reporter
+
     try:
         with Reporter(quiet=quiet) as reporter:
-            result = run_config(settings, run_dir, reporter)
+            return work(reporter)
     except KeyboardInterrupt:
         typer.echo("subsetsearch: interrupted; run the same command again to resume", err=True)
         raise typer.Exit(130) from None
-    typer.echo(summary(result, settings))
+
+
+@app.command()
+def study(
+    config: Annotated[
+        Path, typer.Argument(metavar="STUDY.yaml", help="One of the paper's studies (see configs/studies/).")
+    ],
+    study_dir: Annotated[
+        Path | None,
+        typer.Option("--study-dir", "-o", help="Study directory (default: study_dir in the config, else runs/<name>)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; only the table.")] = False,
+) -> None:
+    """Run every cell of a study (resumable), then write its table, figure and report."""
+    from subsetsearch.pipeline.report import build_report
+    from subsetsearch.pipeline.study import load_study_config, run_study
+
+    settings = load_study_config(config)
+    folder = _with_progress(quiet, lambda reporter: run_study(settings, study_dir, reporter))
+    typer.echo(build_report(folder).summary)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run directory (subsetsearch run) or study directory.")
+    ],
+) -> None:
+    """Write RUN_DIR/report/: PNG figures and one self-contained report.html (finished or partial runs)."""
+    from subsetsearch.pipeline.report import build_report
+
+    typer.echo(build_report(run_dir).summary)
 
 
 class _MemberProgress:

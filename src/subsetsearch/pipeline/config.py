@@ -233,7 +233,8 @@ def _key(loc: tuple) -> str:
     return "".join(parts)
 
 
-def _one_line(error: ValidationError) -> str:
+def format_validation_error(error: ValidationError) -> str:
+    """The first error of a pydantic validation as one line naming the key."""
     first = error.errors()[0]
     key = _key(first["loc"])
     kind, message = first["type"], first["msg"]
@@ -258,26 +259,30 @@ def parse_config(data: object, source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as error:
-        raise InputError(f"{source}: {_one_line(error)}") from None
+        raise InputError(f"{source}: {format_validation_error(error)}") from None
 
 
-def load_config(path: str | os.PathLike) -> RunConfig:
-    """Read and validate a YAML run config."""
+def read_yaml(path: str | os.PathLike, what: str = "config") -> object:
+    """The parsed contents of a YAML file; InputError (one line) if missing or not YAML."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"config '{path}' not found")
+        raise InputError(f"{what} '{path}' not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise InputError(f"{path}: not valid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text file; give a YAML config") from None
-    return parse_config(data, str(path))
+        raise InputError(f"{path}: not a text file; give a YAML {what}") from None
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    """Read and validate a YAML run config."""
+    return parse_config(read_yaml(path), str(path))
 
 
 def dump_config(config: RunConfig) -> dict:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,10 +38,32 @@ from subsetsearch.pipeline.run import (
     derive_seed,
 )
 
+if TYPE_CHECKING:
+    from subsetsearch.pipeline.config import RunConfig
+    from subsetsearch.train.canvas import DetectionImages
+
 #: Images scored per chunk: the chunk's maps and statistics are all that is held.
 SCORE_CHUNK = 1024
 #: Images whose heatmaps are kept for the figure: the highest-scoring and some at random.
 FIGURE_TOP, FIGURE_RANDOM = 3, 3
+
+
+def detection_sets(config: RunConfig) -> tuple[DetectionImages, DetectionImages]:
+    """The training (pool) and test canvases a detection config asks for."""
+    from subsetsearch.train import canvas
+
+    det = config.detection_config()
+    return canvas.load_fashion_detection(
+        det.images,
+        det.test_images,
+        derive_seed(config.seed, _SEED_DATA),
+        None if config.data.path is None else str(config.data.path),
+        size=det.size,
+        max_objects=det.max_objects,
+        scale=det.scale,
+        clutter=det.clutter,
+        noise=det.noise,
+    )
 
 
 @dataclass
@@ -110,17 +133,7 @@ class DetectionSearch(Search):
         det = cfg.detection_config()
         trainer.set_threads(cfg.train.threads)
         self.device = trainer.resolve_device(cfg.train.device)
-        self.images, self.test_images = canvas.load_fashion_detection(
-            det.images,
-            det.test_images,
-            derive_seed(cfg.seed, _SEED_DATA),
-            None if cfg.data.path is None else str(cfg.data.path),
-            size=det.size,
-            max_objects=det.max_objects,
-            scale=det.scale,
-            clutter=det.clutter,
-            noise=det.noise,
-        )
+        self.images, self.test_images = detection_sets(cfg)
         self.data_name = "fashion_mnist_detection"
         self.num_classes = len(canvas.CLASS_NAMES)
         mean, std = trainer.channel_stats(self.images.x)

@@ -5,6 +5,7 @@ Layout (see DESIGN.md)::
     RUN_DIR/config.yaml                   resolved config, package version
     RUN_DIR/iter_NN/members/run_R/        the acquisition ensemble's training runs (checkpoints)
     RUN_DIR/iter_NN/stats.npz             ensemble statistics over the scored rows, with their members
+    RUN_DIR/iter_NN/votes.npz             each member's predicted class of every scored row (consensus study)
     RUN_DIR/iter_NN/subset.parquet        the subset after step NN: index, multiplicity, score, iteration
     RUN_DIR/iter_NN/metrics.json          sizes, ensemble accuracy, seconds of the step
     RUN_DIR/models/VARIANT/model_K/       subset models (VARIANT: the scheme, random, full)
@@ -114,6 +115,41 @@ class Subset:
 
         table = pq.read_table(path)
         return cls(*(table[name].to_numpy() for name in ("index", "multiplicity", "score", "iteration")))
+
+
+class MemberVotes:
+    """Each member's predicted class (argmax) on the scored rows, in member order: what the
+    checkpoint-consensus study reads (``iter_NN/votes.npz``: rows, names, votes [M, n])."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.names: list[str] = []
+        self.votes: list[np.ndarray] = []
+
+    def add(self, name: str, probs: np.ndarray) -> None:
+        dtype = np.uint16 if probs.shape[1] <= np.iinfo(np.uint16).max + 1 else np.uint32
+        self.names.append(name)
+        self.votes.append(np.argmax(probs, axis=1).astype(dtype))
+
+    def save(self, path: Path) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, rows=self.rows, names=np.array(self.names), votes=np.stack(self.votes))
+
+    @classmethod
+    def load(cls, path: Path, rows: np.ndarray, keep: set[str]) -> MemberVotes:
+        """The saved votes of the members in ``keep`` (an empty record when the file is missing or
+        was written for other rows)."""
+        votes = cls(rows)
+        if not path.is_file():
+            return votes
+        with np.load(path) as saved:
+            if not np.array_equal(saved["rows"], votes.rows):
+                return votes
+            for name, row in zip(saved["names"].tolist(), saved["votes"], strict=True):
+                if name in keep:
+                    votes.names.append(name)
+                    votes.votes.append(row)
+        return votes
 
 
 @dataclass
@@ -360,6 +396,7 @@ class Search:
                 "unique_samples": len(subset.index),
                 "multiplicity_counts": subset.multiplicity_counts(),
                 "added": added,
+                "device": str(self.device),
                 **extra,
             },
         )
@@ -543,6 +580,8 @@ class Search:
         todo = [m for m in members if m[0] not in held]
         if todo:
             self.reporter.line(f"step {i}: scoring {len(score_rows)} samples with {len(members)} members")
+        votes_path = self._iter_dir(i) / "votes.npz"
+        votes = MemberVotes.load(votes_path, score_rows, held) if held else MemberVotes(score_rows)
         net = self.acq_net.build(0)
         for j, (name, path, _) in enumerate(todo):
             started = time.perf_counter()
@@ -555,9 +594,11 @@ class Search:
                 progress=self.reporter.bar(f"step {i} member {j + 1}/{len(todo)}"),
             )
             stats.update(probs, index=score_rows)
+            votes.add(name, probs)
             score_seconds += time.perf_counter() - started
             stats.metadata = {"members": [*stats.metadata.get("members", []), name], "seconds": score_seconds}
             if every_member or time.perf_counter() - last_save > STATE_SAVE_INTERVAL_S or j == len(todo) - 1:
+                votes.save(votes_path)  # first: the votes always hold every member the statistics hold
                 stats.save(stats_path)
                 last_save = time.perf_counter()
         if not todo and not stats_path.is_file():

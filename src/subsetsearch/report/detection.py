@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.report.figures import pyplot, save_figure
 from subsetsearch.train.canvas import CLASS_NAMES, DetectionImages
 
 BUCKETS = ("1", "2", "3", "4+")
@@ -39,24 +40,9 @@ def duplication_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-
-
 def duplication_figure(rows: list[dict], path: Path) -> None:
     """Stacked bars: images appearing 1, 2, 3, 4+ times at each step."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     bottom = np.zeros(len(rows))
     steps = [r["step"] for r in rows]
@@ -69,15 +55,14 @@ def duplication_figure(rows: list[dict], path: Path) -> None:
     ax.set_xticks(steps)
     ax.legend(title="appears", fontsize=8)
     ax.set_title("Multiplicity of the subset's images")
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def heatmap_figure(
     images: DetectionImages, index: np.ndarray, heatmaps: np.ndarray, image_scores: np.ndarray, path: Path, title: str
 ) -> None:
     """One row per image: the image with its boxes, then each class's heatmap over the image."""
-    plt = _pyplot()
+    plt = pyplot()
     n, k = heatmaps.shape[:2]
     fig, axes = plt.subplots(n, k + 1, figsize=(1.7 * (k + 1), 1.8 * n), squeeze=False)
     top = float(np.nanmax(heatmaps)) or 1.0
@@ -101,8 +86,7 @@ def heatmap_figure(
             if row == 0:
                 ax.set_title(CLASS_NAMES[col - 1] if col - 1 < len(CLASS_NAMES) else str(col - 1), fontsize=8)
     fig.suptitle(title, fontsize=9)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_detection_figures(run_dir: Path, images: DetectionImages) -> list[Path]:

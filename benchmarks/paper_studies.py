@@ -1,0 +1,68 @@
+"""The paper's studies on Fashion-MNIST (configs/studies/*.yaml): run each (resumable), write its
+report, and copy the table, numbers, figure and page into benchmarks/results/studies/.
+
+    .venv/bin/python benchmarks/paper_studies.py                 # all seven, about an hour on 2 cores
+    .venv/bin/python benchmarks/paper_studies.py schemes curves  # some of them
+
+Each study is also one command of its own, which is what benchmarks/paper_studies.md quotes:
+
+    subsetsearch study configs/studies/NAME.yaml --study-dir benchmarks/.data/studies/NAME
+
+Run directories (checkpoints included) stay in benchmarks/.data/studies/ (not committed); a second
+run of this script finds every run finished and only rebuilds the reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from subsetsearch.internal.malloc import tune_malloc
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = ("schemes", "functions", "outliers", "ensembles", "consensus", "architecture", "curves")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("studies", nargs="*", metavar="STUDY", help=f"some of: {', '.join(STUDIES)}")
+    args = parser.parse_args()
+    unknown = sorted(set(args.studies) - set(STUDIES))
+    if unknown:
+        parser.error(f"unknown study {', '.join(unknown)}; choose from {', '.join(STUDIES)}")
+    tune_malloc()
+    from subsetsearch.pipeline.progress import Reporter
+    from subsetsearch.pipeline.report import build_report
+    from subsetsearch.pipeline.study import load_study_config, run_study
+
+    results = ROOT / "benchmarks" / "results" / "studies"
+    results.mkdir(parents=True, exist_ok=True)
+    for name in args.studies or STUDIES:
+        config = load_study_config(ROOT / "configs" / "studies" / f"{name}.yaml")
+        study_dir = ROOT / "benchmarks" / ".data" / "studies" / name
+        started = time.perf_counter()
+        with Reporter(quiet=False) as reporter:
+            run_study(config, study_dir, reporter)
+        seconds = time.perf_counter() - started
+        report = build_report(study_dir)
+        print(report.summary, flush=True)
+        folder = study_dir / "report"
+        shutil.copy(folder / "study.md", results / f"{name}.md")
+        shutil.copy(folder / "report.html", results / f"{name}.html")
+        if (folder / f"{config.study}.png").is_file():
+            shutil.copy(folder / f"{config.study}.png", results / f"{name}.png")
+        payload = json.loads((folder / "study.json").read_text())
+        payload["command"] = (
+            f"subsetsearch study configs/studies/{name}.yaml --study-dir benchmarks/.data/studies/{name}"
+        )
+        payload["seconds_this_session"] = seconds
+        (results / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,463 @@
+"""``subsetsearch report DIR``: figures, tables and one self-contained report.html for a run
+directory (finished or not) or a study directory, written to ``DIR/report/``.
+
+The numbers come from :mod:`subsetsearch.report` (torch-free); this module finds the run's data
+again (its labels, for class balance, error counts and ensemble accuracies) and lays the page out.
+Whatever the directory lacks is listed at the top of the page and in the summary, never an error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, acquire
+from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.internal.files import InputError
+from subsetsearch.report import figures
+from subsetsearch.report.analyses import class_balance, selected_accuracy
+from subsetsearch.report.html import Section, write_html
+from subsetsearch.report.rundir import RunDir, read_run, split_variant
+from subsetsearch.report.studies import STUDY_FUNCTIONS, StudyResult, consensus, run_curves
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+
+@dataclass
+class ReportResult:
+    html: Path
+    figures: list[Path]
+    missing: list[str]
+    summary: str
+
+
+@dataclass
+class PoolLabels:
+    """What the report needs of a run's data: pool labels (classification: [N] ints; detection:
+    [N, K] boxes per class of each image), test labels, class names."""
+
+    pool: np.ndarray
+    test: np.ndarray | None
+    names: list[str]
+
+
+@dataclass
+class _Page:
+    folder: Path
+    sections: list[Section] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+
+    def png(self, name: str) -> Path:
+        path = self.folder / name
+        self.figures.append(path)
+        return path
+
+
+def build_report(path: str | Path) -> ReportResult:
+    """Write ``path/report/`` for a run directory or a study directory; InputError if it is neither."""
+    path = Path(path)
+    if (path / "study.yaml").is_file():
+        return _study_report(path)
+    if not (path / "config.yaml").is_file():
+        raise InputError(
+            f"'{path}' is neither a run directory (config.yaml) nor a study directory (study.yaml); "
+            "give the folder that `subsetsearch run` or `subsetsearch study` wrote"
+        )
+    return _run_report(path)
+
+
+# -- the run's data ---------------------------------------------------------------------------------
+
+
+def load_labels(run: RunDir) -> PoolLabels:
+    """The labels of the run's pool and test set, loaded as the run loaded them; InputError if
+    the data cannot be found any more."""
+    from subsetsearch.pipeline.config import parse_config
+    from subsetsearch.pipeline.run import load_splits
+
+    raw = {k: v for k, v in run.config.items() if k not in ("subsetsearch_version",)}
+    config = parse_config(raw, str(run.path / "config.yaml"))
+    if config.task == "detection":
+        from subsetsearch.pipeline.detect import detection_sets
+        from subsetsearch.train import canvas
+
+        images, _ = detection_sets(config)
+        k = len(canvas.CLASS_NAMES)
+        counts = np.zeros((len(images), k), dtype=np.int64)
+        np.add.at(counts, (images.image_index, images.labels), 1)
+        return PoolLabels(counts, None, list(canvas.CLASS_NAMES))
+    splits = load_splits(config)
+    names = list(FASHION_MNIST_CLASSES) if config.data.dataset == "fashion_mnist" else []
+    return PoolLabels(splits.pool.y, splits.test.y, names or [str(c) for c in range(splits.num_classes)])
+
+
+def _labels_or_note(run: RunDir, page: _Page) -> PoolLabels | None:
+    try:
+        return load_labels(run)
+    except (InputError, OSError, ValueError) as error:
+        page.missing.append(
+            f"class balance, error counts and ensemble accuracies: the run's data could not be loaded ({error})"
+        )
+        return None
+
+
+# -- a run ------------------------------------------------------------------------------------------
+
+
+def _variant_scores(v: dict) -> tuple[str, list[float]]:
+    """(metric, per-model values) of a variant: test accuracy, or a detector's wMAP."""
+    if "test_metrics" in v:
+        return "wMAP", [m["wMAP"] for m in v["test_metrics"]]
+    return "accuracy", list(v.get("test_accuracy", []))
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = 100 * float(np.mean(values))
+    return f"{mean:.2f} ± {100 * float(np.std(values)):.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+
+def _run_report(path: Path) -> ReportResult:
+    import yaml
+
+    run = read_run(path)
+    page = _Page(path / "report")
+    page.missing += run.missing
+    labels = _labels_or_note(run, page)
+    cfg = run.config
+    pool_size = run.metrics["pool_size"] if run.metrics else (labels.pool.shape[0] if labels is not None else None)
+    status = "finished" if run.metrics is not None else "partial (still running or stopped)"
+    page.sections.append(
+        Section("Run").table(
+            ["", ""],
+            [
+                ["run directory", str(path)],
+                ["status", status],
+                ["task", run.task],
+                ["scheme", run.scheme],
+                ["acquisition function", cfg.get("search", {}).get("function", "-")],
+                ["ensemble", json.dumps(cfg.get("ensemble", {}))],
+                ["pool size", pool_size if pool_size is not None else "-"],
+                ["skip top (outliers)", cfg.get("search", {}).get("skip_top", 0.0)],
+            ],
+        )
+    )
+    _subsets_section(run, page)
+    _results_section(run, page, labels)
+    if labels is not None:
+        _balance_section(run, page, labels)
+    _scores_section(run, page, labels)
+    _consensus_section(run, page)
+    _curves_section(run, page)
+    _cost_section(run, page)
+    if run.task == "detection":
+        _detection_section(run, page)
+    page.sections.append(
+        Section("Studies across runs").text(
+            "Schemes × budgets, acquisition functions × budgets, ensemble configurations, outliers and "
+            "architecture shift compare several runs: `subsetsearch study configs/studies/NAME.yaml` runs one and "
+            "`subsetsearch report STUDY_DIR` reports it."
+        )
+    )
+    page.sections.append(Section("Config").pre(yaml.safe_dump(cfg, sort_keys=False)))
+    html_path = page.folder / "report.html"
+    write_html(html_path, f"subsetsearch report: {path.name}", page.sections, page.missing)
+    return _result(html_path, page)
+
+
+def _result(html_path: Path, page: _Page) -> ReportResult:
+    lines = [f"report      {html_path}", f"figures     {len(page.figures)} PNG in {page.folder}"]
+    if page.missing:
+        lines.append("missing:")
+        lines += [f"  - {m}" for m in page.missing]
+    return ReportResult(html_path, page.figures, page.missing, "\n".join(lines))
+
+
+def _subsets_section(run: RunDir, page: _Page) -> None:
+    header = ["step", "kind", "subset size", "unique", "added", "scored", "members", "train s", "score s", "device"]
+    rows = []
+    for s in run.steps:
+        m = s.metrics
+        rows.append(
+            [
+                f"iter_{s.iteration:02d}",
+                m.get("kind", "-"),
+                m.get("subset_size", "-"),
+                m.get("unique_samples", "-"),
+                m.get("added", "-"),
+                m.get("scored", "-"),
+                m.get("members", "-"),
+                f"{m.get('train_seconds', 0.0):.1f}",
+                f"{m.get('score_seconds', 0.0):.1f}",
+                m.get("device", "-"),
+            ]
+        )
+    section = Section("Subsets")
+    if rows:
+        section.table(header, rows)
+    else:
+        section.text("No step has finished yet.")
+    page.sections.append(section)
+
+
+def _results_section(run: RunDir, page: _Page, labels: PoolLabels | None) -> None:
+    variants = run.variants(labels.test if labels is not None else None)
+    section = Section("Test results of the subset models")
+    if not variants:
+        section.text("No subset model has been trained yet.")
+        page.missing.append("test results: no subset model has finished")
+    else:
+        rows = []
+        for name, v in variants.items():
+            metric, values = _variant_scores(v)
+            rows.append(
+                [
+                    name,
+                    v.get("subset_size", "-"),
+                    metric,
+                    _fmt(values),
+                    len(values),
+                    f"{np.mean(v['train_seconds']):.1f}",
+                ]
+            )
+        section.table(["variant", "samples", "metric", "test (%)", "models", "train s"], rows)
+    page.sections.append(section)
+
+
+def _step_subsets(run: RunDir) -> list[tuple[str, object]]:
+    return [(f"iter_{s.iteration:02d}", s.subset()) for s in run.steps if s.subset() is not None]
+
+
+def _balance_section(run: RunDir, page: _Page, labels: PoolLabels) -> None:
+    k = len(labels.names)
+    n = labels.pool.shape[0]
+    balance = {"full pool": class_balance(labels.pool, np.arange(n), np.ones(n, np.int64), k)}
+    for name, subset in _step_subsets(run):
+        balance[f"{name} ({subset.size})"] = class_balance(labels.pool, subset.index, subset.multiplicity, k)
+    section = Section("Class balance of each subset against the full pool")
+    unit = "boxes" if labels.pool.ndim == 2 else "samples"
+    section.table(
+        ["class", *balance],
+        [[labels.names[c], *(f"{100 * b[c]:.2f}%" for b in balance.values())] for c in range(k)],
+    )
+    if len(balance) > 1:
+        figures.class_balance_figure(page.png("class_balance.png"), balance, labels.names)
+        section.figure(page.figures[-1], f"share of {unit} per class")
+    page.sections.append(section)
+
+
+def _scores_section(run: RunDir, page: _Page, labels: PoolLabels | None) -> None:
+    section = Section("Acquisition scores")
+    table_rows = []
+    found = False
+    for step in run.steps:
+        subset = step.subset()
+        chosen_rows = subset.index[subset.iteration == step.iteration] if subset is not None else np.empty(0, int)
+        if run.task == "detection":
+            path = step.folder / "scores.npz"
+            if not path.is_file():
+                continue
+            with np.load(path) as saved:
+                scores = saved["scores"]
+            function = run.config.get("search", {}).get("function", "score")
+            scored = np.isfinite(scores)
+            by_function = {function: scores[scored]}
+        else:
+            stats = step.stats()
+            if stats is None:
+                continue
+            scored = stats.member_counts > 0
+            by_function = {}
+            for fn in ACQUISITION_FUNCTIONS:
+                if fn == "error_count" and (labels is None or labels.pool.ndim != 1):
+                    continue
+                y = labels.pool if fn == "error_count" else None
+                by_function[fn] = acquire(stats, fn, labels=y)[scored]
+            if labels is not None and labels.pool.ndim == 1:
+                predicted = np.argmax(stats.mean_probs(), axis=1)
+                a, b = selected_accuracy(predicted, labels.pool, np.flatnonzero(scored), chosen_rows)
+                table_rows.append(
+                    [f"iter_{step.iteration:02d}", step.metrics.get("members", "-"), _fmt([a]), _fmt([b])]
+                )
+        found = True
+        chosen = np.isin(np.flatnonzero(scored), chosen_rows)
+        png = page.png(f"scores_iter_{step.iteration:02d}.png")
+        figures.score_histograms_figure(
+            png, f"iter_{step.iteration:02d}: scores of the {int(scored.sum())} scored samples", by_function, chosen
+        )
+        section.figure(png, f"step {step.iteration}: score histograms per acquisition function (red: selected)")
+    if table_rows:
+        section.text("Accuracy of each step's acquisition ensemble on the samples it selected and on the rest (%):")
+        section.table(["step", "members", "selected", "unselected"], table_rows)
+    if not found:
+        section.text("No step has scored samples yet.")
+        if run.scheme not in ("random", "full"):
+            page.missing.append("score histograms: no step has ensemble statistics yet")
+    page.sections.append(section)
+
+
+def _consensus_section(run: RunDir, page: _Page) -> None:
+    if run.task == "detection":
+        return
+    result = consensus({run.path.name: [run]})
+    section = Section("Checkpoint consensus on the unselected samples")
+    if result.figure is None:
+        if run.scheme not in ("random", "full"):
+            page.missing.append(
+                "checkpoint consensus: needs a step scored by two or more checkpoints of one run, with votes.npz"
+            )
+        return
+    result.figure(page.png("consensus.png"))
+    section.table(result.header, result.rows).figure(page.figures[-1], result.title)
+    page.sections.append(section)
+
+
+def _curves_section(run: RunDir, page: _Page) -> None:
+    found = run_curves(run)
+    if found is None and run.task == "detection":
+        page.missing.append("validation curves: detection runs train without a validation set")
+        return
+    if found is None:
+        has_validation = run.config.get("data", {}).get("validation_fraction", 0) > 0
+        page.missing.append(
+            "validation curves: needs the final subset model and the full model"
+            + ("" if has_validation else ", and a validation set (set data.validation_fraction, compare: [full])")
+        )
+        return
+    figures.curves_figure(page.png("curves.png"), {run.path.name: found})
+    rows = []
+    for name in (found["subset"], "full"):
+        c = found["curves"][name]
+        reach = c["seconds_to_target"]
+        rows.append(
+            [
+                name,
+                len(c["epochs"]),
+                f"{c['seconds'][-1]:.1f}",
+                f"{100 * max(c['val_accuracy']):.2f}",
+                f"{reach:.1f}" if reach is not None else "never",
+            ]
+        )
+    section = Section("Validation curves: subset model vs full model")
+    section.table(["model", "epochs", "train s", "best val %", "s to full's best - 0.5"], rows)
+    section.figure(page.figures[-1], "validation accuracy over training time")
+    page.sections.append(section)
+
+
+def _cost_section(run: RunDir, page: _Page) -> None:
+    section = Section("Cost")
+    steps = [s.metrics for s in run.steps]
+    variants = run.variants()
+    models = {name: float(np.mean(v["train_seconds"])) for name, v in variants.items() if v.get("train_seconds")}
+    search = sum(m.get("train_seconds", 0.0) + m.get("score_seconds", 0.0) for m in steps)
+    rows = [["search (ensemble training + scoring)", f"{search:.1f}"]]
+    final = run.scheme if run.scheme in models else None
+    if final is not None:
+        rows.append([f"subset model ({final})", f"{models[final]:.1f}"])
+    if "full" in models:
+        rows.append(["full-pool model", f"{models['full']:.1f}"])
+        if final is not None and models["full"] > 0:
+            rows.append(["subset / full training time", f"{models[final] / models['full']:.2f}"])
+            rows.append(["(search + subset) / full", f"{(search + models[final]) / models['full']:.2f}"])
+    device = ", ".join(sorted({str(m.get("device", "unrecorded")) for m in steps})) or "-"
+    section.text(f"Wall-clock seconds (device: {device}).")
+    section.table(["", "seconds"], rows)
+    if steps:
+        ordered = {n: models[n] for n in sorted(models, key=lambda n: (split_variant(n)[0], n))}
+        figures.cost_figure(page.png("cost.png"), steps, ordered)
+        section.figure(page.figures[-1], "seconds per step, and per subset model")
+    page.sections.append(section)
+
+
+def _detection_section(run: RunDir, page: _Page) -> None:
+    section = Section("Detection: heatmaps and duplication")
+    pngs = sorted(page.folder.glob("heatmaps_iter_*.png")) + sorted(page.folder.glob("duplication.png"))
+    for png in pngs:
+        page.figures.append(png)
+        section.figure(png, png.stem.replace("_", " "))
+    if not pngs:
+        page.missing.append("detection heatmaps: written by `subsetsearch run` when a detection run finishes")
+    page.sections.append(section)
+
+
+# -- a study ----------------------------------------------------------------------------------------
+
+
+def _study_report(path: Path) -> ReportResult:
+    import yaml
+
+    from subsetsearch.pipeline.study import StudyConfig, run_dir_of
+
+    config = StudyConfig.model_validate(yaml.safe_load((path / "study.yaml").read_text()))
+    page = _Page(path / "report")
+    cells: dict[str, list[RunDir]] = {}
+    rows = []
+    for cell in config.cells:
+        cells[cell] = []
+        for t in range(config.trials):
+            run_dir = run_dir_of(path, cell, t)
+            if not (run_dir / "config.yaml").is_file():
+                page.missing.append(f"{cell} trial {t}: not started (`subsetsearch study` resumes it)")
+                continue
+            run = read_run(run_dir)
+            cells[cell].append(run)
+            variants = run.variants()
+            _metric, values = _variant_scores(variants.get(run.scheme, {}))
+            rows.append([cell, t, "finished" if run.metrics else "partial", _fmt(values)])
+    labels_cache: dict[str, np.ndarray] = {}
+
+    def labels_of(run: RunDir) -> np.ndarray:
+        key = json.dumps([run.config.get("data"), run.config.get("seed")], sort_keys=True)
+        if key not in labels_cache:
+            labels_cache[key] = load_labels(run).pool
+        return labels_cache[key]
+
+    analysis = STUDY_FUNCTIONS[config.study]
+    result: StudyResult = analysis(cells, labels_of) if config.study == "ensembles" else analysis(cells)
+    page.missing += result.missing
+    section = Section(result.title).table(result.header, result.rows)
+    if result.figure is not None:
+        png = page.png(f"{config.study}.png")
+        result.figure(png)
+        section.figure(png, result.title)
+    page.sections.append(section)
+    page.sections.append(Section("Runs").table(["cell", "trial", "status", "final subset model, test (%)"], rows))
+    page.sections.append(Section("Study config").pre(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)))
+    with atomic_path(page.folder / "study.json") as tmp:
+        tmp.write_text(
+            json.dumps(
+                {
+                    "study": config.study,
+                    "name": config.name,
+                    "trials": config.trials,
+                    "table": {"header": result.header, "rows": result.rows},
+                    "data": result.data,
+                    "missing": page.missing,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
+    with atomic_path(page.folder / "study.md") as tmp:
+        tmp.write_text(result.markdown())
+    html_path = page.folder / "report.html"
+    write_html(html_path, f"subsetsearch study: {config.name} ({config.study})", page.sections, page.missing)
+    out = _result(html_path, page)
+    out.summary = result.markdown() + "\n" + out.summary
+    return out

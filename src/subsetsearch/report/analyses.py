@@ -1,0 +1,147 @@
+"""The numbers behind the report and the paper's studies: NumPy arrays in, arrays (or small
+dataclasses of them) out. Reading run directories is :mod:`subsetsearch.report.rundir`'s job."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "Consensus",
+    "checkpoint_consensus",
+    "class_balance",
+    "consecutive_pairs",
+    "mean_std",
+    "selected_accuracy",
+    "time_to_accuracy",
+]
+
+
+def class_balance(labels: np.ndarray, index: np.ndarray, multiplicity: np.ndarray, num_classes: int) -> np.ndarray:
+    """Share of each class in a (multi)set of rows; a row counts its multiplicity.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (N,) or (N, num_classes)
+        Class of every pool row, or (detection) how many boxes of each class every image holds.
+    index, multiplicity : ndarray of shape (k,)
+        Distinct rows of the subset and how often each appears.
+    num_classes : int
+
+    Returns
+    -------
+    fractions : ndarray of shape (num_classes,)
+        Sums to 1 (all zeros for an empty subset).
+    """
+    index = np.asarray(index, dtype=np.int64)
+    weights = np.asarray(multiplicity, dtype=np.float64)
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        counts = (labels[index] * weights[:, None]).sum(axis=0) if len(index) else np.zeros(num_classes)
+    else:
+        counts = np.bincount(labels[index], weights=weights, minlength=num_classes)
+    total = counts.sum()
+    return counts / total if total else counts.astype(np.float64)
+
+
+def selected_accuracy(
+    predicted: np.ndarray, labels: np.ndarray, scored: np.ndarray, selected: np.ndarray
+) -> tuple[float, float]:
+    """Accuracy of an ensemble's predictions on the selected and on the unselected scored rows
+    (the paper's Table II).
+
+    Parameters
+    ----------
+    predicted : ndarray of shape (N,)
+        The ensemble's predicted class of every pool row (only ``scored`` rows are read).
+    labels : ndarray of shape (N,)
+    scored : ndarray of int
+        Rows the ensemble scored.
+    selected : ndarray of int
+        Rows acquired from them (a subset of ``scored``).
+
+    Returns
+    -------
+    (accuracy on selected, accuracy on unselected) : NaN where that part is empty.
+    """
+    scored = np.asarray(scored, dtype=np.int64)
+    chosen = np.isin(scored, selected)
+    correct = np.asarray(predicted)[scored] == np.asarray(labels)[scored]
+
+    def mean(mask: np.ndarray) -> float:
+        return float(correct[mask].mean()) if mask.any() else float("nan")
+
+    return mean(chosen), mean(~chosen)
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """Agreement between checkpoints on a set of samples (the paper's Figure 4).
+
+    ``pairs[j]`` are the member names of consecutive checkpoints; ``pair_agree[j]`` how many of the
+    ``samples`` both predict the same class for; ``all_agree`` how many every checkpoint agrees on.
+    """
+
+    pairs: list[tuple[str, str]]
+    pair_agree: np.ndarray
+    all_agree: int
+    samples: int
+
+
+def consecutive_pairs(names: list[str]) -> list[tuple[int, int]]:
+    """Positions of consecutive checkpoints of the same training run in member names such as
+    ``run_0/epoch_012`` (members of other runs, or ``run_R/best``, pair with nothing)."""
+    runs: dict[str, list[tuple[int, int]]] = {}
+    for position, name in enumerate(names):
+        run, _, tail = name.partition("/")
+        if tail.startswith("epoch_"):
+            runs.setdefault(run, []).append((int(tail[len("epoch_") :]), position))
+    pairs = []
+    for run in sorted(runs, key=lambda r: (len(r), r)):  # run_2 before run_10
+        members = sorted(runs[run])
+        pairs += [(a[1], b[1]) for a, b in itertools.pairwise(members)]
+    return pairs
+
+
+def checkpoint_consensus(votes: np.ndarray, names: list[str], rows: np.ndarray) -> Consensus:
+    """How many of ``rows`` (positions into ``votes``' columns) every consecutive pair of checkpoints
+    agrees on, and how many all the checkpoints of the first run agree on.
+
+    Parameters
+    ----------
+    votes : ndarray of shape (M, n)
+        Predicted class of each member on each scored row.
+    names : list of M str
+        Member names (``run_R/epoch_EEE``).
+    rows : ndarray of int
+        Columns to count (e.g. the unselected samples).
+    """
+    votes = np.asarray(votes)[:, np.asarray(rows, dtype=np.int64)]
+    pairs = consecutive_pairs(names)
+    agree = np.array([int(np.sum(votes[a] == votes[b])) for a, b in pairs], dtype=np.int64)
+    first_run = [p for p, name in enumerate(names) if name.split("/")[0] == names[0].split("/")[0]] if names else []
+    if first_run:
+        run_votes = votes[first_run]
+        all_agree = int(np.sum(np.all(run_votes == run_votes[0], axis=0)))
+    else:
+        all_agree = 0
+    return Consensus([(names[a], names[b]) for a, b in pairs], agree, all_agree, votes.shape[1])
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and (population) standard deviation; NaN for no values."""
+    if not values:
+        return float("nan"), float("nan")
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.mean()), float(a.std())
+
+
+def time_to_accuracy(history: list[dict], target: float, key: str = "val_accuracy") -> float | None:
+    """Training seconds at the end of the first epoch whose ``key`` reaches ``target``; None if none does."""
+    for entry in history:
+        value = entry.get(key)
+        if value is not None and value >= target:
+            return float(entry["seconds"])
+    return None
