@@ -44,6 +44,14 @@ BAD = [
     ({"data": {"dataset": "arrays"}}, "data.path is required for dataset 'arrays'"),
     ({"data": {"validation_fraction": 0.7}}, "data.validation_fraction: Input should be less than 0.5"),
     ({"compare": ["random", "random"]}, "compare lists a baseline twice"),
+    (
+        {"ensemble": {"start": 10}},
+        "search.function: mutual_information measures disagreement between members, and this ensemble has 1",
+    ),
+    (
+        {"ensemble": {"kind": "seeds", "runs": 1}, "search": {"function": "variation_ratios"}},
+        "search.function: variation_ratios measures disagreement",
+    ),
     ({"compare": ["everything"]}, "compare[0]: Input should be 'random' or 'full'"),
     (["a", "list"], "the top level must be a mapping"),
 ]
@@ -62,7 +70,9 @@ def test_defaults_are_the_papers_training_settings():
     config = parse_config({})
     assert (config.train.lr, config.train.momentum, config.train.weight_decay) == (0.1, 0.9, 5e-4)
     assert config.search.budgets == [0.125, 0.25, 0.5]
-    assert config.checkpoint_epochs() == [10]
+    assert config.checkpoint_epochs() == [6, 7, 8, 9, 10]  # the second half of training: 5 members
+    stop_early = parse_config({"ensemble": {"stop": 4}, "search": {"function": "entropy"}})
+    assert stop_early.checkpoint_epochs() == [4]
     patience = parse_config({"data": {"validation_fraction": 0.1}, "train": {"schedule": {"kind": "patience"}}})
     assert isinstance(patience.train.schedule, PatienceSchedule)
 

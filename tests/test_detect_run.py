@@ -256,3 +256,20 @@ def test_report_of_a_detection_run_counts_boxes_and_embeds_the_heatmaps(auto_run
         row = page.split(f"<tr><td>{name}</td>")[1].split("</tr>")[0]
         assert row.split("<td>")[-1].startswith(f"{100 * boxes[c] / boxes.sum():.2f}%")
     assert page.count('data-figure="') == len(names)
+
+
+def test_report_of_a_partial_detection_run_reads_the_detectors_it_has(auto_run, tmp_path):
+    import shutil
+
+    from subsetsearch.pipeline.report import build_report
+
+    search, _ = auto_run
+    copy = tmp_path / "partial"
+    shutil.copytree(search.run_dir, copy, ignore=shutil.ignore_patterns("report"))
+    finished = json.loads((copy / "metrics.json").read_text())["variants"]["full"]
+    (copy / "metrics.json").unlink()
+    result = build_report(copy)
+    assert any("metrics.json: the run has not finished" in m for m in result.missing)
+    page = result.html.read_text()
+    row = page.split("<tr><td>full</td>")[1].split("</tr>")[0]
+    assert f"<td>wMAP</td><td>{100 * finished['wMAP_mean']:.2f}</td>" in row

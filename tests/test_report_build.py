@@ -158,7 +158,7 @@ STUDY = {
     "cells": {
         "build_up": {"search": {"scheme": "build_up"}},
         "compress": {"search": {"scheme": "compress"}},
-        "pretrain": {"search": {"scheme": "pretrain"}, "ensemble": {"start": 4}},
+        "pretrain": {"search": {"scheme": "pretrain"}, "ensemble": {"start": 3}},
     },
 }
 
@@ -170,7 +170,7 @@ def test_study_shares_work_and_matches_unshared_runs(tmp_path):
     study_dir = run_study(config, tmp_path / "study")
     pretrain = run_dir_of(study_dir, "pretrain", 0)
     compress = run_dir_of(study_dir, "compress", 0)
-    # pretrain (epoch 4 only) reuses compress's training run (epochs 1-4) and both baselines
+    # pretrain (epochs 3-4) reuses compress's training run (epochs 1-4) and both baselines
     assert shared_paths(config.cell_config("compress", 0), config.cell_config("pretrain", 0)) == [
         "iter_00/members/run_0",
         "models/full",
@@ -253,3 +253,30 @@ def test_report_of_a_folder_that_is_no_run_is_one_line(tmp_path):
         "(study.yaml); give the folder that `subsetsearch run` or `subsetsearch study` wrote"
     ]
     assert not (tmp_path / "report").exists()
+
+
+def test_a_study_takes_new_cells_and_refuses_a_changed_one_before_any_work(tmp_path):
+    small = {
+        **STUDY,
+        "base": {**STUDY["base"], "search": {"budgets": [0.2, 0.4]}, "compare": ["full"]},
+        "cells": {"random": {"search": {"scheme": "random"}}},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(small))
+    study_dir = run_study(load_study_config(path), tmp_path / "s")
+    trained = run_dir_of(study_dir, "random", 0) / "models" / "random" / "model_0" / "done.json"
+    first = trained.stat().st_mtime_ns
+    grown = {**small, "cells": {**small["cells"], "full": {"search": {"scheme": "full", "budgets": [1.0]}}}}
+    path.write_text(yaml.safe_dump(grown))
+    run_study(load_study_config(path), study_dir)
+    assert trained.stat().st_mtime_ns == first  # not trained again
+    assert (run_dir_of(study_dir, "full", 0) / "metrics.json").is_file()
+    assert yaml.safe_load((study_dir / "study.yaml").read_text())["cells"] == grown["cells"]
+    changed = {**grown, "cells": {**grown["cells"], "full": {"search": {"scheme": "full", "budgets": [0.9]}}}}
+    path.write_text(yaml.safe_dump(changed))
+    before = sorted(p.relative_to(study_dir) for p in study_dir.rglob("*"))
+    done = _cli("study", str(path), "--study-dir", str(study_dir), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "holds a run of another config (search.budgets differs)" in done.stderr
+    assert sorted(p.relative_to(study_dir) for p in study_dir.rglob("*")) == before
+    assert yaml.safe_load((study_dir / "study.yaml").read_text())["cells"] == grown["cells"]

@@ -382,7 +382,7 @@ def test_resnets_train_in_a_run_with_the_patience_schedule(tmp_path, model):
         train={"epochs": 3, "schedule": {"kind": "patience", "patience": 1}},
         data={"validation_fraction": 0.2, "limit": 300},
         ensemble={"kind": "seeds", "runs": 1},
-        search={"scheme": "compress", "budgets": [0.5]},
+        search={"scheme": "compress", "budgets": [0.5], "function": "entropy"},  # one member: entropy
     )
     result = run_config(config, tmp_path / "run")
     record = json.loads((tmp_path / "run" / "iter_00" / "members" / "run_0" / "done.json").read_text())

@@ -70,7 +70,7 @@ class EnsembleConfig(_Strict):
 
     kind: Literal["seeds", "checkpoints", "combined"] = "checkpoints"
     runs: int = Field(1, gt=0)
-    start: int | None = Field(None, gt=0)  # first checkpoint epoch (1-based); default: the last epoch
+    start: int | None = Field(None, gt=0)  # first checkpoint epoch (1-based); default: the second half's first
     stop: int | None = Field(None, gt=0)  # last checkpoint epoch, inclusive; default: the last epoch
     step: int = Field(1, gt=0)
 
@@ -175,8 +175,21 @@ class RunConfig(_Strict):
             )
         if len(set(self.compare)) != len(self.compare):
             raise ValueError("compare lists a baseline twice")
+        members = self.ensemble_members()
+        disagreement = ("mutual_information", "variation_ratios")
+        if self.search.scheme not in ("random", "full") and self.search.function in disagreement and members < 2:
+            raise ValueError(
+                f"search.function: {self.search.function} measures disagreement between members, and this ensemble "
+                "has 1, so every sample would score 0 (a random subset); use entropy, or more members"
+            )
         self._check_task()
         return self
+
+    def ensemble_members(self) -> int:
+        """Members of each acquisition ensemble (fewer when a patience schedule stops a run early)."""
+        if self.ensemble.kind == "seeds":
+            return self.ensemble.runs
+        return self.ensemble.runs * len(self.checkpoint_epochs())
 
     def _check_task(self) -> None:
         models = {"model.name": self.model.name, "subset_model.model.name": self.subset_model_config().name}
@@ -210,8 +223,8 @@ class RunConfig(_Strict):
     def checkpoint_epochs(self) -> list[int]:
         """Epochs (1-based) whose checkpoints are ensemble members (one run for 'checkpoints')."""
         last = self.train.epochs
-        start = self.ensemble.start if self.ensemble.start is not None else last
         stop = self.ensemble.stop if self.ensemble.stop is not None else last
+        start = self.ensemble.start if self.ensemble.start is not None else min(stop, last // 2 + 1)
         return list(range(start, stop + 1, self.ensemble.step))
 
     def subset_model_config(self) -> ModelConfig:

@@ -254,33 +254,46 @@ class Search:
 
     # -- set-up ---------------------------------------------------------------------------------
 
+    def check_run_dir(self) -> bool:
+        """True if the run directory holds a run of this config, False if it holds none;
+        InputError if it holds something else. Writes nothing."""
+        import yaml
+
+        path = self.run_dir / "config.yaml"
+        if not path.is_file():
+            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+                raise InputError(
+                    f"'{self.run_dir}' exists and is not a subsetsearch run directory; give another --run-dir"
+                )
+            return False
+        resolved = dump_config(self.config)
+        resolved.pop("run_dir", None)
+        try:
+            previous = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            previous = {}
+        previous.pop("subsetsearch_version", None)
+        previous.pop("run_dir", None)
+        if previous != resolved:
+            key = _first_difference(previous, resolved)
+            raise InputError(
+                f"run directory '{self.run_dir}' holds a run of another config ({key} differs); "
+                "give another --run-dir, or delete that directory to start over"
+            )
+        return True
+
     def claim_run_dir(self) -> None:
         """Write config.yaml to a new run directory, or check that an existing one ran this config."""
         import yaml
 
-        resolved = dump_config(self.config)
-        resolved.pop("run_dir", None)
-        path = self.run_dir / "config.yaml"
-        if path.is_file():
-            try:
-                previous = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError:
-                previous = {}
-            previous.pop("subsetsearch_version", None)
-            previous.pop("run_dir", None)
-            if previous != resolved:
-                key = _first_difference(previous, resolved)
-                raise InputError(
-                    f"run directory '{self.run_dir}' holds a run of another config ({key} differs); "
-                    "give another --run-dir, or delete that directory to start over"
-                )
+        if self.check_run_dir():
             for stale in self.run_dir.rglob(".*.tmp"):  # half-written files of a killed run
                 stale.unlink(missing_ok=True)
             self.reporter.line(f"resuming {self.run_dir}")
             return
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise InputError(f"'{self.run_dir}' exists and is not a subsetsearch run directory; give another --run-dir")
-        with atomic_path(path) as tmp:
+        resolved = dump_config(self.config)
+        resolved.pop("run_dir", None)
+        with atomic_path(self.run_dir / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump({**resolved, "subsetsearch_version": __version__}, sort_keys=False))
 
     def _prepare(self) -> None:

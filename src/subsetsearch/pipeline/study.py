@@ -199,11 +199,14 @@ def claim_study_dir(config: StudyConfig, study_dir: Path) -> None:
     path = study_dir / "study.yaml"
     if path.is_file():
         previous = yaml.safe_load(path.read_text()) or {}
-        if previous != resolved:
+        if {k: v for k, v in previous.items() if k != "cells"} != {k: v for k, v in resolved.items() if k != "cells"}:
             raise InputError(
                 f"study directory '{study_dir}' holds another study; give another --study-dir, "
                 "or delete that directory to start over"
             )
+        if previous.get("cells") != resolved["cells"]:  # cells added or changed: each run dir guards itself
+            with atomic_path(path) as tmp:
+                tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
         return
     if study_dir.exists() and any(study_dir.iterdir()):
         raise InputError(f"'{study_dir}' exists and is not a study directory; give another --study-dir")
@@ -224,6 +227,8 @@ def run_study(config: StudyConfig, study_dir: Path | None = None, reporter: Repo
         if key not in checked:
             budget_counts(run_config.search.budgets, len(load_splits(run_config).pool))
             checked.append(key)
+    for (cell, t), run_config in configs.items():  # a changed cell's old runs are refused before any work
+        Search(run_config, run_dir_of(study_dir, cell, t)).check_run_dir()
     claim_study_dir(config, study_dir)
     for t in range(config.trials):
         done: list[tuple[RunConfig, Path]] = []

@@ -60,6 +60,7 @@ class ModelRun:
 
     variant: str
     k: int
+    folder: Path
     history: list[dict]
     seconds: float
     test_probs: Path | None
@@ -96,6 +97,9 @@ class RunDir:
             if model.test_probs is not None and test_labels is not None:
                 probs = np.load(model.test_probs)
                 entry["test_accuracy"].append(float(np.mean(np.argmax(probs, axis=1) == test_labels)))
+            detections = model.folder / "test_metrics.json"  # a detector's COCO metrics
+            if detections.is_file():
+                entry.setdefault("test_metrics", []).append(json.loads(detections.read_text()))
         return out
 
 
@@ -139,6 +143,7 @@ def read_run(path: Path) -> RunDir:
             ModelRun(
                 done.parent.parent.name,
                 int(done.parent.name.split("_")[1]),
+                done.parent,
                 record["history"],
                 float(record["seconds"]),
                 probs if probs.is_file() else None,

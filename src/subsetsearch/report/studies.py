@@ -127,9 +127,15 @@ def _budget_study(study: str, title: str, cells: Cells, base_of: Callable[[str, 
     }
 
     def figure(path: Path) -> None:
-        from subsetsearch.report.figures import budget_figure
+        from subsetsearch.report.figures import budget_figure, grouped_bars
 
-        budget_figure(path, title, series, full_values, pool)
+        if len(sizes) == 1:  # one budget: bars read better than single points
+            groups = {name: {"test accuracy": points.get(sizes[0], [])} for name, points in series.items()}
+            if full_values:
+                groups["full"] = {"test accuracy": full_values}
+            grouped_bars(path, title, groups)
+        else:
+            budget_figure(path, title, series, full_values, pool)
 
     return StudyResult(study, title, header, rows, data, figure if series else None, missing)
 
