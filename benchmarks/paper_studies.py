@@ -18,7 +18,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from subsetsearch.internal.malloc import tune_malloc
@@ -44,10 +43,8 @@ def main() -> int:
     for name in args.studies or STUDIES:
         config = load_study_config(ROOT / "configs" / "studies" / f"{name}.yaml")
         study_dir = ROOT / "benchmarks" / ".data" / "studies" / name
-        started = time.perf_counter()
         with Reporter(quiet=False) as reporter:
             run_study(config, study_dir, reporter)
-        seconds = time.perf_counter() - started
         report = build_report(study_dir)
         print(report.summary, flush=True)
         folder = study_dir / "report"
@@ -59,7 +56,6 @@ def main() -> int:
         payload["command"] = (
             f"subsetsearch study configs/studies/{name}.yaml --study-dir benchmarks/.data/studies/{name}"
         )
-        payload["seconds_this_session"] = seconds
         (results / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
     return 0
 
