@@ -225,8 +225,15 @@ def ensembles(cells: Cells, labels_of: LabelsFn) -> StudyResult:
     def figure(path: Path) -> None:
         from subsetsearch.report.figures import grouped_bars
 
-        groups = {c: {"selected": d["selected"], "unselected": d["unselected"]} for c, d in data.items()}
-        grouped_bars(path, "Ensemble accuracy on selected and unselected samples (%)", groups)
+        groups = {
+            c: {
+                "ensemble on selected": d["selected"],
+                "ensemble on unselected": d["unselected"],
+                "subset model (test)": d["subset_model"],
+            }
+            for c, d in data.items()
+        }
+        grouped_bars(path, "Ensemble configurations: accuracy (%)", groups)
 
     title = "Ensemble configurations: accuracy (%) on the selected and unselected pool, and of the subset model"
     return StudyResult("ensembles", title, header, rows, data, figure if data else None, missing)
