@@ -268,3 +268,18 @@ def test_a_partial_run_reads_what_it_has(tmp_path):
     assert run.variants() == {"build_up": {"test_accuracy": [], "train_seconds": [1.0], "partial": True}}
     with pytest.raises(ValueError, match="not a run directory"):
         read_run(tmp_path)
+
+
+def test_rows_a_step_added_include_the_ones_chosen_again():
+    from subsetsearch.pipeline.report import _added_rows
+    from subsetsearch.report.rundir import SubsetTable
+
+    def table(index, multiplicity):
+        n = len(index)
+        return SubsetTable(np.array(index), np.array(multiplicity), np.zeros(n), np.zeros(n, np.int64))
+
+    before = table([1, 2], [1, 1])
+    after = table([1, 2, 5], [2, 1, 1])  # row 1 chosen again (automatic duplication), row 5 new
+    assert _added_rows(after, before).tolist() == [1, 5]
+    assert _added_rows(before, None).tolist() == [1, 2]
+    assert _added_rows(None, before).tolist() == []

@@ -280,3 +280,13 @@ def test_a_study_takes_new_cells_and_refuses_a_changed_one_before_any_work(tmp_p
     assert "holds a run of another config (search.budgets differs)" in done.stderr
     assert sorted(p.relative_to(study_dir) for p in study_dir.rglob("*")) == before
     assert yaml.safe_load((study_dir / "study.yaml").read_text())["cells"] == grown["cells"]
+
+
+def test_report_of_a_damaged_study_yaml_is_one_line(tmp_path):
+    (tmp_path / "study.yaml").write_text("study: [unclosed\n")
+    done = _cli("report", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"subsetsearch: error: '{tmp_path / 'study.yaml'}' is not a study config `subsetsearch study` wrote; "
+        "rerun the study to rewrite it"
+    ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, acquire
 from subsetsearch.internal.atomic import atomic_path
@@ -20,7 +21,7 @@ from subsetsearch.internal.files import InputError
 from subsetsearch.report import figures
 from subsetsearch.report.analyses import class_balance, selected_accuracy
 from subsetsearch.report.html import Section, write_html
-from subsetsearch.report.rundir import RunDir, read_run, split_variant
+from subsetsearch.report.rundir import RunDir, SubsetTable, read_run, split_variant
 from subsetsearch.report.studies import STUDY_FUNCTIONS, StudyResult, consensus, run_curves
 
 FASHION_MNIST_CLASSES = (
@@ -145,7 +146,7 @@ def _run_report(path: Path) -> ReportResult:
     status = "finished" if run.metrics is not None else "partial (still running or stopped)"
     page.sections.append(
         Section("Run").table(
-            ["", ""],
+            ["", "value"],
             [
                 ["run directory", str(path)],
                 ["status", status],
@@ -262,13 +263,25 @@ def _balance_section(run: RunDir, page: _Page, labels: PoolLabels) -> None:
     page.sections.append(section)
 
 
+def _added_rows(subset: SubsetTable | None, previous: SubsetTable | None) -> np.ndarray:
+    """Rows a step acquired: those whose multiplicity grew since the previous step (with automatic
+    duplication, a row chosen again keeps the iteration it first came in)."""
+    if subset is None:
+        return np.empty(0, np.int64)
+    before = dict(zip(previous.index.tolist(), previous.multiplicity.tolist(), strict=True)) if previous else {}
+    grew = [before.get(int(r), 0) < int(m) for r, m in zip(subset.index, subset.multiplicity, strict=True)]
+    return subset.index[np.asarray(grew, dtype=bool)]
+
+
 def _scores_section(run: RunDir, page: _Page, labels: PoolLabels | None) -> None:
     section = Section("Acquisition scores")
     table_rows = []
     found = False
+    previous: SubsetTable | None = None
     for step in run.steps:
         subset = step.subset()
-        chosen_rows = subset.index[subset.iteration == step.iteration] if subset is not None else np.empty(0, int)
+        chosen_rows = _added_rows(subset, previous)
+        previous = subset
         if run.task == "detection":
             path = step.folder / "scores.npz"
             if not path.is_file():
@@ -404,7 +417,12 @@ def _study_report(path: Path) -> ReportResult:
 
     from subsetsearch.pipeline.study import StudyConfig, run_dir_of
 
-    config = StudyConfig.model_validate(yaml.safe_load((path / "study.yaml").read_text()))
+    try:
+        config = StudyConfig.model_validate(yaml.safe_load((path / "study.yaml").read_text()))
+    except (yaml.YAMLError, ValidationError):
+        raise InputError(
+            f"'{path / 'study.yaml'}' is not a study config `subsetsearch study` wrote; rerun the study to rewrite it"
+        ) from None
     page = _Page(path / "report")
     cells: dict[str, list[RunDir]] = {}
     rows = []

@@ -242,7 +242,7 @@ def ensembles(cells: Cells, labels_of: LabelsFn) -> StudyResult:
 def consensus(cells: Cells) -> StudyResult:
     """For the samples left unselected, how many each consecutive pair of checkpoints predicts
     alike and how many every checkpoint of the run agrees on (paper Figure 4); one cell per
-    architecture. Reads the votes of the last scored step."""
+    architecture. Reads the votes of the last scored step of each cell's first trial."""
     header = ["cell", "unselected", "consecutive pairs agree (min / mean / max %)", "all checkpoints agree (%)"]
     rows, data, missing = [], {}, []
     for cell, runs in cells.items():
