@@ -283,3 +283,17 @@ def test_rows_a_step_added_include_the_ones_chosen_again():
     assert _added_rows(after, before).tolist() == [1, 5]
     assert _added_rows(before, None).tolist() == [1, 2]
     assert _added_rows(None, before).tolist() == []
+
+
+def test_budget_study_of_detection_runs_reads_wmap(tmp_path):
+    run = make_run(tmp_path / "d", config={"task": "detection"})
+    metrics = {
+        "pool_size": 40,
+        "variants": {
+            "build_up": {"subset_size": 20, "test_metrics": [{"wMAP": 0.40}, {"wMAP": 0.50}], "train_seconds": [1, 1]},
+            "full": {"subset_size": 40, "test_metrics": [{"wMAP": 0.60}], "train_seconds": [2]},
+        },
+    }
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    result = studies.schemes({"auto": [read_run(run)]})
+    assert result.rows == [["auto", "45.00"], ["full", "60.00"]]  # one trial: the mean of its two detectors

@@ -21,7 +21,7 @@ from subsetsearch.internal.files import InputError
 from subsetsearch.report import figures
 from subsetsearch.report.analyses import class_balance, selected_accuracy
 from subsetsearch.report.html import Section, write_html
-from subsetsearch.report.rundir import RunDir, SubsetTable, read_run, split_variant
+from subsetsearch.report.rundir import RunDir, SubsetTable, read_run, split_variant, variant_scores
 from subsetsearch.report.studies import STUDY_FUNCTIONS, StudyResult, consensus, run_curves
 
 FASHION_MNIST_CLASSES = (
@@ -118,13 +118,6 @@ def _labels_or_note(run: RunDir, page: _Page) -> PoolLabels | None:
 
 
 # -- a run ------------------------------------------------------------------------------------------
-
-
-def _variant_scores(v: dict) -> tuple[str, list[float]]:
-    """(metric, per-model values) of a variant: test accuracy, or a detector's wMAP."""
-    if "test_metrics" in v:
-        return "wMAP", [m["wMAP"] for m in v["test_metrics"]]
-    return "accuracy", list(v.get("test_accuracy", []))
 
 
 def _fmt(values: list[float]) -> str:
@@ -226,7 +219,7 @@ def _results_section(run: RunDir, page: _Page, labels: PoolLabels | None) -> Non
     else:
         rows = []
         for name, v in variants.items():
-            metric, values = _variant_scores(v)
+            metric, values = variant_scores(v)
             rows.append(
                 [
                     name,
@@ -436,7 +429,7 @@ def _study_report(path: Path) -> ReportResult:
             run = read_run(run_dir)
             cells[cell].append(run)
             variants = run.variants()
-            _metric, values = _variant_scores(variants.get(run.scheme, {}))
+            _metric, values = variant_scores(variants.get(run.scheme, {}))
             rows.append([cell, t, "finished" if run.metrics else "partial", _fmt(values)])
     labels_cache: dict[str, np.ndarray] = {}
 

@@ -103,6 +103,13 @@ class RunDir:
         return out
 
 
+def variant_scores(variant: dict) -> tuple[str, list[float]]:
+    """(metric, one value per model) of a variant: test accuracy, or a detector's test wMAP."""
+    if "test_metrics" in variant:
+        return "wMAP", [m["wMAP"] for m in variant["test_metrics"]]
+    return "accuracy", list(variant.get("test_accuracy", []))
+
+
 def read_subset(path: Path) -> SubsetTable | None:
     if not path.is_file():
         return None

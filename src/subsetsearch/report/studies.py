@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from subsetsearch.report.analyses import checkpoint_consensus, mean_std, selected_accuracy, time_to_accuracy
-from subsetsearch.report.rundir import RunDir, split_variant
+from subsetsearch.report.rundir import RunDir, split_variant, variant_scores
 
 Cells = dict[str, list[RunDir]]
 #: pool labels of a run (the ensembles study compares the ensemble's predictions with them)
@@ -66,7 +66,7 @@ def budget_points(run: RunDir, base: str) -> dict[int, list[float]]:
     points: dict[int, list[float]] = {}
     for name, v in run.variants().items():
         if split_variant(name)[0] == base:
-            points.setdefault(int(v["subset_size"]), []).extend(v["test_accuracy"])
+            points.setdefault(int(v["subset_size"]), []).extend(variant_scores(v)[1])
     return points
 
 
@@ -173,9 +173,9 @@ def architecture(cells: Cells) -> StudyResult:
             continue
         model = runs[0].config.get("subset_model", {}).get("model") or runs[0].config.get("model", {})
         label = f"{cell} ({model.get('name')}, width {model.get('width')})"
-        final = [float(np.mean(r.variants()[r.scheme]["test_accuracy"])) for r in runs if r.scheme in r.variants()]
-        rand = [float(np.mean(r.variants()["random"]["test_accuracy"])) for r in runs if "random" in r.variants()]
-        full = [float(np.mean(r.variants()["full"]["test_accuracy"])) for r in runs if "full" in r.variants()]
+        final = [float(np.mean(variant_scores(r.variants()[r.scheme])[1])) for r in runs if r.scheme in r.variants()]
+        rand = [float(np.mean(variant_scores(r.variants()["random"])[1])) for r in runs if "random" in r.variants()]
+        full = [float(np.mean(variant_scores(r.variants()["full"])[1])) for r in runs if "full" in r.variants()]
 
         def gap(a: list[float], b: list[float]) -> str:
             return f"{100 * (np.mean(a) - np.mean(b)):+.2f}" if a and b else "-"
@@ -216,7 +216,7 @@ def ensembles(cells: Cells, labels_of: LabelsFn) -> StudyResult:
             unsel.append(b)
             members = step.metrics.get("members")
             if run.scheme in run.variants():
-                model.append(float(np.mean(run.variants()[run.scheme]["test_accuracy"])))
+                model.append(float(np.mean(variant_scores(run.variants()[run.scheme])[1])))
         if not sel:
             continue
         rows.append([cell, str(members), _pct(sel), _pct(unsel), _pct(model)])
@@ -355,7 +355,7 @@ def run_curves(run: RunDir, margin: float = 0.005) -> dict | None:
     return out
 
 
-#: study name -> (analysis, whether it needs pool labels)
+#: study name -> its analysis (``ensembles`` also takes a function giving a run's pool labels)
 STUDY_FUNCTIONS: dict[str, Callable[..., StudyResult]] = {
     "schemes": schemes,
     "functions": functions,
