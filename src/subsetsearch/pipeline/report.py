@@ -22,7 +22,7 @@ from subsetsearch.report import figures
 from subsetsearch.report.analyses import class_balance, selected_accuracy
 from subsetsearch.report.html import Section, write_html
 from subsetsearch.report.rundir import RunDir, SubsetTable, read_run, split_variant, variant_scores
-from subsetsearch.report.studies import STUDY_FUNCTIONS, StudyResult, consensus, run_curves
+from subsetsearch.report.studies import STUDY_FUNCTIONS, StudyResult, consensus, percent_text, run_curves
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -118,13 +118,6 @@ def _labels_or_note(run: RunDir, page: _Page) -> PoolLabels | None:
 
 
 # -- a run ------------------------------------------------------------------------------------------
-
-
-def _fmt(values: list[float]) -> str:
-    if not values:
-        return "-"
-    mean = 100 * float(np.mean(values))
-    return f"{mean:.2f} ± {100 * float(np.std(values)):.2f}" if len(values) > 1 else f"{mean:.2f}"
 
 
 def _run_report(path: Path) -> ReportResult:
@@ -225,7 +218,7 @@ def _results_section(run: RunDir, page: _Page, labels: PoolLabels | None) -> Non
                     name,
                     v.get("subset_size", "-"),
                     metric,
-                    _fmt(values),
+                    percent_text(values),
                     len(values),
                     f"{np.mean(v['train_seconds']):.1f}",
                 ]
@@ -234,8 +227,8 @@ def _results_section(run: RunDir, page: _Page, labels: PoolLabels | None) -> Non
     page.sections.append(section)
 
 
-def _step_subsets(run: RunDir) -> list[tuple[str, object]]:
-    return [(f"iter_{s.iteration:02d}", s.subset()) for s in run.steps if s.subset() is not None]
+def _step_subsets(run: RunDir) -> list[tuple[str, SubsetTable]]:
+    return [(f"iter_{s.iteration:02d}", subset) for s in run.steps if (subset := s.subset()) is not None]
 
 
 def _balance_section(run: RunDir, page: _Page, labels: PoolLabels) -> None:
@@ -299,7 +292,12 @@ def _scores_section(run: RunDir, page: _Page, labels: PoolLabels | None) -> None
                 predicted = np.argmax(stats.mean_probs(), axis=1)
                 a, b = selected_accuracy(predicted, labels.pool, np.flatnonzero(scored), chosen_rows)
                 table_rows.append(
-                    [f"iter_{step.iteration:02d}", step.metrics.get("members", "-"), _fmt([a]), _fmt([b])]
+                    [
+                        f"iter_{step.iteration:02d}",
+                        step.metrics.get("members", "-"),
+                        percent_text([a]),
+                        percent_text([b]),
+                    ]
                 )
         found = True
         chosen = np.isin(np.flatnonzero(scored), chosen_rows)
@@ -430,7 +428,7 @@ def _study_report(path: Path) -> ReportResult:
             cells[cell].append(run)
             variants = run.variants()
             _metric, values = variant_scores(variants.get(run.scheme, {}))
-            rows.append([cell, t, "finished" if run.metrics else "partial", _fmt(values)])
+            rows.append([cell, t, "finished" if run.metrics else "partial", percent_text(values)])
     labels_cache: dict[str, np.ndarray] = {}
 
     def labels_of(run: RunDir) -> np.ndarray:

@@ -111,10 +111,12 @@ class Subset:
 
     @classmethod
     def read(cls, path: Path) -> Subset:
-        import pyarrow.parquet as pq
+        from subsetsearch.report.rundir import read_subset
 
-        table = pq.read_table(path)
-        return cls(*(table[name].to_numpy() for name in ("index", "multiplicity", "score", "iteration")))
+        table = read_subset(path)
+        if table is None:
+            raise FileNotFoundError(path)
+        return cls(table.index, table.multiplicity, table.score, table.iteration)
 
 
 class MemberVotes:

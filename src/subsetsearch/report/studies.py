@@ -35,7 +35,7 @@ class StudyResult:
         return "\n".join(lines) + "\n"
 
 
-def _pct(values: list[float]) -> str:
+def percent_text(values: list[float]) -> str:
     """Accuracies as 'mean ± std' in percent ('-' for none; no ± for one trial)."""
     mean, std = mean_std(values)
     if not values:
@@ -113,9 +113,9 @@ def _budget_study(study: str, title: str, cells: Cells, base_of: Callable[[str, 
     full_values = next(iter(full.values()), [])
     sizes = sorted({s for points in series.values() for s in points})
     header = ["", *[f"{100 * s / pool:.1f}%" if pool else str(s) for s in sizes]]
-    rows = [[name, *[_pct(points.get(s, [])) for s in sizes]] for name, points in series.items()]
+    rows = [[name, *[percent_text(points.get(s, [])) for s in sizes]] for name, points in series.items()]
     if full_values:
-        rows.append(["full", *(["-"] * (len(sizes) - 1)), _pct(full_values)] if sizes else ["full", _pct(full_values)])
+        rows.append(["full", *(["-"] * (len(sizes) - 1)), percent_text(full_values)])  # under the largest size
     data = {
         "pool_size": pool,
         "sizes": sizes,
@@ -180,7 +180,9 @@ def architecture(cells: Cells) -> StudyResult:
         def gap(a: list[float], b: list[float]) -> str:
             return f"{100 * (np.mean(a) - np.mean(b)):+.2f}" if a and b else "-"
 
-        rows.append([label, _pct(final), _pct(rand), _pct(full), gap(final, rand), gap(final, full)])
+        rows.append(
+            [label, percent_text(final), percent_text(rand), percent_text(full), gap(final, rand), gap(final, full)]
+        )
         data[cell] = {"model": model, "subset": final, "random": rand, "full": full}
 
     def figure(path: Path) -> None:
@@ -219,7 +221,7 @@ def ensembles(cells: Cells, labels_of: LabelsFn) -> StudyResult:
                 model.append(float(np.mean(variant_scores(run.variants()[run.scheme])[1])))
         if not sel:
             continue
-        rows.append([cell, str(members), _pct(sel), _pct(unsel), _pct(model)])
+        rows.append([cell, str(members), percent_text(sel), percent_text(unsel), percent_text(model)])
         data[cell] = {"members": members, "selected": sel, "unselected": unsel, "subset_model": model}
 
     def figure(path: Path) -> None:
