@@ -20,7 +20,6 @@ LabelsFn = Callable[[RunDir], np.ndarray]
 
 @dataclass
 class StudyResult:
-    study: str
     title: str
     header: list[str]
     rows: list[list[str]]
@@ -43,15 +42,6 @@ def percent_text(values: list[float]) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}" if len(values) > 1 else f"{100 * mean:.2f}"
 
 
-def _pool_size(run: RunDir) -> int | None:
-    if run.metrics is not None:
-        return int(run.metrics["pool_size"])
-    for step in run.steps:
-        if "scored" in step.metrics and step.metrics.get("trained_on") == step.metrics.get("scored"):
-            return int(step.metrics["scored"])
-    return None
-
-
 def _finished(cells: Cells) -> tuple[Cells, list[str]]:
     """Cells with the runs that finished, and a line per run that did not."""
     kept, missing = {}, []
@@ -59,6 +49,16 @@ def _finished(cells: Cells) -> tuple[Cells, list[str]]:
         kept[cell] = [r for r in runs if r.metrics is not None]
         missing += [f"{cell}: {r.path.name} has not finished" for r in runs if r.metrics is None]
     return kept, missing
+
+
+def _mean_scores(runs: list[RunDir], name: str) -> list[float]:
+    """Per run that has variant ``name``: the mean score of its models."""
+    out = []
+    for run in runs:
+        variants = run.variants()
+        if name in variants:
+            out.append(float(np.mean(variant_scores(variants[name])[1])))
+    return out
 
 
 def budget_points(run: RunDir, base: str) -> dict[int, list[float]]:
@@ -97,13 +97,14 @@ def _baseline(cells: Cells, base: str) -> dict[int, list[float]]:
     return out
 
 
-def _budget_study(study: str, title: str, cells: Cells, base_of: Callable[[str, RunDir], str]) -> StudyResult:
+def _budget_study(title: str, cells: Cells) -> StudyResult:
+    """A table of each cell's subset models (its scheme's variants) by subset size, with the baselines."""
     cells, missing = _finished(cells)
-    pool = next((_pool_size(r) for runs in cells.values() for r in runs), None)
+    pool = next((int(r.metrics["pool_size"]) for runs in cells.values() for r in runs), None)
     series: dict[str, dict[int, list[float]]] = {}
     for cell, runs in cells.items():
         if runs:
-            series[cell] = _trials(runs, base_of(cell, runs[0]))
+            series[cell] = _trials(runs, runs[0].scheme)
         else:
             missing.append(f"{cell}: no finished run")
     random = _baseline(cells, "random")
@@ -137,28 +138,24 @@ def _budget_study(study: str, title: str, cells: Cells, base_of: Callable[[str, 
         else:
             budget_figure(path, title, series, full_values, pool)
 
-    return StudyResult(study, title, header, rows, data, figure if series else None, missing)
+    return StudyResult(title, header, rows, data, figure if series else None, missing)
 
 
 def schemes(cells: Cells) -> StudyResult:
     """Accuracy of each scheme at each subset size, mean ± std over trials, and the full-pool line
     (paper Figure 3). A cell's curve is its scheme's subset models (``steps: all`` gives one per budget)."""
-    return _budget_study("schemes", "Schemes × budgets: test accuracy (%)", cells, lambda cell, run: run.scheme)
+    return _budget_study("Schemes × budgets: test accuracy (%)", cells)
 
 
 def functions(cells: Cells) -> StudyResult:
     """Acquisition functions × budgets (paper Table I): one cell per function."""
-    return _budget_study(
-        "functions", "Acquisition functions × budgets: test accuracy (%)", cells, lambda cell, run: run.scheme
-    )
+    return _budget_study("Acquisition functions × budgets: test accuracy (%)", cells)
 
 
 def outliers(cells: Cells) -> StudyResult:
     """Subset accuracy with the top fraction of scores set aside (paper Table IV): one cell per
     ``skip_top``; random and full beside them."""
-    return _budget_study(
-        "outliers", "Outliers: test accuracy (%) by the share of top scores set aside", cells, lambda c, r: r.scheme
-    )
+    return _budget_study("Outliers: test accuracy (%) by the share of top scores set aside", cells)
 
 
 def architecture(cells: Cells) -> StudyResult:
@@ -173,9 +170,8 @@ def architecture(cells: Cells) -> StudyResult:
             continue
         model = runs[0].config.get("subset_model", {}).get("model") or runs[0].config.get("model", {})
         label = f"{cell} ({model.get('name')}, width {model.get('width')})"
-        final = [float(np.mean(variant_scores(r.variants()[r.scheme])[1])) for r in runs if r.scheme in r.variants()]
-        rand = [float(np.mean(variant_scores(r.variants()["random"])[1])) for r in runs if "random" in r.variants()]
-        full = [float(np.mean(variant_scores(r.variants()["full"])[1])) for r in runs if "full" in r.variants()]
+        final = _mean_scores(runs, runs[0].scheme)
+        rand, full = _mean_scores(runs, "random"), _mean_scores(runs, "full")
 
         def gap(a: list[float], b: list[float]) -> str:
             return f"{100 * (np.mean(a) - np.mean(b)):+.2f}" if a and b else "-"
@@ -191,7 +187,7 @@ def architecture(cells: Cells) -> StudyResult:
         groups = {c: {k: d[k] for k in ("subset", "random", "full")} for c, d in data.items()}
         grouped_bars(path, "Architecture shift: test accuracy (%)", groups)
 
-    return StudyResult("architecture", "Architecture shift: test accuracy (%)", header, rows, data, figure, missing)
+    return StudyResult("Architecture shift: test accuracy (%)", header, rows, data, figure, missing)
 
 
 def ensembles(cells: Cells, labels_of: LabelsFn) -> StudyResult:
@@ -217,8 +213,7 @@ def ensembles(cells: Cells, labels_of: LabelsFn) -> StudyResult:
             sel.append(a)
             unsel.append(b)
             members = step.metrics.get("members")
-            if run.scheme in run.variants():
-                model.append(float(np.mean(variant_scores(run.variants()[run.scheme])[1])))
+            model += _mean_scores([run], run.scheme)
         if not sel:
             continue
         rows.append([cell, str(members), percent_text(sel), percent_text(unsel), percent_text(model)])
@@ -238,7 +233,7 @@ def ensembles(cells: Cells, labels_of: LabelsFn) -> StudyResult:
         grouped_bars(path, "Ensemble configurations: accuracy (%)", groups)
 
     title = "Ensemble configurations: accuracy (%) on the selected and unselected pool, and of the subset model"
-    return StudyResult("ensembles", title, header, rows, data, figure if data else None, missing)
+    return StudyResult(title, header, rows, data, figure if data else None, missing)
 
 
 def consensus(cells: Cells) -> StudyResult:
@@ -276,7 +271,7 @@ def consensus(cells: Cells) -> StudyResult:
         consensus_figure(path, data)
 
     title = "Checkpoint consensus on the unselected samples"
-    return StudyResult("consensus", title, header, rows, data, figure if data else None, missing)
+    return StudyResult(title, header, rows, data, figure if data else None, missing)
 
 
 def _consensus_of(run: RunDir):  # -> Consensus | None
@@ -333,7 +328,7 @@ def curves(cells: Cells) -> StudyResult:
         curves_figure(path, data)
 
     title = "Validation curves: subset model vs full model"
-    return StudyResult("curves", title, header, rows, data, figure if data else None, missing)
+    return StudyResult(title, header, rows, data, figure if data else None, missing)
 
 
 def run_curves(run: RunDir, margin: float = 0.005) -> dict | None:
