@@ -368,7 +368,7 @@ def test_progress_bars_on_a_terminal_and_summary_on_stdout(tmp_path):
         os.close(leader)
     assert done.returncode == 0
     assert b"epoch 3/3" in shown  # the training bar
-    assert b"member 3/3" in shown and b"scoring" in shown  # the scoring bar
+    assert b"scoring: (member, shard) pairs" in shown  # the scoring bar
     lines = done.stdout.splitlines()
     assert len(lines) < 25  # one screen
     assert any(line.startswith("build_up") and "%" in line for line in lines)

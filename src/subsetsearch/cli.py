@@ -71,13 +71,17 @@ def score(
     ] = None,
     state: Annotated[
         Path | None,
-        typer.Option("--state", help="Resumable job: save the ensemble statistics here; a rerun skips their members."),
+        typer.Option(
+            "--state",
+            help="Resumable job: save the ensemble statistics in this .npz (in memory), or in this directory "
+            "(memory-mapped, for statistics larger than memory); a rerun skips what they hold.",
+        ),
     ] = None,
 ) -> None:
     """Score ensemble member predictions and write the most informative subset."""
     from subsetsearch.pipeline.score import score_files, summary
 
-    with _MemberProgress(len(members)) as advance:
+    with _MemberProgress() as advance:
         result = score_files(
             members,
             function=function,
@@ -90,7 +94,7 @@ def score(
             out=out,
             scores_out=scores_out,
             state_path=state,
-            on_member=advance,
+            on_progress=advance,
         )
     typer.echo(summary(result, function))
     typer.echo(f"wrote {out}" + (f" and {scores_out}" if scores_out else ""))
@@ -162,22 +166,21 @@ def report(
 
 
 class _MemberProgress:
-    """A progress bar over members on a terminal's stderr; nothing in a pipe."""
+    """A progress bar over (member, shard) pairs on a terminal's stderr; nothing in a pipe."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
+    def __init__(self) -> None:
         self.progress = None
 
     def __enter__(self):
         if not sys.stderr.isatty():
-            return lambda: None
+            return lambda done, total: None
         from rich.console import Console
         from rich.progress import Progress
 
         self.progress = Progress(console=Console(stderr=True), transient=True)
         self.progress.start()
-        task = self.progress.add_task("scoring members", total=self.total)
-        return lambda: self.progress.advance(task)
+        task = self.progress.add_task("scoring members", total=None)
+        return lambda done, total: self.progress.update(task, completed=done, total=total)
 
     def __exit__(self, *exc_info) -> None:
         if self.progress is not None:

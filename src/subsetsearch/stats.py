@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.internal.files import npy_header
 from subsetsearch.internal.kernels import ENTROPY_SCALE, PROBABILITY_SCALE, accumulate, entropy_of_mean
 
-__all__ = ["EnsembleStats", "InvalidMemberError"]
+__all__ = ["EnsembleStats", "InvalidMemberError", "MappedStats"]
 
 _FORMAT_VERSION = 1
 _UINT16_MAX = np.iinfo(np.uint16).max
@@ -203,7 +204,7 @@ class EnsembleStats:
             return _probability_problem(np.asarray(chunk), rows, bad, tolerance)
         return None
 
-    def _rows(self, index: np.ndarray | slice | None, n: int) -> np.ndarray:
+    def _rows(self, index: np.ndarray | slice | None, n: int | None) -> np.ndarray:
         if index is None:
             if n != self.num_samples:
                 raise ValueError(
@@ -221,35 +222,58 @@ class EnsembleStats:
                 raise ValueError(f"index holds rows outside [0, {self.num_samples})")
             if np.unique(rows).size != rows.size:
                 raise ValueError("index repeats a row; a member adds each row once")
-        if rows.size != n:
-            raise ValueError(f"index selects {rows.size} rows but probs has {n}")
+        if n is not None and rows.size != n:
+            raise ValueError(f"index selects {rows.size} rows but the data has {n}")
         return rows
 
     # ----------------------------------------------------------------- merge
-    def merge(self, other: EnsembleStats) -> EnsembleStats:
+    def merge(self, other: EnsembleStats, index: np.ndarray | slice | None = None) -> EnsembleStats:
         """Add another accumulator's members into this one (exact); returns self.
+
+        Parameters
+        ----------
+        other : EnsembleStats
+            Statistics of the same classes.
+        index : None, slice, or array-like of shape (other.num_samples,), int
+            Rows of this pool that ``other``'s rows are, distinct (a shard scored on its own).
+            ``None``: ``other`` covers all N rows in order.
 
         Raises
         ------
         ValueError
-            If the two have different numbers of samples or classes.
+            If the classes differ, or the rows do not match ``index``.
         """
         if not isinstance(other, EnsembleStats):
             raise ValueError(f"can only merge an EnsembleStats, got {type(other).__name__}")
-        if (other.num_samples, other.num_classes) != (self.num_samples, self.num_classes):
+        if (index is None and other.num_samples != self.num_samples) or other.num_classes != self.num_classes:
             raise ValueError(
                 f"cannot merge stats of {other.num_samples} samples x {other.num_classes} classes "
                 f"into {self.num_samples} x {self.num_classes}"
+                + ("" if index is None else "; give index= the rows they hold")
             )
-        counts = self._counts + other._counts
+        rows = slice(None) if index is None else _contiguous(self._rows(index, other.num_samples))
+        counts = self._counts[rows] + other._counts
         wide = self._votes.dtype == np.uint32 or other._votes.dtype == np.uint32
         if wide or (counts.size and counts.max() > _UINT16_MAX):
             self._votes = self._votes.astype(np.uint32)
-        self._votes += other._votes
-        self._sum_fixed += other._sum_fixed
-        self._entropy_fixed += other._entropy_fixed
-        self._counts = counts
+        self._votes[rows] += other._votes
+        self._sum_fixed[rows] += other._sum_fixed
+        self._entropy_fixed[rows] += other._entropy_fixed
+        self._counts[rows] = counts
         return self
+
+    def take(self, index: np.ndarray | slice) -> EnsembleStats:
+        """A new accumulator holding a copy of rows ``index`` (in that order); ``metadata`` is empty."""
+        rows = _contiguous(self._rows(index, None))
+        part = EnsembleStats.__new__(EnsembleStats)
+        part._sum_fixed = np.array(self._sum_fixed[rows])
+        part._entropy_fixed = np.array(self._entropy_fixed[rows])
+        part._votes = np.array(self._votes[rows])
+        part._counts = np.array(self._counts[rows])
+        part.metadata = {}
+        if part._counts.size == 0:
+            raise ValueError("take needs at least one row")
+        return part
 
     # --------------------------------------------------------------- results
     def mean_probs(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
@@ -326,11 +350,141 @@ class EnsembleStats:
         return stats
 
 
+class MappedStats:
+    """EnsembleStats of N rows kept on disk, in memory-mapped ``.npy`` files of one directory.
+
+    For pools whose statistics (about 10 bytes per sample and class: 12.8 GB for ImageNet's
+    1,281,167 x 1,000) do not fit in memory. Rows are read and written a block at a time
+    (:meth:`read`, :meth:`write`); each call maps the files and unmaps them again, so the memory a
+    job holds is its blocks', never the whole file's.
+
+    Parameters
+    ----------
+    directory : path
+        A directory made by :meth:`create`.
+
+    Attributes
+    ----------
+    metadata : dict
+        JSON-serialisable information kept in ``metadata.json`` (:meth:`save_metadata`).
+    """
+
+    _ARRAYS = ("sum_fixed", "entropy_fixed", "votes", "counts")
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        try:
+            info = json.loads((self.directory / "metadata.json").read_text())
+            shapes = {name: self._header(name) for name in self._ARRAYS}
+        except (OSError, ValueError) as error:
+            raise ValueError(f"'{self.directory}' is not a MappedStats directory ({error})") from None
+        if info.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"'{self.directory}' is not a MappedStats directory of format {_FORMAT_VERSION}")
+        (n, c), _ = shapes["sum_fixed"]
+        expected = {
+            "sum_fixed": ((n, c), np.int64),
+            "entropy_fixed": ((n,), np.int64),
+            "votes": ((n, c), np.uint16),
+            "counts": ((n,), np.int64),
+        }
+        if any(shapes[name] != (shape, np.dtype(dtype)) for name, (shape, dtype) in expected.items()):
+            raise ValueError(f"'{self.directory}' holds inconsistent MappedStats arrays")
+        self.num_samples, self.num_classes = n, c
+        self.metadata: dict = info.get("metadata", {})
+
+    @classmethod
+    def create(cls, directory: str | os.PathLike, num_samples: int, num_classes: int) -> MappedStats:
+        """Make an empty store (no member on any row) in a new or empty ``directory``.
+
+        The files are sparse: disk is spent as rows are written.
+        """
+        num_samples = _positive_int(num_samples, "num_samples", minimum=1)
+        num_classes = _positive_int(num_classes, "num_classes", minimum=2)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if any(directory.iterdir()):
+            raise ValueError(f"'{directory}' is not empty; give a new directory")
+        shapes = {
+            "sum_fixed": ((num_samples, num_classes), np.int64),
+            "entropy_fixed": ((num_samples,), np.int64),
+            "votes": ((num_samples, num_classes), np.uint16),
+            "counts": ((num_samples,), np.int64),
+        }
+        for name, (shape, dtype) in shapes.items():
+            with atomic_path(directory / f"{name}.npy") as tmp:
+                np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape).flush()
+        store = cls.__new__(cls)
+        store.directory, store.num_samples, store.num_classes = directory, num_samples, num_classes
+        store.metadata = {}
+        store.save_metadata()
+        return store
+
+    def _header(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
+        return npy_header(self.directory / f"{name}.npy", "statistics file")
+
+    def _map(self, name: str, mode: str) -> np.ndarray:
+        return np.lib.format.open_memmap(self.directory / f"{name}.npy", mode=mode)
+
+    def read(self, rows: slice) -> EnsembleStats:
+        """An in-memory EnsembleStats of the consecutive ``rows`` (a copy)."""
+        start, stop, _ = rows.indices(self.num_samples)
+        if stop <= start:
+            raise ValueError(f"rows {rows} hold no row of {self.num_samples}")
+        part = EnsembleStats.__new__(EnsembleStats)
+        arrays = [np.array(self._map(name, "r")[start:stop]) for name in self._ARRAYS]
+        part._sum_fixed, part._entropy_fixed, part._votes, part._counts = arrays
+        part.metadata = {}
+        return part
+
+    def write(self, rows: slice, stats: EnsembleStats) -> None:
+        """Overwrite the consecutive ``rows`` with ``stats`` (an overwrite: writing twice is harmless)
+        and flush them to disk.
+
+        Raises
+        ------
+        ValueError
+            If the shapes differ, or a row holds more than 65,535 members (votes are uint16 on disk).
+        """
+        start, stop, _ = rows.indices(self.num_samples)
+        if (stop - start, self.num_classes) != (stats.num_samples, stats.num_classes):
+            raise ValueError(
+                f"cannot write stats of {stats.num_samples} x {stats.num_classes} to rows {start}:{stop} "
+                f"of {self.num_samples} x {self.num_classes}"
+            )
+        if stats._counts.max() > _UINT16_MAX:
+            raise ValueError(f"a row holds more than {_UINT16_MAX} members, more than a MappedStats file keeps")
+        values = (stats._sum_fixed, stats._entropy_fixed, stats._votes, stats._counts)
+        for name, value in zip(self._ARRAYS, values, strict=True):
+            mapped = self._map(name, "r+")
+            mapped[start:stop] = value
+            mapped.flush()
+            del mapped
+
+    def save_metadata(self) -> None:
+        """Write ``metadata`` to ``metadata.json`` atomically."""
+        payload = {"format_version": _FORMAT_VERSION, "metadata": self.metadata}
+        with atomic_path(self.directory / "metadata.json") as tmp:
+            tmp.write_text(json.dumps(payload))
+
+    def load(self) -> EnsembleStats:
+        """All rows as one in-memory EnsembleStats (when they fit in memory)."""
+        stats = self.read(slice(None))
+        stats.metadata = dict(self.metadata)
+        return stats
+
+
 # --------------------------------------------------------------------- helpers
 def _positive_int(value: int, name: str, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _contiguous(rows: np.ndarray) -> np.ndarray | slice:
+    """A run of consecutive rows as a slice (a view, no gather), else the rows themselves."""
+    if rows.size and rows[-1] - rows[0] == rows.size - 1 and np.all(np.diff(rows) == 1):
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

@@ -48,6 +48,43 @@ def load_npy(path: str | os.PathLike, what: str, *, mmap: bool = False) -> np.nd
         raise InputError(f"{what} '{path}' could not be read ({error})") from None
 
 
+def is_zarr(path: str | os.PathLike) -> bool:
+    """True for a Zarr array store (a directory named *.zarr, or holding Zarr's metadata)."""
+    path = Path(path)
+    return path.suffix.lower() == ".zarr" or (
+        path.is_dir() and any((path / name).is_file() for name in ("zarr.json", ".zarray"))
+    )
+
+
+def open_array(path: str | os.PathLike, what: str) -> np.ndarray:
+    """A checked array read lazily: a ``.npy`` memory-mapped read-only, or a Zarr array (read in
+    chunks when sliced); InputError if missing, unreadable or holding objects."""
+    path = Path(path)
+    if not is_zarr(path):
+        return load_npy(path, what, mmap=True)
+    if not path.exists():
+        raise InputError(f"{what} '{path}' not found")
+    try:
+        import zarr
+    except ImportError:
+        raise InputError(f"{what} '{path}' is a Zarr store; install zarr (pip install 'subsetsearch[zarr]')") from None
+    try:
+        array = zarr.open_array(str(path), mode="r")
+    except Exception as error:
+        raise InputError(f"{what} '{path}' is not a readable Zarr array ({error})") from None
+    if array.dtype.hasobject or array.dtype.kind not in "biuf":
+        raise InputError(f"{what} '{path}' holds {array.dtype}; save a numeric array")
+    return array
+
+
+def array_header(path: str | os.PathLike, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a ``.npy`` file or Zarr array, read from its metadata only."""
+    if not is_zarr(path):
+        return npy_header(path, what)
+    array = open_array(path, what)
+    return tuple(array.shape), np.dtype(array.dtype)
+
+
 def check_table_path(path: str | os.PathLike, option: str) -> Path:
     """InputError unless ``path`` ends in .csv or .parquet and is not a directory."""
     path = Path(path)

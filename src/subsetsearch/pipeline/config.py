@@ -132,6 +132,33 @@ class SubsetModelConfig(_Strict):
     train: TrainConfig | None = None  # default: the acquisition training
 
 
+class ExecutorConfig(_Strict):
+    """Where acquisition members are trained and scored. Not part of what a run computes: a run
+    started on one executor may resume on another (bit-identical when ``train.threads`` is set)."""
+
+    name: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: an existing cluster ("auto", "ray://head:10001"); none starts a local Ray
+    workers: int | None = Field(None, gt=0)  # ray: actors (default: the cluster's CPUs / cpus_per_worker, or GPUs)
+    cpus_per_worker: float = Field(1.0, gt=0)  # ray: fractions allowed
+    gpus_per_worker: float | None = Field(None, ge=0)  # ray: default 1 where the cluster has GPUs, else 0
+
+    def make(self):
+        """The executor this section describes (subsetsearch.executors)."""
+        from subsetsearch.executors import make_executor
+
+        return make_executor(
+            self.name,
+            address=self.address,
+            workers=self.workers,
+            cpus_per_worker=self.cpus_per_worker,
+            gpus_per_worker=self.gpus_per_worker,
+        )
+
+
+#: Config keys that say where a run computes, not what: a run directory resumes whatever they are.
+PLACEMENT_KEYS = ("run_dir", "executor")
+
+
 class RunConfig(_Strict):
     name: str = "run"
     task: Literal["classification", "detection"] = "classification"
@@ -146,6 +173,7 @@ class RunConfig(_Strict):
     subset_model: SubsetModelConfig = SubsetModelConfig()
     # baselines trained beside the subset model
     compare: list[Literal["random", "full"]] = Field(default_factory=list)
+    executor: ExecutorConfig = ExecutorConfig()
 
     @model_validator(mode="before")
     @classmethod

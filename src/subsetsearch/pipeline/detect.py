@@ -121,7 +121,7 @@ class DetectionTensors:
 class DetectionSearch(Search):
     """A search over the detection set (see the module docstring)."""
 
-    def _prepare(self) -> None:
+    def _prepare(self, threads: int | None = None) -> None:
         from subsetsearch.internal.malloc import tune_malloc
 
         tune_malloc()
@@ -131,7 +131,7 @@ class DetectionSearch(Search):
 
         cfg = self.config
         det = cfg.detection_config()
-        trainer.set_threads(cfg.train.threads)
+        trainer.set_threads(cfg.train.threads or threads)
         self.device = trainer.resolve_device(cfg.train.device)
         self.images, self.test_images = detection_sets(cfg)
         self.data_name = "fashion_mnist_detection"

@@ -28,9 +28,10 @@ import numpy as np
 
 from subsetsearch import __version__
 from subsetsearch.acquisition import acquire
+from subsetsearch.executors import ScoreTask, ShardScore, TrainTask, score_shards
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.files import InputError
-from subsetsearch.pipeline.config import RunConfig, dump_config
+from subsetsearch.pipeline.config import PLACEMENT_KEYS, RunConfig, dump_config
 from subsetsearch.pipeline.progress import Reporter
 from subsetsearch.selection import select
 from subsetsearch.stats import EnsembleStats
@@ -121,27 +122,35 @@ class Subset:
 
 class MemberVotes:
     """Each member's predicted class (argmax) on the scored rows, in member order: what the
-    checkpoint-consensus study reads (``iter_NN/votes.npz``: rows, names, votes [M, n])."""
+    checkpoint-consensus study reads (``iter_NN/votes.npz``: rows, names, votes [M, n]).
 
-    def __init__(self, rows: np.ndarray) -> None:
+    Members arrive a shard at a time; rows a member has not scored yet hold ``UNSET``.
+    """
+
+    UNSET = np.iinfo(np.uint16).max
+
+    def __init__(self, rows: np.ndarray, order: list[str]) -> None:
         self.rows = np.asarray(rows, dtype=np.int64)
-        self.names: list[str] = []
-        self.votes: list[np.ndarray] = []
+        self.order = {name: k for k, name in enumerate(order)}
+        self.by_name: dict[str, np.ndarray] = {}
 
-    def add(self, name: str, probs: np.ndarray) -> None:
-        dtype = np.uint16 if probs.shape[1] <= np.iinfo(np.uint16).max + 1 else np.uint32
-        self.names.append(name)
-        self.votes.append(np.argmax(probs, axis=1).astype(dtype))
+    def set(self, name: str, positions: slice, votes: np.ndarray) -> None:
+        """Member ``name``'s votes for the scored rows at ``positions``."""
+        if name not in self.by_name:
+            self.by_name[name] = np.full(self.rows.size, self.UNSET, dtype=votes.dtype)
+        self.by_name[name][positions] = votes
 
     def save(self, path: Path) -> None:
+        names = sorted(self.by_name, key=self.order.__getitem__)
+        stacked = np.stack([self.by_name[n] for n in names]) if names else np.zeros((0, self.rows.size), np.uint16)
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, rows=self.rows, names=np.array(self.names), votes=np.stack(self.votes))
+            np.savez(handle, rows=self.rows, names=np.array(names, dtype=str), votes=stacked)
 
     @classmethod
-    def load(cls, path: Path, rows: np.ndarray, keep: set[str]) -> MemberVotes:
+    def load(cls, path: Path, rows: np.ndarray, order: list[str], keep: set[str]) -> MemberVotes:
         """The saved votes of the members in ``keep`` (an empty record when the file is missing or
         was written for other rows)."""
-        votes = cls(rows)
+        votes = cls(rows, order)
         if not path.is_file():
             return votes
         with np.load(path) as saved:
@@ -149,8 +158,7 @@ class MemberVotes:
                 return votes
             for name, row in zip(saved["names"].tolist(), saved["votes"], strict=True):
                 if name in keep:
-                    votes.names.append(name)
-                    votes.votes.append(row)
+                    votes.by_name[name] = row
         return votes
 
 
@@ -269,13 +277,14 @@ class Search:
                 )
             return False
         resolved = dump_config(self.config)
-        resolved.pop("run_dir", None)
         try:
             previous = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError:
             previous = {}
         previous.pop("subsetsearch_version", None)
-        previous.pop("run_dir", None)
+        for key in PLACEMENT_KEYS:
+            resolved.pop(key, None)
+            previous.pop(key, None)
         if previous != resolved:
             key = _first_difference(previous, resolved)
             raise InputError(
@@ -298,13 +307,14 @@ class Search:
         with atomic_path(self.run_dir / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump({**resolved, "subsetsearch_version": __version__}, sort_keys=False))
 
-    def _prepare(self) -> None:
+    def _prepare(self, threads: int | None = None) -> None:
+        """Load the data and build the networks; ``threads``: torch's threads where the config sets none."""
         from subsetsearch.internal.malloc import tune_malloc
 
         tune_malloc()
         from subsetsearch.train import trainer
 
-        trainer.set_threads(self.config.train.threads)
+        trainer.set_threads(self.config.train.threads or threads)
         self.splits = load_splits(self.config)
         self.data_name = self.splits.name
         pool = self.splits.pool
@@ -334,6 +344,11 @@ class Search:
     def run(self) -> RunResult:
         self._prepare()  # data and budgets checked before anything is written
         self.claim_run_dir()
+        with self.config.executor.make() as self.executor:
+            self.workload = SearchWorkload(self)
+            return self._run()
+
+    def _run(self) -> RunResult:
         n = len(self.pool)
         cfg = self.config
         self.reporter.line(
@@ -549,77 +564,124 @@ class Search:
         return files
 
     def _train_ensemble(self, i: int, train_rows: np.ndarray) -> float:
-        """Train iteration i's acquisition runs on ``train_rows``; their training seconds."""
+        """Train iteration i's acquisition runs on ``train_rows`` (on the executor); their training seconds."""
+        runs = self.config.ensemble.runs
+        tasks = [TrainTask(i, r, train_rows) for r in range(runs)]
+        if self.executor.name != "local":
+            self.reporter.line(f"step {i}: training {runs} acquisition runs on {self.executor.describe()}")
+        done = self.executor.train(
+            self.workload,
+            tasks,
+            on_done=None
+            if self.executor.name == "local"
+            else lambda task, seconds: self.reporter.line(f"step {i}: run {task.run + 1}/{runs} trained"),
+        )
+        return float(sum(done.values()))
+
+    def _train_run(self, i: int, r: int, train_rows: np.ndarray) -> float:
+        """Train (or finish) acquisition run r of iteration i; its training seconds."""
         from subsetsearch.train import trainer
 
         cfg = self.config
         ens = cfg.ensemble
-        members_dir = self._iter_dir(i) / "members"
         save_epochs = frozenset(cfg.checkpoint_epochs()) if ens.kind != "seeds" else frozenset()
-        train_seconds = 0.0
-        for r in range(ens.runs):
-            self.reporter.line(f"step {i}: training acquisition run {r + 1}/{ens.runs} on {len(train_rows)} samples")
-            record = trainer.train_run(
-                members_dir / f"run_{r}",
-                self.acq_net,
-                self.pool,
-                train_rows,
-                seed=derive_seed(cfg.seed, _SEED_ENSEMBLE, i, r),
-                validation=self.validation,
-                save_epochs=save_epochs,
-                keep_best=ens.kind == "seeds",
-                progress=self.reporter.bar(f"step {i} run {r + 1}/{ens.runs}"),
-                batch_loss=self._batch_loss(self.acq_net, train_rows),
-            )
-            train_seconds += record.seconds
-        return train_seconds
+        self.reporter.line(f"step {i}: training acquisition run {r + 1}/{ens.runs} on {len(train_rows)} samples")
+        record = trainer.train_run(
+            self._iter_dir(i) / "members" / f"run_{r}",
+            self.acq_net,
+            self.pool,
+            train_rows,
+            seed=derive_seed(cfg.seed, _SEED_ENSEMBLE, i, r),
+            validation=self.validation,
+            save_epochs=save_epochs,
+            keep_best=ens.kind == "seeds",
+            progress=self.reporter.bar(f"step {i} run {r + 1}/{ens.runs}"),
+            batch_loss=self._batch_loss(self.acq_net, train_rows),
+        )
+        return record.seconds
 
     def _batch_loss(self, network: object, train_rows: np.ndarray) -> object:
         """The trainer's loss for this task (None: its default, cross-entropy)."""
         return None
 
     def _ensemble(self, i: int, train_rows: np.ndarray, score_rows: np.ndarray) -> tuple[float, EnsembleStats, dict]:
-        """Train iteration i's acquisition ensemble on ``train_rows``; score ``score_rows`` into EnsembleStats."""
-        from subsetsearch.train import trainer
+        """Train iteration i's acquisition ensemble on ``train_rows``; score ``score_rows`` into EnsembleStats.
 
+        Scoring is one task per (member, shard of ``score_rows``) on the executor. ``stats.npz``
+        records the members it holds whole and the (member, shard) pairs of members it holds in
+        part, so a killed run resumes from its last saved pair, never counting one twice.
+        """
         ens = self.config.ensemble
         train_seconds = self._train_ensemble(i, train_rows)
         members = self._member_files(i)
+        names = [name for name, _, _ in members]
+        shards = score_shards(len(score_rows))
         stats_path = self._iter_dir(i) / "stats.npz"
         n, c = len(self.pool), self.splits.num_classes
         stats = EnsembleStats.load(stats_path) if stats_path.is_file() else EnsembleStats(n, c)
-        held = set(stats.metadata.get("members", []))
+        whole = set(stats.metadata.get("members", []))
+        units = set(stats.metadata.get("units", []))
         score_seconds = float(stats.metadata.get("seconds", 0.0))
-        every_member = n * c <= SAVE_EVERY_MEMBER_ELEMENTS
-        last_save = time.perf_counter()
-        todo = [m for m in members if m[0] not in held]
-        if todo:
-            self.reporter.line(f"step {i}: scoring {len(score_rows)} samples with {len(members)} members")
+        tasks = [
+            ScoreTask(name, str(path), s, score_rows[shard])
+            for name, path, _ in members
+            if name not in whole
+            for s, shard in enumerate(shards)
+            if f"{name}#{s}" not in units
+        ]
+        if tasks:
+            where = "" if self.executor.name == "local" else f" on {self.executor.describe()}"
+            self.reporter.line(f"step {i}: scoring {len(score_rows)} samples with {len(members)} members{where}")
         votes_path = self._iter_dir(i) / "votes.npz"
-        votes = MemberVotes.load(votes_path, score_rows, held) if held else MemberVotes(score_rows)
-        net = self.acq_net.build(0)
-        for j, (name, path, _) in enumerate(todo):
-            started = time.perf_counter()
-            trainer.load_weights(net, path)
-            probs = trainer.predict(
-                self.acq_net,
-                net,
-                self.pool,
-                score_rows,
-                progress=self.reporter.bar(f"step {i} member {j + 1}/{len(todo)}"),
-            )
-            stats.update(probs, index=score_rows)
-            votes.add(name, probs)
-            score_seconds += time.perf_counter() - started
-            stats.metadata = {"members": [*stats.metadata.get("members", []), name], "seconds": score_seconds}
-            if every_member or time.perf_counter() - last_save > STATE_SAVE_INTERVAL_S or j == len(todo) - 1:
+        started = whole | {unit.split("#")[0] for unit in units}
+        votes = MemberVotes.load(votes_path, score_rows, names, started)
+        every_unit = n * c <= SAVE_EVERY_MEMBER_ELEMENTS
+        last_save = time.perf_counter()
+        bar = self.reporter.bar(f"step {i} scoring")
+
+        def on_done(task: ScoreTask, result: ShardScore) -> None:
+            nonlocal score_seconds, last_save
+            votes.set(task.member, shards[task.shard], result.votes)
+            units.add(task.name)
+            if all(f"{task.member}#{s}" in units for s in range(len(shards))):
+                whole.add(task.member)
+                units.difference_update(f"{task.member}#{s}" for s in range(len(shards)))
+            score_seconds += result.seconds
+            stats.metadata = {
+                "members": [name for name in names if name in whole],
+                "units": sorted(units),
+                "seconds": score_seconds,
+            }
+            if bar is not None:
+                bar("(member, shard) pairs", len(whole) * len(shards) + len(units), len(names) * len(shards))
+            if every_unit or time.perf_counter() - last_save > STATE_SAVE_INTERVAL_S:
                 votes.save(votes_path)  # first: the votes always hold every member the statistics hold
                 stats.save(stats_path)
                 last_save = time.perf_counter()
-        if not todo and not stats_path.is_file():
+
+        self.executor.score(self.workload, tasks, stats, on_done)
+        if tasks or not stats_path.is_file():
+            votes.save(votes_path)
             stats.save(stats_path)
         summary = {"ensemble": ens.kind, "members": len(members), "score_seconds": score_seconds}
+        if self.executor.name != "local":
+            summary["executor"] = self.executor.describe()
         return train_seconds, stats, summary
+
+    def _score_shard(self, task: ScoreTask) -> ShardScore:
+        """One member's statistics and votes on one shard of pool rows."""
+        from subsetsearch.train import trainer
+
+        started = time.perf_counter()
+        if getattr(self, "_loaded_member", None) != task.path:
+            self._scoring_net = getattr(self, "_scoring_net", None) or self.acq_net.build(0)
+            trainer.load_weights(self._scoring_net, Path(task.path))
+            self._loaded_member = task.path
+        probs = trainer.predict(self.acq_net, self._scoring_net, self.pool, task.rows)
+        stats = EnsembleStats(len(task.rows), self.splits.num_classes)
+        stats.update(probs)
+        dtype = np.uint16 if probs.shape[1] < MemberVotes.UNSET else np.uint32
+        return ShardScore(stats, np.argmax(probs, axis=1).astype(dtype), time.perf_counter() - started)
 
     # -- subset models --------------------------------------------------------------------------
 
@@ -679,6 +741,40 @@ class Search:
             + (f" (ensemble of {len(accuracies)}: {100 * ensemble:.2f}%)" if len(accuracies) > 1 else "")
         )
         return variant
+
+
+class SearchWorkload:
+    """The acquisition members of one run, as an executor's work: trains runs and scores
+    checkpoints over shards of pool rows.
+
+    In this process it works through the run's own :class:`Search`; pickled to a Ray worker it
+    carries only the config and run directory, and the worker loads the data itself, once.
+    """
+
+    def __init__(self, search: Search) -> None:
+        self.config = search.config
+        self.run_dir = search.run_dir
+        self._search: Search | None = search
+
+    def __getstate__(self) -> dict:
+        return {"config": self.config, "run_dir": self.run_dir, "_search": None}
+
+    def setup(self, threads: int | None) -> None:
+        if self._search is not None:
+            return
+        if self.config.task == "detection":
+            from subsetsearch.pipeline.detect import DetectionSearch as kind
+        else:
+            kind = Search
+        search = kind(self.config, self.run_dir)
+        search._prepare(threads)
+        self._search = search
+
+    def train(self, task: TrainTask) -> float:
+        return self._search._train_run(task.iteration, task.run, task.train_rows)
+
+    def score(self, task: ScoreTask) -> ShardScore:
+        return self._search._score_shard(task)
 
 
 def _first_difference(a: object, b: object, prefix: str = "") -> str:

@@ -17,21 +17,33 @@ from pathlib import Path
 import numpy as np
 
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, acquire, check_labels
+from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.files import (
     InputError,
+    array_header,
     check_table_path,
     load_npy,
-    npy_header,
+    open_array,
     write_tables,
 )
-from subsetsearch.selection import exclusion_mask, select
-from subsetsearch.stats import EnsembleStats, InvalidMemberError
+from subsetsearch.selection import exclusion_mask, select, select_chunks
+from subsetsearch.stats import EnsembleStats, InvalidMemberError, MappedStats
 
 #: A resumable scoring job saves its statistics at most this often (seconds):
 #: a save writes ~10 bytes per (sample, class), more than scoring one member.
 STATE_SAVE_INTERVAL_S = 30.0
 #: Members added in one pass over the accumulators (EnsembleStats.update_members).
 MEMBERS_PER_PASS = 16
+#: A shard of rows holds about this many (sample, class) elements: 80 MB of statistics, and 16 MB
+#: of each float16 member, in memory at a time.
+SHARD_ELEMENTS = 1 << 23
+#: Statistics in memory may take at most this share of the memory the machine has available;
+#: larger ones need ``--state DIR`` (memory-mapped on disk).
+MEMORY_SHARE = 0.5
+#: Bytes of statistics per (sample, class): int64 sums and uint16 votes.
+STATS_BYTES_PER_ELEMENT = 10
+
+ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -79,10 +91,10 @@ def parse_budget(text: str, pool_size: int) -> int:
 def member_shape(paths: Sequence[str | os.PathLike]) -> tuple[int, int]:
     """(N, C) shared by every member file; InputError naming the first that differs."""
     if not paths:
-        raise InputError("give at least one member file (one [N, C] .npy per checkpoint)")
+        raise InputError("give at least one member file (one [N, C] .npy or Zarr array per checkpoint)")
     shape = None
     for path in paths:
-        member, dtype = npy_header(path, "member file")
+        member, dtype = array_header(path, "member file")
         if len(member) != 2 or member[1] < 2:
             raise InputError(f"member file '{path}' must be an [N, C] array with C >= 2 classes, got shape {member}")
         if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
@@ -94,49 +106,198 @@ def member_shape(paths: Sequence[str | os.PathLike]) -> tuple[int, int]:
     return shape
 
 
+def shard_slices(num_samples: int, num_classes: int) -> list[slice]:
+    """Consecutive row blocks of about ``SHARD_ELEMENTS`` elements: the unit of out-of-core work."""
+    rows = max(1, SHARD_ELEMENTS // num_classes)
+    return [slice(start, min(num_samples, start + rows)) for start in range(0, num_samples, rows)]
+
+
 def accumulate_members(
     paths: Sequence[str | os.PathLike],
     *,
     shape: tuple[int, int] | None = None,
     from_logits: bool = False,
     state_path: str | os.PathLike | None = None,
-    on_member: Callable[[], None] | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> EnsembleStats:
-    """Stream member files, memory-mapped, into an EnsembleStats.
+    """Stream member files (memory-mapped ``.npy`` or Zarr, read a shard of rows at a time) into
+    an in-memory EnsembleStats.
 
-    Members are added ``MEMBERS_PER_PASS`` at a time (never more than that
-    many mapped at once; memory maps cost address space, not memory). With
-    ``state_path`` the statistics are saved there atomically, at most every
-    ``STATE_SAVE_INTERVAL_S`` and after the last member, with the list of
-    members they hold, and a rerun skips those members. ``shape`` is
+    Members are added ``MEMBERS_PER_PASS`` at a time. With ``state_path`` the statistics are saved
+    there atomically, at most every ``STATE_SAVE_INTERVAL_S`` and after the last member, with the
+    list of members they hold, and a rerun skips those members. ``shape`` is
     ``member_shape(paths)`` where the caller has it already.
     """
     num_samples, num_classes = member_shape(paths) if shape is None else shape
     stats, done = _resume(state_path, num_samples, num_classes, from_logits, paths)
     todo = [path for path in paths if _member_key(path) not in done]
-    for _ in range(len(paths) - len(todo)):
-        if on_member is not None:
-            on_member()
+    progress = on_progress or (lambda done, total: None)
+    progress(len(paths) - len(todo), len(paths))
     last_save = time.monotonic()
     for start in range(0, len(todo), MEMBERS_PER_PASS):
         group = todo[start : start + MEMBERS_PER_PASS]
-        members = [load_npy(path, "member file", mmap=True) for path in group]
-        try:
-            stats.update_members(members, from_logits=from_logits)
-        except InvalidMemberError as error:
-            raise InputError(f"member file '{group[error.member]}': {error}") from None
+        members = [open_array(path, "member file") for path in group]
+        for rows in shard_slices(num_samples, num_classes):
+            _add_members(stats, [member[rows] for member in members], group, rows, from_logits)
         del members  # unmap before the next group
         done.extend(_member_key(path) for path in group)
         stats.metadata["members"] = done
         if state_path is not None and time.monotonic() - last_save >= STATE_SAVE_INTERVAL_S:
             stats.save(state_path)
             last_save = time.monotonic()
-        for _ in group:
-            if on_member is not None:
-                on_member()
+        progress(len(paths) - len(todo) + start + len(group), len(paths))
     if state_path is not None:
         stats.save(state_path)
     return stats
+
+
+def _add_members(stats: EnsembleStats, values: list, paths: Sequence, index: slice | None, from_logits: bool) -> None:
+    try:
+        stats.update_members([np.asarray(v) for v in values], index, from_logits=from_logits)
+    except InvalidMemberError as error:
+        raise InputError(f"member file '{paths[error.member]}': {error}") from None
+
+
+def accumulate_mapped(
+    paths: Sequence[str | os.PathLike],
+    state_dir: str | os.PathLike,
+    *,
+    shape: tuple[int, int],
+    function: str,
+    labels: np.ndarray | None = None,
+    from_logits: bool = False,
+    on_progress: ProgressFn | None = None,
+) -> tuple[MappedStats, Path]:
+    """Score members whose statistics do not fit in memory: out of core, one shard of rows at a time.
+
+    For each shard (``shard_slices``) every member's rows are read (memory-mapped ``.npy`` or Zarr
+    chunks, unmapped after the shard), added to the shard's in-memory statistics, and the shard is
+    committed: its statistics are written to the memory-mapped store ``state_dir``
+    (:class:`~subsetsearch.stats.MappedStats`), its scores to ``state_dir/scores.npy``, and the
+    (member, shard) pairs it now holds to the store's ledger. A commit also happens mid-shard when a
+    shard takes longer than ``STATE_SAVE_INTERVAL_S``. A job killed at any moment and run again
+    continues from its last committed (member, shard) pairs, never adding a member to a shard twice:
+    rows are overwritten, not added, and a shard that already held members on disk is first saved
+    to ``pending.npz`` (a redo record) so a commit cut short is finished on the next start.
+
+    Returns the store and the path of the scores (float64 [N], by ``function``).
+    """
+    num_samples, num_classes = shape
+    store = _open_store(state_dir, num_samples, num_classes, from_logits, paths)
+    scores_path = store.directory / "scores.npy"
+    if not scores_path.is_file():
+        with atomic_path(scores_path) as tmp:
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(num_samples,)).flush()
+    _redo_pending(store)
+    keys = [_member_key(path) for path in paths]
+    scored_as = function if function != "error_count" else f"{function}|{_labels_key(labels)}"
+    ledger: dict = store.metadata.setdefault("shards", {})
+    shards = shard_slices(num_samples, num_classes)
+    total = len(shards) * len(paths)
+    progress = on_progress or (lambda done, total: None)
+    done_units = sum(len(set(ledger.get(str(s), {}).get("members", [])) & set(keys)) for s in range(len(shards)))
+    progress(done_units, total)
+    for s, rows in enumerate(shards):
+        entry = ledger.get(str(s), {"members": [], "scored": None})
+        held = list(entry["members"])
+        todo = [(path, key) for path, key in zip(paths, keys, strict=True) if key not in held]
+        if not todo and entry["scored"] == scored_as:
+            continue
+        on_disk = bool(held)
+        shard = store.read(rows) if on_disk else EnsembleStats(rows.stop - rows.start, num_classes)
+        last_commit = time.monotonic()
+        for start in range(0, len(todo), MEMBERS_PER_PASS):
+            group = todo[start : start + MEMBERS_PER_PASS]
+            members = [open_array(path, "member file") for path, _ in group]
+            _add_members(shard, [member[rows] for member in members], [p for p, _ in group], None, from_logits)
+            del members  # unmap: the shard's pages leave this process
+            held += [key for _, key in group]
+            done_units += len(group)
+            if start + len(group) < len(todo) and time.monotonic() - last_commit >= STATE_SAVE_INTERVAL_S:
+                _commit(store, s, rows, shard, held, None, on_disk)
+                on_disk, last_commit = True, time.monotonic()
+            progress(done_units, total)
+        mapped_scores = np.lib.format.open_memmap(scores_path, mode="r+")
+        mapped_scores[rows] = acquire(shard, function, labels=None if labels is None else labels[rows])
+        mapped_scores.flush()
+        del mapped_scores
+        if todo:
+            _commit(store, s, rows, shard, held, scored_as, on_disk)
+        else:  # the statistics on disk are unchanged: only their scores are new
+            store.metadata["shards"][str(s)] = {"members": held, "scored": scored_as}
+            store.save_metadata()
+    return store, scores_path
+
+
+def _commit(store: MappedStats, s: int, rows: slice, shard: EnsembleStats, held: list, scored, on_disk: bool) -> None:
+    pending = store.directory / "pending.npz"
+    if on_disk:  # the rows hold committed members: record the new state before overwriting them
+        shard.metadata = {"shard": s, "members": held, "scored": scored}
+        shard.save(pending)
+    store.write(rows, shard)
+    store.metadata["shards"][str(s)] = {"members": list(held), "scored": scored}
+    store.save_metadata()
+    pending.unlink(missing_ok=True)
+
+
+def _redo_pending(store: MappedStats) -> None:
+    """Finish a commit a killed job left half done (its redo record is complete or absent)."""
+    pending = store.directory / "pending.npz"
+    if not pending.is_file():
+        return
+    shard = EnsembleStats.load(pending)
+    s = int(shard.metadata["shard"])
+    rows = shard_slices(store.num_samples, store.num_classes)[s]
+    _commit(store, s, rows, shard, shard.metadata["members"], shard.metadata["scored"], False)
+    pending.unlink(missing_ok=True)
+
+
+def _open_store(state_dir, num_samples, num_classes, from_logits, paths) -> MappedStats:
+    state_dir = Path(state_dir)
+    if not (state_dir / "metadata.json").is_file():
+        if state_dir.exists() and (not state_dir.is_dir() or any(state_dir.iterdir())):
+            raise InputError(f"--state '{state_dir}' exists and is not a statistics directory; give a new directory")
+        store = MappedStats.create(state_dir, num_samples, num_classes)
+        store.metadata = {"from_logits": from_logits, "shards": {}}
+        store.save_metadata()
+        return store
+    try:
+        store = MappedStats(state_dir)
+    except ValueError as error:
+        raise InputError(f"--state: {error}; remove it to start over") from None
+    if (store.num_samples, store.num_classes) != (num_samples, num_classes):
+        raise InputError(
+            f"--state '{state_dir}' holds {store.num_samples} x {store.num_classes} stats but the members are "
+            f"{num_samples} x {num_classes}; use another --state directory"
+        )
+    if store.metadata.get("from_logits") != from_logits:
+        raise InputError(f"--state '{state_dir}' was made {'with' if not from_logits else 'without'} --logits")
+    given = {_member_key(path) for path in paths}
+    for entry in store.metadata.get("shards", {}).values():
+        foreign = [key for key in entry["members"] if key not in given]
+        if foreign:
+            raise InputError(
+                f"--state '{state_dir}' holds member '{foreign[0].split('|')[0]}', which is not among the given "
+                "files (or changed since); use another --state directory"
+            )
+    return store
+
+
+def _labels_key(labels: np.ndarray | None) -> str:
+    import hashlib
+
+    return "none" if labels is None else hashlib.sha256(np.ascontiguousarray(labels).tobytes()).hexdigest()[:16]
+
+
+def _available_memory() -> int:
+    """Bytes of memory available to new work (MemAvailable), or a large number where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62
 
 
 def _member_key(path: str | os.PathLike) -> str:
@@ -184,9 +345,14 @@ def score_files(
     out: str | os.PathLike,
     scores_out: str | os.PathLike | None = None,
     state_path: str | os.PathLike | None = None,
-    on_member: Callable[[], None] | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> ScoreResult:
-    """Score member files and write the chosen subset (columns ``index``, ``score``, best first)."""
+    """Score member files and write the chosen subset (columns ``index``, ``score``, best first).
+
+    ``state_path`` ending in ``.npz`` keeps the statistics in memory and saves them there; any
+    other path is a directory of memory-mapped statistics (``accumulate_mapped``: out of core,
+    for statistics larger than memory). Without it the statistics live in memory, if they fit.
+    """
     if function not in ACQUISITION_FUNCTIONS:
         raise InputError(f"unknown --function {function!r}; choose one of: {', '.join(ACQUISITION_FUNCTIONS)}")
     if not 0.0 <= skip_top < 1.0:
@@ -219,15 +385,34 @@ def score_files(
             f"--budget {budget} with --skip-top {skip_top} asks for more than the pool of {pool_size} holds"
         )
 
-    stats = accumulate_members(
-        paths,
-        shape=(num_samples, num_classes),
-        from_logits=from_logits,
-        state_path=state_path,
-        on_member=on_member,
-    )
-    scores = acquire(stats, function, labels=labels)
-    chosen = select(scores, k, exclude=exclude, skip_top=skip_top, seed=seed)
+    mapped = state_path is not None and Path(state_path).suffix.lower() != ".npz"
+    needed = num_samples * num_classes * STATS_BYTES_PER_ELEMENT
+    if not mapped and needed > MEMORY_SHARE * _available_memory():
+        raise InputError(
+            f"the ensemble statistics of {num_samples} x {num_classes} need {needed / 1e9:.1f} GB, more than "
+            f"{MEMORY_SHARE:.0%} of the memory available; give --state DIR (a directory) to keep them on disk"
+        )
+    shape = (num_samples, num_classes)
+    if mapped:
+        _, scores_path = accumulate_mapped(
+            paths,
+            state_path,
+            shape=shape,
+            function=function,
+            labels=labels,
+            from_logits=from_logits,
+            on_progress=on_progress,
+        )
+        scores = np.load(scores_path, mmap_mode="r")
+        step = max(1, SHARD_ELEMENTS // 8)
+        chunks = ((start, np.array(scores[start : start + step])) for start in range(0, num_samples, step))
+        chosen = select_chunks(chunks, k, num_samples=num_samples, exclude=exclude, skip_top=skip_top, seed=seed)
+    else:
+        stats = accumulate_members(
+            paths, shape=shape, from_logits=from_logits, state_path=state_path, on_progress=on_progress
+        )
+        scores = acquire(stats, function, labels=labels)
+        chosen = select(scores, k, exclude=exclude, skip_top=skip_top, seed=seed)
     tables = [(out, {"index": chosen, "score": scores[chosen]})]
     if scores_out is not None:
         tables.append((scores_out, {"index": np.arange(num_samples, dtype=np.int64), "score": scores}))

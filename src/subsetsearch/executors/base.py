@@ -1,0 +1,122 @@
+"""The executor interface and the units of work it moves."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from subsetsearch.stats import EnsembleStats
+
+#: Rows of one scoring shard: a multiple of the trainer's inference batch (1,024), so a sharded
+#: member sees the very batches an unsharded one does and its predictions are the same bits.
+SHARD_ROWS = 8192
+
+
+class ExecutorError(RuntimeError):
+    """Work could not be done: a worker died more often than the executor retries, or Ray is missing."""
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """Train acquisition run ``run`` of step ``iteration`` on pool rows ``train_rows``."""
+
+    iteration: int
+    run: int
+    train_rows: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return f"iter_{self.iteration:02d}/run_{self.run}"
+
+
+@dataclass(frozen=True)
+class ScoreTask:
+    """Score pool ``rows`` (shard ``shard`` of the scored rows) with the member ``member`` stored at ``path``."""
+
+    member: str
+    path: str
+    shard: int
+    rows: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return f"{self.member}#{self.shard}"
+
+
+@dataclass
+class ShardScore:
+    """One member on one shard: its statistics over the shard's rows, each row's predicted class,
+    and the seconds it took."""
+
+    stats: EnsembleStats
+    votes: np.ndarray
+    seconds: float
+
+
+class Workload(Protocol):
+    """What an executor runs. ``setup`` is called once per worker before its first task (and must
+    do nothing the second time); the workload is pickled to reach a remote worker."""
+
+    def setup(self, threads: int | None) -> None: ...
+
+    def train(self, task: TrainTask) -> float: ...
+
+    def score(self, task: ScoreTask) -> ShardScore: ...
+
+
+def score_shards(num_rows: int, shard_rows: int = SHARD_ROWS) -> list[slice]:
+    """Positions of the scored rows, cut into consecutive shards of ``shard_rows``."""
+    return [slice(start, min(num_rows, start + shard_rows)) for start in range(0, num_rows, shard_rows)]
+
+
+class Executor(abc.ABC):
+    """Trains and scores acquisition members; results come back as tasks finish, in any order."""
+
+    name: str = "executor"
+
+    def train(
+        self, workload: Workload, tasks: Sequence[TrainTask], on_done: Callable[[TrainTask, float], None] | None = None
+    ) -> dict[str, float]:
+        """Train every task's run (a run already trained returns at once); seconds per task name."""
+        seconds = {}
+        for task, result in self.run(workload, "train", tasks):
+            seconds[task.name] = result
+            if on_done is not None:
+                on_done(task, result)
+        return seconds
+
+    def score(
+        self,
+        workload: Workload,
+        tasks: Sequence[ScoreTask],
+        stats: EnsembleStats,
+        on_done: Callable[[ScoreTask, ShardScore], None] | None = None,
+    ) -> EnsembleStats:
+        """Score every (member, shard) task and merge each into ``stats`` (exact: the result does
+        not depend on the order tasks finish in); ``on_done`` sees each task right after its merge."""
+        for task, result in self.run(workload, "score", tasks):
+            stats.merge(result.stats, index=task.rows)
+            if on_done is not None:
+                on_done(task, result)
+        return stats
+
+    @abc.abstractmethod
+    def run(self, workload: Workload, method: str, tasks: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+        """Yield (task, ``getattr(workload, method)(task)``) for every task, each exactly once."""
+
+    def describe(self) -> str:
+        """A few words for progress lines."""
+        return self.name
+
+    def close(self) -> None:  # noqa: B027 (most executors hold nothing to release)
+        """Release workers (and a Ray started by this executor)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
