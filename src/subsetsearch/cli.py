@@ -14,6 +14,7 @@ import typer
 
 from subsetsearch import __version__
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS
+from subsetsearch.executors.base import ExecutorError
 from subsetsearch.internal.files import InputError
 
 EXIT_BAD_INPUT = 2
@@ -100,6 +101,16 @@ def score(
     typer.echo(f"wrote {out}" + (f" and {scores_out}" if scores_out else ""))
 
 
+_EXECUTOR = typer.Option(
+    "--executor",
+    "-x",
+    help="Where members are trained and scored: local (in this process) or ray; overrides the config's executor.",
+)
+_RAY_ADDRESS = typer.Option(
+    "--ray-address", help="An existing Ray cluster (auto, ray://head:10001); without it --executor ray starts one."
+)
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="The search to run (see configs/demo.yaml).")],
@@ -108,12 +119,14 @@ def run(
         typer.Option("--run-dir", "-o", help="Run directory (default: run_dir in the config, else runs/<name>)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; only the summary.")] = False,
+    executor: Annotated[str | None, _EXECUTOR] = None,
+    ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
 ) -> None:
     """Run a whole subset search; on an existing run directory, resume it."""
-    from subsetsearch.pipeline.config import load_config
+    from subsetsearch.pipeline.config import load_config, with_executor
     from subsetsearch.pipeline.run import run_config, summary
 
-    settings = load_config(config)
+    settings = with_executor(load_config(config), executor, ray_address)
     result = _with_progress(quiet, lambda reporter: run_config(settings, run_dir, reporter))
     typer.echo(summary(result, settings))
 
@@ -143,12 +156,14 @@ def study(
         typer.Option("--study-dir", "-o", help="Study directory (default: study_dir in the config, else runs/<name>)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines; only the table.")] = False,
+    executor: Annotated[str | None, _EXECUTOR] = None,
+    ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
 ) -> None:
     """Run every cell of a study (resumable), then write its table, figure and report."""
     from subsetsearch.pipeline.report import build_report
     from subsetsearch.pipeline.study import load_study_config, run_study
 
-    settings = load_study_config(config)
+    settings = load_study_config(config, executor, ray_address)
     folder = _with_progress(quiet, lambda reporter: run_study(settings, study_dir, reporter))
     typer.echo(build_report(folder).summary)
 
@@ -196,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"subsetsearch: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ExecutorError as error:  # a worker lost too often, or Ray missing: one line
+        print(f"subsetsearch: error: {error}", file=sys.stderr)
+        return 1
     except OSError as error:  # disk full, permission denied: still one line, no traceback
         print(f"subsetsearch: error: {error}", file=sys.stderr)
         return 1

@@ -48,6 +48,17 @@ def load_npy(path: str | os.PathLike, what: str, *, mmap: bool = False) -> np.nd
         raise InputError(f"{what} '{path}' could not be read ({error})") from None
 
 
+def available_memory() -> int:
+    """Bytes of memory available to new work (MemAvailable), or a very large number where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62
+
+
 def is_zarr(path: str | os.PathLike) -> bool:
     """True for a Zarr array store (a directory named *.zarr, or holding Zarr's metadata)."""
     path = Path(path)

@@ -15,10 +15,18 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
+
+# Numba's own thread pool, not OpenMP's: its OpenMP layer resets the process's OpenMP thread
+# count, so after the first parallel kernel torch trained with every core whatever
+# train.threads said (measured: torch.get_num_threads() went from 1 to 2), and a run's later
+# models differed from the same models trained in a fresh process.
+if numba.config.THREADING_LAYER == "default":
+    numba.config.THREADING_LAYER = "workqueue"
 
 #: Probabilities are summed as round-toward-zero multiples of 2**-30; the
 #: int32 step keeps the float->int conversion vectorised on AVX2 (no packed

@@ -35,6 +35,9 @@ class DataConfig(_Strict):
     limit: int | None = Field(None, gt=0)  # a seeded sample of the pool (small runs)
     test_limit: int | None = Field(None, gt=0)
     image_size: tuple[int, int] | None = None  # image_folder: resize to (height, width)
+    # arrays: keep .npy images on disk, read a batch at a time (true) or load them (false); default:
+    # on disk when the file is larger than a quarter of the available memory. Zarr images stay on disk.
+    on_disk: bool | None = None
 
     @model_validator(mode="after")
     def _paths(self) -> DataConfig:
@@ -324,6 +327,28 @@ def read_yaml(path: str | os.PathLike, what: str = "config") -> object:
 def load_config(path: str | os.PathLike) -> RunConfig:
     """Read and validate a YAML run config."""
     return parse_config(read_yaml(path), str(path))
+
+
+def executor_changes(name: str | None, address: str | None) -> dict:
+    """The ``executor:`` keys that ``--executor`` and ``--ray-address`` set; InputError if they clash."""
+    if name is not None and name not in ("local", "ray"):
+        raise InputError(f"--executor {name!r}: choose local or ray")
+    if address is not None and name == "local":
+        raise InputError("--ray-address needs --executor ray (or executor.name: ray in the config)")
+    changes: dict = {}
+    if name is not None:
+        changes["name"] = name
+    if address is not None:
+        changes["name"], changes["address"] = "ray", address
+    return changes
+
+
+def with_executor(config: RunConfig, name: str | None, address: str | None) -> RunConfig:
+    """``config`` with the executor the command line asks for."""
+    changes = executor_changes(name, address)
+    if not changes:
+        return config
+    return config.model_copy(update={"executor": config.executor.model_copy(update=changes)})
 
 
 def dump_config(config: RunConfig) -> dict:

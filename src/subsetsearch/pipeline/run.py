@@ -28,7 +28,7 @@ import numpy as np
 
 from subsetsearch import __version__
 from subsetsearch.acquisition import acquire
-from subsetsearch.executors import ScoreTask, ShardScore, TrainTask, score_shards
+from subsetsearch.executors import Executor, ScoreTask, ShardScore, TrainTask, score_shards
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.files import InputError
 from subsetsearch.pipeline.config import PLACEMENT_KEYS, RunConfig, dump_config
@@ -229,9 +229,9 @@ def load_splits(config: RunConfig) -> datasets.Splits:
     elif cfg.dataset == "digits":
         train, name = datasets.load_digits_images(), "digits"
     elif cfg.dataset == "arrays":
-        train, name = datasets.load_arrays(cfg.path, cfg.labels), str(cfg.path)
+        train, name = datasets.load_arrays(cfg.path, cfg.labels, lazy=cfg.on_disk), str(cfg.path)
         if cfg.test_path is not None:
-            test = datasets.load_arrays(cfg.test_path, cfg.test_labels)
+            test = datasets.load_arrays(cfg.test_path, cfg.test_labels, lazy=cfg.on_disk)
     else:
         train, _ = datasets.load_image_folder(cfg.path, cfg.image_size)
         name = str(cfg.path)
@@ -257,10 +257,17 @@ def load_splits(config: RunConfig) -> datasets.Splits:
 class Search:
     """One run of a config in a run directory (see the module docstring)."""
 
-    def __init__(self, config: RunConfig, run_dir: Path | None = None, reporter: Reporter | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path | None = None,
+        reporter: Reporter | None = None,
+        executor: Executor | None = None,
+    ) -> None:
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else config.resolved_run_dir()
         self.reporter = reporter or Reporter(quiet=True)
+        self._given_executor = executor  # shared by a study's runs; the run closes only its own
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -344,9 +351,14 @@ class Search:
     def run(self) -> RunResult:
         self._prepare()  # data and budgets checked before anything is written
         self.claim_run_dir()
-        with self.config.executor.make() as self.executor:
-            self.workload = SearchWorkload(self)
+        own = self._given_executor is None
+        self.executor = self.config.executor.make() if own else self._given_executor
+        self.workload = SearchWorkload(self)
+        try:
             return self._run()
+        finally:
+            if own:
+                self.executor.close()
 
     def _run(self) -> RunResult:
         n = len(self.pool)
@@ -762,11 +774,7 @@ class SearchWorkload:
     def setup(self, threads: int | None) -> None:
         if self._search is not None:
             return
-        if self.config.task == "detection":
-            from subsetsearch.pipeline.detect import DetectionSearch as kind
-        else:
-            kind = Search
-        search = kind(self.config, self.run_dir)
+        search = search_for(self.config, self.run_dir)
         search._prepare(threads)
         self._search = search
 
@@ -809,10 +817,17 @@ def summary(result: RunResult, config: RunConfig) -> str:
     return "\n".join(lines)
 
 
-def run_config(config: RunConfig, run_dir: Path | None = None, reporter: Reporter | None = None) -> RunResult:
-    """Run (or resume) the search a config describes."""
+def search_for(
+    config: RunConfig, run_dir: Path | None = None, reporter: Reporter | None = None, executor: Executor | None = None
+) -> Search:
+    """The Search of a config's task (classification or detection)."""
     if config.task == "detection":
         from subsetsearch.pipeline.detect import DetectionSearch
 
-        return DetectionSearch(config, run_dir, reporter).run()
-    return Search(config, run_dir, reporter).run()
+        return DetectionSearch(config, run_dir, reporter, executor)
+    return Search(config, run_dir, reporter, executor)
+
+
+def run_config(config: RunConfig, run_dir: Path | None = None, reporter: Reporter | None = None) -> RunResult:
+    """Run (or resume) the search a config describes."""
+    return search_for(config, run_dir, reporter).run()

@@ -21,6 +21,7 @@ from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.files import (
     InputError,
     array_header,
+    available_memory,
     check_table_path,
     load_npy,
     open_array,
@@ -289,17 +290,6 @@ def _labels_key(labels: np.ndarray | None) -> str:
     return "none" if labels is None else hashlib.sha256(np.ascontiguousarray(labels).tobytes()).hexdigest()[:16]
 
 
-def _available_memory() -> int:
-    """Bytes of memory available to new work (MemAvailable), or a large number where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 1 << 62
-
-
 def _member_key(path: str | os.PathLike) -> str:
     stat = Path(path).stat()
     return f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
@@ -387,7 +377,7 @@ def score_files(
 
     mapped = state_path is not None and Path(state_path).suffix.lower() != ".npz"
     needed = num_samples * num_classes * STATS_BYTES_PER_ELEMENT
-    if not mapped and needed > MEMORY_SHARE * _available_memory():
+    if not mapped and needed > MEMORY_SHARE * available_memory():
         raise InputError(
             f"the ensemble statistics of {num_samples} x {num_classes} need {needed / 1e9:.1f} GB, more than "
             f"{MEMORY_SHARE:.0%} of the memory available; give --state DIR (a directory) to keep them on disk"

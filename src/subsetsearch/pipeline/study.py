@@ -27,7 +27,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.files import InputError
-from subsetsearch.pipeline.config import RunConfig, format_validation_error, read_yaml
+from subsetsearch.pipeline.config import PLACEMENT_KEYS, RunConfig, executor_changes, format_validation_error, read_yaml
 from subsetsearch.pipeline.progress import Reporter
 from subsetsearch.train.settings import _Strict
 
@@ -74,11 +74,17 @@ def _merge(base: dict, change: dict) -> dict:
     return base
 
 
-def load_study_config(path: Path) -> StudyConfig:
-    """Parse and check a study config and every cell's run config; InputError (one line) if bad."""
+def load_study_config(path: Path, executor: str | None = None, ray_address: str | None = None) -> StudyConfig:
+    """Parse and check a study config and every cell's run config; InputError (one line) if bad.
+
+    ``executor`` and ``ray_address`` (the command line's) set the base's ``executor:`` keys.
+    """
     raw = read_yaml(path, "study config")
     if not isinstance(raw, dict):
         raise InputError(f"{path}: a study config is a mapping with study, base and cells; see configs/studies/")
+    changes = executor_changes(executor, ray_address)
+    if changes and isinstance(raw.get("base", {}), dict):
+        raw = {**raw, "base": _merge(raw.get("base", {}), {"executor": changes})}
     try:
         config = StudyConfig.model_validate(raw)
     except ValidationError as error:
@@ -192,6 +198,12 @@ def _finished_run(path: Path, root: Path) -> bool:
     return True
 
 
+def _what_it_computes(study: dict) -> dict:
+    """A dumped study config without its cells and without where it runs (``PLACEMENT_KEYS``)."""
+    base = {k: v for k, v in (study.get("base") or {}).items() if k not in PLACEMENT_KEYS}
+    return {**{k: v for k, v in study.items() if k != "cells"}, "base": base}
+
+
 def claim_study_dir(config: StudyConfig, study_dir: Path) -> None:
     import yaml
 
@@ -199,7 +211,7 @@ def claim_study_dir(config: StudyConfig, study_dir: Path) -> None:
     path = study_dir / "study.yaml"
     if path.is_file():
         previous = yaml.safe_load(path.read_text()) or {}
-        if {k: v for k, v in previous.items() if k != "cells"} != {k: v for k, v in resolved.items() if k != "cells"}:
+        if _what_it_computes(previous) != _what_it_computes(resolved):
             raise InputError(
                 f"study directory '{study_dir}' holds another study; give another --study-dir, "
                 "or delete that directory to start over"
@@ -216,7 +228,7 @@ def claim_study_dir(config: StudyConfig, study_dir: Path) -> None:
 
 def run_study(config: StudyConfig, study_dir: Path | None = None, reporter: Reporter | None = None) -> Path:
     """Run (or resume) every cell and trial of a study; the study directory."""
-    from subsetsearch.pipeline.run import Search, budget_counts, load_splits
+    from subsetsearch.pipeline.run import Search, budget_counts, load_splits, search_for
 
     reporter = reporter or Reporter(quiet=True)
     study_dir = Path(study_dir) if study_dir is not None else config.resolved_dir()
@@ -230,17 +242,18 @@ def run_study(config: StudyConfig, study_dir: Path | None = None, reporter: Repo
     for (cell, t), run_config in configs.items():  # a changed cell's old runs are refused before any work
         Search(run_config, run_dir_of(study_dir, cell, t)).check_run_dir()
     claim_study_dir(config, study_dir)
-    for t in range(config.trials):
-        done: list[tuple[RunConfig, Path]] = []
-        for cell in config.cells:
-            run_config, run_dir = configs[(cell, t)], run_dir_of(study_dir, cell, t)
-            search = Search(run_config, run_dir, reporter)
-            search.claim_run_dir()
-            linked = sum(link_shared(d, run_dir, shared_paths(c, run_config)) for c, d in done)
-            reporter.line(
-                f"study {config.name}: cell {cell}, trial {t + 1}/{config.trials}"
-                + (f" ({linked} files shared with earlier cells)" if linked else "")
-            )
-            search.run()
-            done.append((run_config, run_dir))
+    with configs[next(iter(configs))].executor.make() as executor:  # one executor (one Ray) for every run
+        for t in range(config.trials):
+            done: list[tuple[RunConfig, Path]] = []
+            for cell in config.cells:
+                run_config, run_dir = configs[(cell, t)], run_dir_of(study_dir, cell, t)
+                search = search_for(run_config, run_dir, reporter, executor)
+                search.claim_run_dir()
+                linked = sum(link_shared(d, run_dir, shared_paths(c, run_config)) for c, d in done)
+                reporter.line(
+                    f"study {config.name}: cell {cell}, trial {t + 1}/{config.trials}"
+                    + (f" ({linked} files shared with earlier cells)" if linked else "")
+                )
+                search.run()
+                done.append((run_config, run_dir))
     return study_dir

@@ -21,18 +21,85 @@ FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
+class LazyImages:
+    """Images left on disk (a memory-mapped ``.npy`` or a Zarr array) and read a block of rows at a
+    time, as [n, channels, H, W]: pools larger than memory.
+
+    ``take`` selects rows without reading them; indexing with a slice or an array of rows reads
+    those rows (uint8 stays uint8, anything else becomes float32; NaN or inf is an InputError).
+    """
+
+    def __init__(self, source: object, what: str, rows: np.ndarray | None = None) -> None:
+        self.source, self.what, self.rows = source, what, rows
+        shape = tuple(source.shape)
+        if len(shape) == 3:
+            self.layout, (c, h, w) = "nhw", (1, *shape[1:])
+        elif len(shape) == 4 and shape[-1] <= 4 and shape[1] > 4:
+            self.layout, (h, w, c) = "nhwc", shape[1:]
+        elif len(shape) == 4 and shape[1] <= 4:
+            self.layout, (c, h, w) = "nchw", shape[1:]
+        else:
+            raise InputError(f"{what} has shape {shape}; give [N, H, W], [N, H, W, channels] or [N, channels, H, W]")
+        if min(h, w) < 8:
+            raise InputError(f"{what} images are {h}×{w}; the models need at least 8×8 pixels")
+        kind = np.dtype(source.dtype)
+        if kind != np.uint8 and not (np.issubdtype(kind, np.floating) or np.issubdtype(kind, np.integer)):
+            raise InputError(f"{what} has dtype {kind}; give uint8 or floating-point images")
+        self.dtype = np.dtype(np.uint8) if kind == np.uint8 else np.dtype(np.float32)
+        self.image_shape = (c, h, w)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self), *self.image_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 4
+
+    def __len__(self) -> int:
+        return int(self.source.shape[0]) if self.rows is None else len(self.rows)
+
+    def take(self, rows: np.ndarray) -> LazyImages:
+        rows = np.asarray(rows, dtype=np.int64)
+        return LazyImages(self.source, self.what, rows if self.rows is None else self.rows[rows])
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, slice) and self.rows is None:
+            block = np.asarray(self.source[key])
+        else:
+            wanted = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64)
+            source_rows = wanted if self.rows is None else self.rows[wanted]
+            order = np.argsort(source_rows, kind="stable")  # read in file order, then put back
+            block = np.empty((len(source_rows), *tuple(self.source.shape)[1:]), dtype=self.source.dtype)
+            if len(source_rows):
+                sorted_rows = source_rows[order]
+                if hasattr(self.source, "get_orthogonal_selection"):  # Zarr: one read per chunk touched
+                    block[order] = self.source.get_orthogonal_selection((sorted_rows,))
+                else:
+                    block[order] = self.source[sorted_rows]
+        if self.layout == "nhw":
+            block = block[:, None]
+        elif self.layout == "nhwc":
+            block = block.transpose(0, 3, 1, 2)
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if self.dtype != np.uint8 and not np.isfinite(block).all():
+            raise InputError(f"{self.what} holds NaN or infinite values; clean or drop those images")
+        return block
+
+
 @dataclass(frozen=True)
 class LabeledImages:
-    """Images ``x`` [N, channels, H, W] and integer labels ``y`` [N]."""
+    """Images ``x`` [N, channels, H, W] (in memory, or :class:`LazyImages` on disk) and integer labels ``y`` [N]."""
 
-    x: np.ndarray
+    x: np.ndarray | LazyImages
     y: np.ndarray
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, rows: np.ndarray) -> LabeledImages:
-        return LabeledImages(self.x[rows], self.y[rows])
+        x = self.x.take(rows) if isinstance(self.x, LazyImages) else self.x[rows]
+        return LabeledImages(x, self.y[rows])
 
 
 @dataclass(frozen=True)
@@ -158,11 +225,29 @@ def as_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def load_arrays(path: str | os.PathLike, labels: str | os.PathLike | None = None) -> LabeledImages:
-    """User arrays: an ``.npz`` holding ``x`` and ``y``, or an ``.npy`` of images with ``labels`` an ``.npy``."""
+#: A pool's ``.npy`` images larger than this share of the available memory stay on disk (LazyImages).
+LAZY_MEMORY_SHARE = 0.25
+
+
+def load_arrays(
+    path: str | os.PathLike, labels: str | os.PathLike | None = None, *, lazy: bool | None = None
+) -> LabeledImages:
+    """User arrays: an ``.npz`` holding ``x`` and ``y``, or images as an ``.npy`` or a Zarr array
+    with ``labels`` an ``.npy``.
+
+    Images in a Zarr array, or in an ``.npy`` with ``lazy=True`` (default: when the file is larger
+    than ``LAZY_MEMORY_SHARE`` of the available memory), stay on disk as :class:`LazyImages`.
+    """
+    from subsetsearch.internal.files import is_zarr, open_array
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() or (path.is_dir() and not is_zarr(path)):
         raise InputError(f"data file '{path}' not found")
+    if is_zarr(path) or (path.suffix.lower() == ".npy" and _stays_on_disk(path, lazy)):
+        if labels is None:
+            raise InputError(f"'{path}' holds images only; set data.labels to an .npy of their labels")
+        x = LazyImages(open_array(path, "data file"), f"'{path}'")
+        return LabeledImages(x, as_labels(_read_labels(labels), len(x), f"labels of '{path}'"))
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as error:
@@ -180,13 +265,24 @@ def load_arrays(path: str | os.PathLike, labels: str | os.PathLike | None = None
             raise InputError(
                 f"'{path}' holds images only; set data.labels to an .npy of their labels (or use an .npz with x and y)"
             )
-        x = loaded
-        try:
-            y = np.load(labels, allow_pickle=False)
-        except Exception as error:
-            raise InputError(f"labels file '{labels}' could not be read ({error})") from None
+        x, y = loaded, _read_labels(labels)
     x = as_nchw(np.asarray(x), f"'{path}'")
     return LabeledImages(x, as_labels(y, len(x), f"labels of '{path}'"))
+
+
+def _read_labels(labels: str | os.PathLike) -> np.ndarray:
+    try:
+        return np.load(labels, allow_pickle=False)
+    except Exception as error:
+        raise InputError(f"labels file '{labels}' could not be read ({error})") from None
+
+
+def _stays_on_disk(path: Path, lazy: bool | None) -> bool:
+    if lazy is not None:
+        return lazy
+    from subsetsearch.internal.files import available_memory
+
+    return path.stat().st_size > LAZY_MEMORY_SHARE * available_memory()
 
 
 def load_image_folder(

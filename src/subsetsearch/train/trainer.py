@@ -31,6 +31,7 @@ from torch import nn
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.files import InputError
+from subsetsearch.train.data import LazyImages
 from subsetsearch.train.models import build_model
 from subsetsearch.train.settings import ModelConfig, PatienceSchedule, TrainConfig
 
@@ -70,22 +71,38 @@ def use_bf16(config: TrainConfig, device: torch.device) -> bool:
 
 @dataclass
 class TensorData:
-    """Images and labels as tensors on the training device, with the pool's per-channel mean/std."""
+    """Images and labels as tensors on the training device, with the pool's per-channel mean/std.
 
-    x: torch.Tensor  # [N, c, H, W] uint8 or float32
+    Images left on disk (``host``, a :class:`~subsetsearch.train.data.LazyImages`) are read a batch
+    at a time by :meth:`images`; ``x`` is then None.
+    """
+
+    x: torch.Tensor | None  # [N, c, H, W] uint8 or float32
     y: torch.Tensor  # [N] int64
     mean: torch.Tensor  # [1, c, 1, 1] float32
     std: torch.Tensor
+    host: LazyImages | None = None
 
     @classmethod
-    def build(cls, x: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device) -> TensorData:
+    def build(
+        cls, x: np.ndarray | LazyImages, y: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device
+    ) -> TensorData:
         shape = (1, -1, 1, 1)
+        on_disk = isinstance(x, LazyImages)
         return cls(
-            torch.from_numpy(np.ascontiguousarray(x)).to(device),
+            None if on_disk else torch.from_numpy(np.ascontiguousarray(x)).to(device),
             torch.from_numpy(np.ascontiguousarray(y)).to(device),
             torch.as_tensor(mean, dtype=torch.float32, device=device).reshape(shape),
             torch.as_tensor(std, dtype=torch.float32, device=device).reshape(shape),
+            x if on_disk else None,
         )
+
+    def images(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """The images of rows ``index`` (a tensor of rows or a slice), on the device."""
+        if self.host is None:
+            return self.x[index]
+        rows = index if isinstance(index, slice) else index.cpu().numpy()
+        return torch.from_numpy(self.host[rows]).to(self.y.device)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -330,7 +347,7 @@ def classification_loss(network: Network, data: TensorData) -> BatchLossFn:
     augment_config = network.train.augment
 
     def loss(net: nn.Module, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        x = augment(data.x[index], augment_config.crop_padding, augment_config.flip, generator)
+        x = augment(data.images(index), augment_config.crop_padding, augment_config.flip, generator)
         return F.cross_entropy(net(network.inputs(data, x)), data.y[index])
 
     return loss
@@ -391,7 +408,7 @@ def predict(
     batches = math.ceil(n / INFERENCE_BATCH)
     for b in range(batches):
         lo, hi = b * INFERENCE_BATCH, min(n, (b + 1) * INFERENCE_BATCH)
-        x = data.x[lo:hi] if index_all is None else data.x[index_all[lo:hi]]
+        x = data.images(slice(lo, hi) if index_all is None else index_all[lo:hi])
         out[lo:hi] = torch.softmax(network.forward(net, data, x), dim=1).cpu().numpy()
         if progress is not None:
             progress("scoring", b + 1, batches)
