@@ -249,7 +249,7 @@ class EnsembleStats:
             raise ValueError(
                 f"cannot merge stats of {other.num_samples} samples x {other.num_classes} classes "
                 f"into {self.num_samples} x {self.num_classes}"
-                + ("" if index is None else "; give index= the rows they hold")
+                + ("; give index= the rows they hold" if index is None else "")
             )
         rows = slice(None) if index is None else _contiguous(self._rows(index, other.num_samples))
         counts = self._counts[rows] + other._counts

@@ -142,6 +142,8 @@ class RayExecutor(Executor):
             try:
                 result = ray.get(ready)
             except ray.exceptions.RayActorError as error:  # the worker died: replace it, run the task again
+                if getattr(error, "actor_init_failed", False):  # setting up the work failed: not worth a retry
+                    raise ExecutorError(f"a Ray worker could not set up the work: {_last_line(error)}") from None
                 attempts[task.name] += 1
                 if attempts[task.name] > self.max_retries:
                     raise ExecutorError(
@@ -177,3 +179,11 @@ class RayExecutor(Executor):
 
             ray.shutdown()
             self._started_ray = False
+
+
+def _last_line(error: Exception) -> str:
+    """The innermost message of a Ray error (its last non-empty line), without terminal colours."""
+    import re
+
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

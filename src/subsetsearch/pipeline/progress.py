@@ -48,7 +48,8 @@ class Reporter:
         task = self._task = progress.add_task(label, total=None)
 
         def update(what: str, done: int, total: int) -> None:
-            progress.update(task, description=f"{label}: {what}", completed=done, total=total)
+            # drawn at least once when finished, however fast the stage (rich draws 10 times a second)
+            progress.update(task, description=f"{label}: {what}", completed=done, total=total, refresh=done == total)
 
         return update
 
