@@ -8,8 +8,8 @@
     float16 ``.npy`` files (2.56 GB a member, written chunk by chunk to benchmarks/.data/scale),
     scored end to end by ``subsetsearch score --state DIR`` (statistics memory-mapped on disk,
     12.8 GB) in a child process, for M = 4 and M = 8 members. Reported: wall seconds, the child's
-    peak resident memory (``ru_maxrss``: every page it held, memory-mapped file pages included)
-    and its peak anonymous memory (RssAnon, sampled every 20 ms), against the I/O floor measured
+    peak resident memory (its VmHWM: every page it held, memory-mapped file pages included) and
+    its peak anonymous memory (RssAnon, sampled every 20 ms), against the I/O floor measured
     in the same run (reading the members' bytes, writing the statistics' bytes, each with the
     page cache emptied of those files first). Time is linear in M (t = a + b·M through the two
     runs); M = 100 is that line at 100.
@@ -120,9 +120,23 @@ def write_members(folder: Path, m: int, n: int, c: int) -> list[Path]:
     return paths
 
 
+#: The child reports its own peak resident memory (VmHWM) as it exits: a child's ru_maxrss would
+#: also count its parent's (a vfork'ed child's counter starts from the parent's peak).
+CHILD = (
+    "import sys, pathlib\n"
+    "from subsetsearch.cli import main\n"
+    "code = main(sys.argv[2:])\n"
+    "status = pathlib.Path('/proc/self/status').read_text().splitlines()\n"
+    "pathlib.Path(sys.argv[1]).write_text(next(l for l in status if l.startswith('VmHWM:')).split()[1])\n"
+    "sys.exit(code)\n"
+)
+
+
 def run_child(args: list[str]) -> dict:
-    """Run ``subsetsearch`` with ``args``; wall seconds, peak RSS (ru_maxrss) and peak RssAnon."""
-    process = subprocess.Popen([sys.executable, "-m", "subsetsearch.cli", *args], stdout=subprocess.PIPE)
+    """Run ``subsetsearch`` with ``args``: wall seconds, peak resident memory (VmHWM: every page the
+    process held, memory-mapped file pages included) and peak anonymous memory (RssAnon, sampled)."""
+    report = Path(tempfile.mkstemp(suffix=".hwm")[1])
+    process = subprocess.Popen([sys.executable, "-c", CHILD, str(report), *args], stdout=subprocess.PIPE)
     peak_anon = 0
     done = threading.Event()
 
@@ -141,14 +155,15 @@ def run_child(args: list[str]) -> dict:
     sampler = threading.Thread(target=sample)
     started = time.perf_counter()
     sampler.start()
-    _, status, usage = os.wait4(process.pid, 0)
+    output = process.communicate()[0].decode()
     seconds = time.perf_counter() - started
     done.set()
     sampler.join()
-    output = process.stdout.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
+    if process.returncode != 0:
         raise SystemExit(f"subsetsearch {' '.join(args)} failed")
-    return {"seconds": seconds, "peak_rss_bytes": usage.ru_maxrss * 1024, "peak_anon_bytes": peak_anon, "out": output}
+    peak = int(report.read_text()) * 1024
+    report.unlink()
+    return {"seconds": seconds, "peak_rss_bytes": peak, "peak_anon_bytes": peak_anon, "out": output}
 
 
 # ------------------------------------------------------------------------------------- part a
@@ -170,8 +185,9 @@ def part_a(quick: bool) -> dict:
         drop_cache(paths[:m])
         print(f"(a) scoring M = {m}", file=sys.stderr, flush=True)
         out = DATA / f"subset_{m}.parquet"
+        members = [str(path) for path in paths[:m]]
         child = run_child(
-            ["score", *map(str, paths[:m]), "-f", "mutual_information", "-b", "0.5", "--state", str(state), "-o", str(out)]
+            ["score", *members, "-f", "mutual_information", "-b", "0.5", "--state", str(state), "-o", str(out)]
         )
         floor = read_s + write_s
         runs[str(m)] = {
@@ -190,18 +206,34 @@ def part_a(quick: bool) -> dict:
         }
         shutil.rmtree(state, ignore_errors=True)
         out.unlink(missing_ok=True)
-    per_member = (runs["8"]["seconds"] - runs["4"]["seconds"]) / 4
-    fixed = runs["4"]["seconds"] - 4 * per_member
     return {
         "num_samples": n,
         "num_classes": c,
         "member_bytes": member_bytes,
         "statistics_bytes": stats_bytes,
         "runs": runs,
+    }
+
+
+def extrapolate_a(a: dict) -> dict:
+    """M = 100 from the two runs: a line t = a + b·M, and the disk's floor for reading 100 members.
+
+    A member cannot be read faster than the disk reads it, so the estimate takes the larger of the
+    line's per-member seconds and the measured read floor's."""
+    runs = a["runs"]
+    per_member = (runs["8"]["seconds"] - runs["4"]["seconds"]) / 4
+    fixed = runs["4"]["seconds"] - 4 * per_member
+    read_bw = min(runs[m]["read_gb_per_s"] for m in runs) * 1e9
+    per_member_read = a["member_bytes"] / read_bw
+    measured = {k: a[k] for k in ("num_samples", "num_classes", "member_bytes", "statistics_bytes", "runs", "command")}
+    return {
+        **measured,
         "seconds_per_member": per_member,
+        "read_floor_seconds_per_member": per_member_read,
         "fixed_seconds": fixed,
-        "extrapolated_m100_seconds": fixed + 100 * per_member,
-        "extrapolated_m100_read_floor_seconds": 100 * member_bytes / (runs["8"]["read_gb_per_s"] * 1e9),
+        "linear_m100_seconds": fixed + 100 * per_member,
+        "m100_read_floor_seconds": 100 * per_member_read,
+        "extrapolated_m100_seconds": fixed + 100 * max(per_member, per_member_read),
     }
 
 
@@ -304,9 +336,11 @@ def part_c(a: dict, b: dict, gpu_images_per_s: float, gpus: int) -> dict:
     """The paper's ImageNet scoring on ``gpus`` GPUs, from the measured figures and one stated rate."""
     m, n = PAPER["num_members"], PAPER["num_samples"]
     inference = m * n / (gpus * gpu_images_per_s)
-    # statistics: the per-member cost of (a), split across the GPU nodes' CPUs by shard
-    statistics = a["seconds_per_member"] * m / gpus * (PAPER["num_samples"] / a["num_samples"])
-    overhead = b["ray_2_workers"]["warm_ratio_to_local"]
+    # statistics: (a)'s per-member cost at this N, split across the nodes' CPUs (one shard of rows a node)
+    statistics = max(a["seconds_per_member"], a["read_floor_seconds_per_member"]) * m / gpus * (n / a["num_samples"])
+    one = b["ray_1_worker"]  # the same resources as the local executor: Ray's own cost
+    overhead = one["warm_ratio_to_local"]
+    start = one["cold_seconds"] - one["warm_seconds"]
     return {
         "members": m,
         "num_samples": n,
@@ -314,11 +348,17 @@ def part_c(a: dict, b: dict, gpu_images_per_s: float, gpus: int) -> dict:
         "assumed_gpu_images_per_s": gpu_images_per_s,
         "inference_seconds": inference,
         "statistics_seconds_on_the_nodes_cpus": statistics,
-        "ray_warm_overhead_ratio_measured": overhead,
-        "total_seconds": max(inference, statistics) * overhead + a["fixed_seconds"],
-        "how": "inference = M*N / (GPUs * rate); statistics = (a)'s seconds per member * M / GPUs (one shard "
-        "of rows per node, overlapping inference); total = the slower of the two times (b)'s warm Ray/local "
-        "ratio, plus (a)'s fixed cost (scores, top-k, tables) once on the driver.",
+        "ray_overhead_ratio_measured": overhead,
+        "ray_start_seconds_measured": start,
+        "driver_seconds_measured": a["fixed_seconds"],
+        "total_seconds": max(inference, statistics) * overhead + start + a["fixed_seconds"],
+        "how": (
+            "inference = M*N / (GPUs * rate, not measured here); statistics = (a)'s seconds per member "
+            "(or its read floor, the larger) * M / GPUs (each node accumulates its shard of rows while its GPU "
+            "infers, so the slower of the two counts); times (b)'s warm Ray-with-one-worker / local ratio (Ray's "
+            "cost on the same resources); plus (b)'s cold start (Ray, workers, data) and (a)'s fixed cost "
+            "(scores, top-k, tables) once."
+        ),
     }
 
 
@@ -337,7 +377,16 @@ def plot(results: dict, path: Path) -> None:
         ms = np.array([4, 8, 100])
         measured = [a["runs"]["4"]["seconds"], a["runs"]["8"]["seconds"]]
         axes[0].plot([4, 8], measured, "o", color="C0", label="measured (score --state DIR)")
-        axes[0].plot(ms, a["fixed_seconds"] + a["seconds_per_member"] * ms, "-", color="C0", alpha=0.5, label="t = a + b·M")
+        line = a["fixed_seconds"] + a["seconds_per_member"] * ms
+        axes[0].plot(ms, line, "-", color="C0", alpha=0.5, label="t = a + b·M")
+        axes[0].plot(
+            [100],
+            [a["extrapolated_m100_seconds"]],
+            "x",
+            color="C3",
+            ms=9,
+            label="M = 100: the line, or the read floor if slower",
+        )
         floor = [a["runs"]["4"]["io_floor_seconds"], a["runs"]["8"]["io_floor_seconds"]]
         axes[0].plot([4, 8], floor, "s", color="C2", label="I/O floor (read members + write stats)")
         axes[0].set_xscale("log")
@@ -374,13 +423,16 @@ def main() -> None:
     out = RESULTS / ("scale_quick.json" if args.quick else "scale.json")
     results = json.loads(out.read_text()) if out.is_file() else {}
     results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-    results["command"] = "python benchmarks/scale.py" + (" --quick" if args.quick else "") + f" --parts {args.parts}"
+    command = ".venv/bin/python benchmarks/scale.py" + (" --quick" if args.quick else "") + f" --parts {args.parts}"
+    results.pop("command", None)
     if "a" in args.parts:
-        results["a"] = part_a(args.quick)
+        results["a"] = {**part_a(args.quick), "command": command}
     if "b" in args.parts:
-        results["b"] = part_b(args.quick)
+        results["b"] = {**part_b(args.quick), "command": command}
+    if "a" in results:
+        results["a"] = extrapolate_a(results["a"])
     if "c" in args.parts and "a" in results and "b" in results:
-        results["c"] = part_c(results["a"], results["b"], args.gpu_images_per_s, args.gpus)
+        results["c"] = {**part_c(results["a"], results["b"], args.gpu_images_per_s, args.gpus), "command": command}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
     plot(results, out.with_suffix(".png"))

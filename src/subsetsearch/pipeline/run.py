@@ -685,11 +685,11 @@ class Search:
         from subsetsearch.train import trainer
 
         started = time.perf_counter()
-        if getattr(self, "_loaded_member", None) != task.path:
-            self._scoring_net = getattr(self, "_scoring_net", None) or self.acq_net.build(0)
-            trainer.load_weights(self._scoring_net, Path(task.path))
-            self._loaded_member = task.path
-        probs = trainer.predict(self.acq_net, self._scoring_net, self.pool, task.rows)
+        if getattr(self, "_shard_member", None) != task.path:  # a worker keeps its last member loaded
+            self._shard_net = getattr(self, "_shard_net", None) or self.acq_net.build(0)
+            trainer.load_weights(self._shard_net, Path(task.path))
+            self._shard_member = task.path
+        probs = trainer.predict(self.acq_net, self._shard_net, self.pool, task.rows)
         stats = EnsembleStats(len(task.rows), self.splits.num_classes)
         stats.update(probs)
         dtype = np.uint16 if probs.shape[1] < MemberVotes.UNSET else np.uint32
