@@ -196,6 +196,13 @@ class _Raises:
         raise InputError("member file 'm' is broken; replace it")
 
 
+def test_a_worker_the_cluster_cannot_place_is_one_line(local_ray):
+    task = ScoreTask("m", "x", 0, np.arange(3))
+    with make_executor("ray", gpus_per_worker=1) as executor, pytest.raises(ExecutorError) as error:
+        executor.score(_Raises(), [task], EnsembleStats(3, 2))
+    assert str(error.value) == "a worker asks for 1 GPUs but the Ray cluster has 0; lower executor.gpus_per_worker"
+
+
 def test_a_task_error_comes_back_as_itself(local_ray):
     with make_executor("ray", workers=1) as executor, pytest.raises(InputError, match="is broken; replace it"):
         executor.score(_Raises(), [ScoreTask("m", "x", 0, np.arange(3))], EnsembleStats(3, 2))

@@ -101,6 +101,12 @@ class RayExecutor(Executor):
         gpus = self.gpus_per_worker
         if gpus is None:
             gpus = 1.0 if total.get("GPU", 0) >= 1 else 0.0
+        for kind, need in (("CPU", self.cpus_per_worker), ("GPU", gpus)):
+            if need > total.get(kind, 0):  # such a worker would wait forever for a place
+                raise ExecutorError(
+                    f"a worker asks for {need:g} {kind}s but the Ray cluster has {total.get(kind, 0):g}; "
+                    f"lower executor.{kind.lower()}s_per_worker"
+                )
         if self.workers is not None:
             size = self.workers
         elif gpus > 0:
@@ -159,7 +165,7 @@ class RayExecutor(Executor):
                 self.retried += 1
                 continue
             except ray.exceptions.RayTaskError as error:  # the task itself raised: raise it here
-                raise error.cause from None
+                raise (error.cause or ExecutorError(f"task {task.name} failed: {_last_line(error)}")) from None
             idle.append(actor)
             yield task, result
 

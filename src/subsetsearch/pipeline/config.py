@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -18,6 +18,9 @@ from subsetsearch.train.settings import (
     TrainConfig,
     _Strict,
 )
+
+if TYPE_CHECKING:
+    from subsetsearch.executors import Executor
 
 DETECTION_SCHEMES = ("build_up", "auto_duplication", "random", "full")
 
@@ -145,7 +148,7 @@ class ExecutorConfig(_Strict):
     cpus_per_worker: float = Field(1.0, gt=0)  # ray: fractions allowed
     gpus_per_worker: float | None = Field(None, ge=0)  # ray: default 1 where the cluster has GPUs, else 0
 
-    def make(self):
+    def make(self) -> Executor:
         """The executor this section describes (subsetsearch.executors)."""
         from subsetsearch.executors import make_executor
 

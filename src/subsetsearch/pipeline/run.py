@@ -580,7 +580,8 @@ class Search:
         runs = self.config.ensemble.runs
         tasks = [TrainTask(i, r, train_rows) for r in range(runs)]
         if self.executor.name != "local":
-            self.reporter.line(f"step {i}: training {runs} acquisition runs on {self.executor.describe()}")
+            plural = "s" if runs > 1 else ""
+            self.reporter.line(f"step {i}: training {runs} acquisition run{plural} on {self.executor.describe()}")
         done = self.executor.train(
             self.workload,
             tasks,
