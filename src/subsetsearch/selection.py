@@ -61,10 +61,7 @@ def select(
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 1:
         raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise ValueError(f"k must be a non-negative integer, got {k!r}")
-    if not 0.0 <= skip_top < 1.0:
-        raise ValueError(f"skip_top must be a fraction in [0, 1), got {skip_top!r}")
+    _check_k(k, skip_top)
     candidate = ~exclusion_mask(exclude, scores.shape[0])
     if np.isnan(scores[candidate]).any():
         raise ValueError("scores contain NaN at rows that are not excluded (rows no member scored?)")
@@ -119,10 +116,7 @@ def select_chunks(
     >>> select_chunks([(0, np.array([0.1, 0.9])), (2, np.array([0.5, 0.7]))], 2, num_samples=4).tolist()
     [1, 3]
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise ValueError(f"k must be a non-negative integer, got {k!r}")
-    if not 0.0 <= skip_top < 1.0:
-        raise ValueError(f"skip_top must be a fraction in [0, 1), got {skip_top!r}")
+    _check_k(k, skip_top)
     excluded = exclusion_mask(exclude, num_samples)
     candidates = num_samples - int(excluded.sum())
     skipped = int(skip_top * candidates)
@@ -151,6 +145,13 @@ def select_chunks(
         raise ValueError(f"the chunks leave out {int((~seen).sum())} of {num_samples} rows")
     order = np.lexsort((tie_all[best_rows], -best_scores))
     return best_rows[order[skipped:keep]]
+
+
+def _check_k(k: int, skip_top: float) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValueError(f"k must be a non-negative integer, got {k!r}")
+    if not 0.0 <= skip_top < 1.0:
+        raise ValueError(f"skip_top must be a fraction in [0, 1), got {skip_top!r}")
 
 
 def _tie_break(seed: int, num_samples: int) -> np.ndarray:

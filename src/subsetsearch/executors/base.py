@@ -69,7 +69,7 @@ class Workload(Protocol):
 
 
 def score_shards(num_rows: int, shard_rows: int = SHARD_ROWS) -> list[slice]:
-    """Positions of the scored rows, cut into consecutive shards of ``shard_rows``."""
+    """Positions 0..num_rows-1 cut into consecutive shards of ``shard_rows`` (the last may be shorter)."""
     return [slice(start, min(num_rows, start + shard_rows)) for start in range(0, num_rows, shard_rows)]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, acquire, check_labels
+from subsetsearch.executors.base import score_shards
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.files import (
     InputError,
@@ -109,8 +110,7 @@ def member_shape(paths: Sequence[str | os.PathLike]) -> tuple[int, int]:
 
 def shard_slices(num_samples: int, num_classes: int) -> list[slice]:
     """Consecutive row blocks of about ``SHARD_ELEMENTS`` elements: the unit of out-of-core work."""
-    rows = max(1, SHARD_ELEMENTS // num_classes)
-    return [slice(start, min(num_samples, start + rows)) for start in range(0, num_samples, rows)]
+    return score_shards(num_samples, max(1, SHARD_ELEMENTS // num_classes))
 
 
 def accumulate_members(
@@ -266,22 +266,30 @@ def _open_store(state_dir, num_samples, num_classes, from_logits, paths) -> Mapp
         store = MappedStats(state_dir)
     except ValueError as error:
         raise InputError(f"--state: {error}; remove it to start over") from None
-    if (store.num_samples, store.num_classes) != (num_samples, num_classes):
-        raise InputError(
-            f"--state '{state_dir}' holds {store.num_samples} x {store.num_classes} stats but the members are "
-            f"{num_samples} x {num_classes}; use another --state directory"
-        )
-    if store.metadata.get("from_logits") != from_logits:
-        raise InputError(f"--state '{state_dir}' was made {'with' if not from_logits else 'without'} --logits")
-    given = {_member_key(path) for path in paths}
-    for entry in store.metadata.get("shards", {}).values():
-        foreign = [key for key in entry["members"] if key not in given]
-        if foreign:
-            raise InputError(
-                f"--state '{state_dir}' holds member '{foreign[0].split('|')[0]}', which is not among the given "
-                "files (or changed since); use another --state directory"
-            )
+    held = [key for entry in store.metadata.get("shards", {}).values() for key in entry["members"]]
+    shapes = ((store.num_samples, store.num_classes), (num_samples, num_classes))
+    _check_state(state_dir, "directory", shapes, store.metadata, held, paths, from_logits)
     return store
+
+
+def _check_state(path, kind: str, shapes, metadata: dict, held: list, paths, from_logits: bool) -> None:
+    """InputError unless saved statistics fit these members: ``shapes`` (saved, members' (N, C))
+    equal, the same --logits, and no member the given files do not include (or that changed since)."""
+    held_shape, (num_samples, num_classes) = shapes
+    if held_shape != (num_samples, num_classes):
+        raise InputError(
+            f"--state '{path}' holds {held_shape[0]} x {held_shape[1]} stats but the members are "
+            f"{num_samples} x {num_classes}; use another --state {kind}"
+        )
+    if metadata.get("from_logits") != from_logits:
+        raise InputError(f"--state '{path}' was made {'with' if not from_logits else 'without'} --logits")
+    given = {_member_key(member) for member in paths}
+    foreign = [key.split("|")[0] for key in held if key not in given]
+    if foreign:
+        raise InputError(
+            f"--state '{path}' holds member '{foreign[0]}', which is not among the given files "
+            f"(or changed since); use another --state {kind}"
+        )
 
 
 def _labels_key(labels: np.ndarray | None) -> str:
@@ -304,21 +312,9 @@ def _resume(state_path, num_samples, num_classes, from_logits, paths) -> tuple[E
         stats = EnsembleStats.load(state_path)
     except ValueError as error:
         raise InputError(f"--state: {error}; remove it to start over") from None
-    if (stats.num_samples, stats.num_classes) != (num_samples, num_classes):
-        raise InputError(
-            f"--state '{state_path}' holds {stats.num_samples} x {stats.num_classes} stats but the members are "
-            f"{num_samples} x {num_classes}; use another --state file"
-        )
-    if stats.metadata.get("from_logits") != from_logits:
-        raise InputError(f"--state '{state_path}' was made {'with' if not from_logits else 'without'} --logits")
-    given = {_member_key(path) for path in paths}
     done = list(stats.metadata.get("members", []))
-    foreign = [key.split("|")[0] for key in done if key not in given]
-    if foreign:
-        raise InputError(
-            f"--state '{state_path}' holds member '{foreign[0]}', which is not among the given files "
-            "(or changed since); use another --state file"
-        )
+    shapes = ((stats.num_samples, stats.num_classes), (num_samples, num_classes))
+    _check_state(state_path, "file", shapes, stats.metadata, done, paths, from_logits)
     return stats, done
 
 
