@@ -311,3 +311,35 @@ def test_executor_config_keys_are_checked():
         _config(executor={"name": "ray", "cpus_per_worker": 0})
     with pytest.raises(InputError, match=r"executor.name"):
         _config(executor={"name": "dask"})
+
+
+def test_a_study_takes_its_executor_from_the_command_line_and_resumes_on_another(tmp_path):
+    import yaml
+
+    from subsetsearch.pipeline.study import claim_study_dir, load_study_config
+
+    study = {
+        "study": "outliers",
+        "name": "s",
+        "trials": 1,
+        "base": {"data": {"dataset": "digits"}, "search": {"function": "entropy"}},
+        "cells": {"a": {"search": {"skip_top": 0.0}}},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    local = load_study_config(path)
+    remote = load_study_config(path, "ray", "ray://head:10001")
+    assert local.cell_config("a", 0).executor.name == "local"
+    assert remote.cell_config("a", 0).executor.model_dump() == {
+        "name": "ray",
+        "address": "ray://head:10001",
+        "workers": None,
+        "cpus_per_worker": 1.0,
+        "gpus_per_worker": None,
+    }
+    claim_study_dir(local, tmp_path / "dir")
+    claim_study_dir(remote, tmp_path / "dir")  # where it runs is not what it computes: accepted
+    changed = load_study_config(path)
+    changed.base["search"]["function"] = "variation_ratios"
+    with pytest.raises(InputError, match="holds another study"):
+        claim_study_dir(changed, tmp_path / "dir")
