@@ -1,6 +1,6 @@
 """Scale: ImageNet-sized scoring in bounded memory, and the executors' overhead.
 
-    .venv/bin/python benchmarks/scale.py              # (a), (b) and (c); about 20 minutes, 33 GB of disk
+    .venv/bin/python benchmarks/scale.py              # (a), (b), (c): 30 min the first time, then 12; 33 GB of disk
     .venv/bin/python benchmarks/scale.py --parts b    # one part; (c) reads the others' results
     .venv/bin/python benchmarks/scale.py --quick      # a smoke run: N = 64,000, small members
 
