@@ -67,7 +67,7 @@ class LazyImages:
         if isinstance(key, slice) and self.rows is None:
             block = np.asarray(self.source[key])
         else:
-            wanted = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64)
+            wanted = np.arange(*key.indices(len(self))) if isinstance(key, slice) else np.asarray(key, dtype=np.int64)
             source_rows = wanted if self.rows is None else self.rows[wanted]
             order = np.argsort(source_rows, kind="stable")  # read in file order, then put back
             block = np.empty((len(source_rows), *tuple(self.source.shape)[1:]), dtype=self.source.dtype)
