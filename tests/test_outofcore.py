@@ -23,6 +23,7 @@ from test_run import BASE
 import subsetsearch.pipeline.score as score_module
 from subsetsearch import EnsembleStats, select
 from subsetsearch.internal.files import InputError
+from subsetsearch.internal.members import MemberSource
 from subsetsearch.pipeline.config import parse_config
 from subsetsearch.pipeline.run import Search
 from subsetsearch.selection import select_chunks
@@ -174,7 +175,7 @@ def test_state_directory_scores_shard_by_shard_like_memory(members_on_disk, monk
     assert len(store.metadata["shards"]) == 17
     assert np.all(store.load().member_counts == 6)
     # another function later: scored from the stored statistics, no member's predictions read again
-    monkeypatch.setattr(score_module, "open_array", lambda *args: pytest.fail("a member was read again"))
+    monkeypatch.setattr(MemberSource, "open", lambda *args: pytest.fail("a member was read again"))
     later = score_module.score_files(
         paths, function="entropy", budget="10", out=folder / "c.csv", state_path=folder / "state"
     )

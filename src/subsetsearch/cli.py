@@ -45,13 +45,6 @@ def _root(
 
 @app.command()
 def score(
-    members: Annotated[
-        list[Path],
-        typer.Argument(
-            metavar="MEMBER.npy",
-            help="One [N, C] .npy per ensemble member (checkpoint): probabilities, or logits with --logits.",
-        ),
-    ],
     function: Annotated[str, typer.Option("--function", "-f", help=f"One of: {', '.join(ACQUISITION_FUNCTIONS)}.")],
     budget: Annotated[
         str,
@@ -59,7 +52,12 @@ def score(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Subset table, .csv or .parquet: index, score; best first.")],
     labels: Annotated[
-        Path | None, typer.Option("--labels", help="[N] integer classes (.npy); needed by error_count.")
+        Path | None,
+        typer.Option("--labels", help="[N] integer classes, .npy or a Parquet column; needed by error_count."),
+    ] = None,
+    labels_column: Annotated[
+        str | None,
+        typer.Option("--labels-column", help="The Parquet column of --labels (default: its only one, or 'label')."),
     ] = None,
     logits: Annotated[bool, typer.Option("--logits", help="Members hold logits; apply a stable softmax.")] = False,
     exclude: Annotated[Path | None, typer.Option("--exclude", help="Indices (.npy) that cannot be selected.")] = None,
@@ -78,16 +76,35 @@ def score(
             "(memory-mapped, for statistics larger than memory); a rerun skips what they hold.",
         ),
     ] = None,
+    saved_stats: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--stats",
+            help="Statistics saved by subsetsearch.torch.PoolScorer (inside your training loop), instead of "
+            "member files; give it once per file and several runs merge.",
+        ),
+    ] = None,
+    members: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="MEMBER...",
+            help="Ensemble members (checkpoints), probabilities or logits (--logits): an [N, C] .npy or .npz per "
+            "member, a directory of them, a Parquet file (one list column per member) or Zarr (an array, or a "
+            "group of one array per member).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score ensemble member predictions and write the most informative subset."""
     from subsetsearch.pipeline.score import score_files, summary
 
     with _MemberProgress() as advance:
         result = score_files(
-            members,
+            members or [],
             function=function,
             budget=budget,
             labels_path=labels,
+            labels_column=labels_column,
             exclude_path=exclude,
             from_logits=logits,
             skip_top=skip_top,
@@ -95,6 +112,7 @@ def score(
             out=out,
             scores_out=scores_out,
             state_path=state,
+            saved_stats=saved_stats or [],
             on_progress=advance,
         )
     typer.echo(summary(result, function))

@@ -19,15 +19,8 @@ import numpy as np
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, acquire, check_labels
 from subsetsearch.executors.base import score_shards
 from subsetsearch.internal.atomic import atomic_path
-from subsetsearch.internal.files import (
-    InputError,
-    array_header,
-    available_memory,
-    check_table_path,
-    load_npy,
-    open_array,
-    write_tables,
-)
+from subsetsearch.internal.files import InputError, available_memory, check_table_path, write_tables
+from subsetsearch.internal.members import MemberSource, member_sources, read_column
 from subsetsearch.selection import exclusion_mask, select, select_chunks
 from subsetsearch.stats import EnsembleStats, InvalidMemberError, MappedStats
 
@@ -90,21 +83,31 @@ def parse_budget(text: str, pool_size: int) -> int:
     return value
 
 
-def member_shape(paths: Sequence[str | os.PathLike]) -> tuple[int, int]:
-    """(N, C) shared by every member file; InputError naming the first that differs."""
-    if not paths:
+Members = Sequence[str | os.PathLike] | Sequence[MemberSource]
+
+
+def _sources(members: Members) -> list[MemberSource]:
+    if all(isinstance(member, MemberSource) for member in members):
+        return list(members)
+    return member_sources(members)
+
+
+def member_shape(members: Members) -> tuple[int, int]:
+    """(N, C) shared by every member; InputError naming the first that differs."""
+    sources = _sources(members)
+    if not sources:
         raise InputError("give at least one member file (one [N, C] .npy or Zarr array per checkpoint)")
     shape = None
-    for path in paths:
-        member, dtype = array_header(path, "member file")
+    for source in sources:
+        member, dtype = source.header()
         if len(member) != 2 or member[1] < 2:
-            raise InputError(f"member file '{path}' must be an [N, C] array with C >= 2 classes, got shape {member}")
+            raise InputError(f"{source.label} must be an [N, C] array with C >= 2 classes, got shape {member}")
         if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
-            raise InputError(f"member file '{path}' must hold float16/32/64 probabilities, got {dtype}")
+            raise InputError(f"{source.label} must hold float16/32/64 probabilities, got {dtype}")
         if shape is None:
-            shape, first = member, path
+            shape, first = member, source
         elif member != shape:
-            raise InputError(f"member file '{path}' has shape {member} but '{first}' has {shape}; all must match")
+            raise InputError(f"{source.label} has shape {member} but {first.label} has {shape}; all must match")
     return shape
 
 
@@ -114,53 +117,54 @@ def shard_slices(num_samples: int, num_classes: int) -> list[slice]:
 
 
 def accumulate_members(
-    paths: Sequence[str | os.PathLike],
+    paths: Members,
     *,
     shape: tuple[int, int] | None = None,
     from_logits: bool = False,
     state_path: str | os.PathLike | None = None,
     on_progress: ProgressFn | None = None,
 ) -> EnsembleStats:
-    """Stream member files (memory-mapped ``.npy`` or Zarr, read a shard of rows at a time) into
-    an in-memory EnsembleStats.
+    """Stream members (memory-mapped ``.npy``/``.npz``, Zarr arrays, Parquet columns: any
+    ``member_sources``, read a shard of rows at a time) into an in-memory EnsembleStats.
 
     Members are added ``MEMBERS_PER_PASS`` at a time. With ``state_path`` the statistics are saved
     there atomically, at most every ``STATE_SAVE_INTERVAL_S`` and after the last member, with the
     list of members they hold, and a rerun skips those members. ``shape`` is
     ``member_shape(paths)`` where the caller has it already.
     """
-    num_samples, num_classes = member_shape(paths) if shape is None else shape
-    stats, done = _resume(state_path, num_samples, num_classes, from_logits, paths)
-    todo = [path for path in paths if _member_key(path) not in done]
+    sources = _sources(paths)
+    num_samples, num_classes = member_shape(sources) if shape is None else shape
+    stats, done = _resume(state_path, num_samples, num_classes, from_logits, sources)
+    todo = [source for source in sources if source.key not in done]
     progress = on_progress or (lambda done, total: None)
-    progress(len(paths) - len(todo), len(paths))
+    progress(len(sources) - len(todo), len(sources))
     last_save = time.monotonic()
     for start in range(0, len(todo), MEMBERS_PER_PASS):
         group = todo[start : start + MEMBERS_PER_PASS]
-        members = [open_array(path, "member file") for path in group]
+        members = [source.open() for source in group]
         for rows in shard_slices(num_samples, num_classes):
             _add_members(stats, [member[rows] for member in members], group, rows, from_logits)
         del members  # unmap before the next group
-        done.extend(_member_key(path) for path in group)
+        done.extend(source.key for source in group)
         stats.metadata["members"] = done
         if state_path is not None and time.monotonic() - last_save >= STATE_SAVE_INTERVAL_S:
             stats.save(state_path)
             last_save = time.monotonic()
-        progress(len(paths) - len(todo) + start + len(group), len(paths))
+        progress(len(sources) - len(todo) + start + len(group), len(sources))
     if state_path is not None:
         stats.save(state_path)
     return stats
 
 
-def _add_members(stats: EnsembleStats, values: list, paths: Sequence, index: slice | None, from_logits: bool) -> None:
+def _add_members(stats: EnsembleStats, values: list, sources: Sequence, index: slice | None, from_logits: bool) -> None:
     try:
         stats.update_members([np.asarray(v) for v in values], index, from_logits=from_logits)
     except InvalidMemberError as error:
-        raise InputError(f"member file '{paths[error.member]}': {error}") from None
+        raise InputError(f"{sources[error.member].label}: {error}") from None
 
 
 def accumulate_mapped(
-    paths: Sequence[str | os.PathLike],
+    paths: Members,
     state_dir: str | os.PathLike,
     *,
     shape: tuple[int, int],
@@ -184,24 +188,25 @@ def accumulate_mapped(
     Returns the store and the path of the scores (float64 [N], by ``function``).
     """
     num_samples, num_classes = shape
-    store = _open_store(state_dir, num_samples, num_classes, from_logits, paths)
+    sources = _sources(paths)
+    store = _open_store(state_dir, num_samples, num_classes, from_logits, sources)
     scores_path = store.directory / "scores.npy"
     if not scores_path.is_file():
         with atomic_path(scores_path) as tmp:
             np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(num_samples,)).flush()
     _redo_pending(store)
-    keys = [_member_key(path) for path in paths]
+    keys = [source.key for source in sources]
     scored_as = function if function != "error_count" else f"{function}|{_labels_key(labels)}"
     ledger: dict = store.metadata.setdefault("shards", {})
     shards = shard_slices(num_samples, num_classes)
-    total = len(shards) * len(paths)
+    total = len(shards) * len(sources)
     progress = on_progress or (lambda done, total: None)
     done_units = sum(len(set(ledger.get(str(s), {}).get("members", [])) & set(keys)) for s in range(len(shards)))
     progress(done_units, total)
     for s, rows in enumerate(shards):
         entry = ledger.get(str(s), {"members": [], "scored": None})
         held = list(entry["members"])
-        todo = [(path, key) for path, key in zip(paths, keys, strict=True) if key not in held]
+        todo = [(source, key) for source, key in zip(sources, keys, strict=True) if key not in held]
         if not todo and entry["scored"] == scored_as:
             continue
         on_disk = bool(held)
@@ -209,8 +214,9 @@ def accumulate_mapped(
         last_commit = time.monotonic()
         for start in range(0, len(todo), MEMBERS_PER_PASS):
             group = todo[start : start + MEMBERS_PER_PASS]
-            members = [open_array(path, "member file") for path, _ in group]
-            _add_members(shard, [member[rows] for member in members], [p for p, _ in group], None, from_logits)
+            members = [source.open() for source, _ in group]
+            values = [member[rows] for member in members]
+            _add_members(shard, values, [source for source, _ in group], None, from_logits)
             del members  # unmap: the shard's pages leave this process
             held += [key for _, key in group]
             done_units += len(group)
@@ -253,7 +259,7 @@ def _redo_pending(store: MappedStats) -> None:
     pending.unlink(missing_ok=True)
 
 
-def _open_store(state_dir, num_samples, num_classes, from_logits, paths) -> MappedStats:
+def _open_store(state_dir, num_samples, num_classes, from_logits, sources) -> MappedStats:
     state_dir = Path(state_dir)
     if not (state_dir / "metadata.json").is_file():
         if state_dir.exists() and (not state_dir.is_dir() or any(state_dir.iterdir())):
@@ -268,11 +274,11 @@ def _open_store(state_dir, num_samples, num_classes, from_logits, paths) -> Mapp
         raise InputError(f"--state: {error}; remove it to start over") from None
     held = [key for entry in store.metadata.get("shards", {}).values() for key in entry["members"]]
     shapes = ((store.num_samples, store.num_classes), (num_samples, num_classes))
-    _check_state(state_dir, "directory", shapes, store.metadata, held, paths, from_logits)
+    _check_state(state_dir, "directory", shapes, store.metadata, held, sources, from_logits)
     return store
 
 
-def _check_state(path, kind: str, shapes, metadata: dict, held: list, paths, from_logits: bool) -> None:
+def _check_state(path, kind: str, shapes, metadata: dict, held: list, sources, from_logits: bool) -> None:
     """InputError unless saved statistics fit these members: ``shapes`` (saved, members' (N, C))
     equal, the same --logits, and no member the given files do not include (or that changed since)."""
     held_shape, (num_samples, num_classes) = shapes
@@ -283,7 +289,7 @@ def _check_state(path, kind: str, shapes, metadata: dict, held: list, paths, fro
         )
     if metadata.get("from_logits") != from_logits:
         raise InputError(f"--state '{path}' was made {'with' if not from_logits else 'without'} --logits")
-    given = {_member_key(member) for member in paths}
+    given = {source.key for source in sources}
     foreign = [key.split("|")[0] for key in held if key not in given]
     if foreign:
         raise InputError(
@@ -298,12 +304,7 @@ def _labels_key(labels: np.ndarray | None) -> str:
     return "none" if labels is None else hashlib.sha256(np.ascontiguousarray(labels).tobytes()).hexdigest()[:16]
 
 
-def _member_key(path: str | os.PathLike) -> str:
-    stat = Path(path).stat()
-    return f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-
-
-def _resume(state_path, num_samples, num_classes, from_logits, paths) -> tuple[EnsembleStats, list[str]]:
+def _resume(state_path, num_samples, num_classes, from_logits, sources) -> tuple[EnsembleStats, list[str]]:
     if state_path is None or not Path(state_path).exists():
         stats = EnsembleStats(num_samples, num_classes)
         stats.metadata = {"from_logits": from_logits, "members": []}
@@ -314,7 +315,7 @@ def _resume(state_path, num_samples, num_classes, from_logits, paths) -> tuple[E
         raise InputError(f"--state: {error}; remove it to start over") from None
     done = list(stats.metadata.get("members", []))
     shapes = ((stats.num_samples, stats.num_classes), (num_samples, num_classes))
-    _check_state(state_path, "file", shapes, stats.metadata, done, paths, from_logits)
+    _check_state(state_path, "file", shapes, stats.metadata, done, sources, from_logits)
     return stats, done
 
 
@@ -324,6 +325,7 @@ def score_files(
     function: str,
     budget: str,
     labels_path: str | os.PathLike | None = None,
+    labels_column: str | None = None,
     exclude_path: str | os.PathLike | None = None,
     from_logits: bool = False,
     skip_top: float = 0.0,
@@ -331,13 +333,17 @@ def score_files(
     out: str | os.PathLike,
     scores_out: str | os.PathLike | None = None,
     state_path: str | os.PathLike | None = None,
+    saved_stats: Sequence[str | os.PathLike] = (),
     on_progress: ProgressFn | None = None,
 ) -> ScoreResult:
-    """Score member files and write the chosen subset (columns ``index``, ``score``, best first).
+    """Score members and write the chosen subset (columns ``index``, ``score``, best first).
 
-    ``state_path`` ending in ``.npz`` keeps the statistics in memory and saves them there; any
-    other path is a directory of memory-mapped statistics (``accumulate_mapped``: out of core,
-    for statistics larger than memory). Without it the statistics live in memory, if they fit.
+    ``paths`` are member files, directories of them, Parquet files (a member per list column) or
+    Zarr arrays and groups (``member_sources``). ``saved_stats`` instead are statistics saved by
+    ``subsetsearch.torch.PoolScorer`` (or ``--state x.npz``), merged; rows no member scored are
+    not candidates. ``state_path`` ending in ``.npz`` keeps the statistics in memory and saves them
+    there; any other path is a directory of memory-mapped statistics (``accumulate_mapped``: out of
+    core, for statistics larger than memory). Without it the statistics live in memory, if they fit.
     """
     if function not in ACQUISITION_FUNCTIONS:
         raise InputError(f"unknown --function {function!r}; choose one of: {', '.join(ACQUISITION_FUNCTIONS)}")
@@ -347,10 +353,14 @@ def score_files(
     scores_out = None if scores_out is None else check_table_path(scores_out, "--scores-out")
     if scores_out is not None and scores_out.resolve() == out.resolve():
         raise InputError(f"--out and --scores-out are both '{out}'; give them different files")
-    num_samples, num_classes = member_shape(paths)
+    if saved_stats and (paths or state_path is not None):
+        raise InputError("--stats takes saved statistics instead of member files and --state; give one or the other")
+    saved = load_saved_stats(saved_stats) if saved_stats else None
+    sources = [] if saved is not None else member_sources(paths)
+    num_samples, num_classes = (saved.num_samples, saved.num_classes) if saved is not None else member_shape(sources)
     labels = None
     if labels_path is not None:
-        labels = load_npy(labels_path, "labels file")
+        labels = read_column(labels_path, "labels file", labels_column)
         try:
             labels = check_labels(labels, num_samples, num_classes)
         except ValueError as error:
@@ -359,12 +369,16 @@ def score_files(
         raise InputError("--function error_count needs --labels y.npy (the pool's classes)")
     exclude = np.zeros(num_samples, dtype=bool)
     if exclude_path is not None:
-        indices = load_npy(exclude_path, "exclude file")
+        indices = read_column(exclude_path, "exclude file")
         try:
             exclude = exclusion_mask(indices, num_samples)
         except ValueError as error:
             raise InputError(f"exclude file '{exclude_path}': {error}") from None
+    if saved is not None:
+        exclude |= saved.member_counts == 0  # rows the user's pool loader did not yield
     pool_size = num_samples - int(exclude.sum())
+    if pool_size == 0:
+        raise InputError("no row is left to select: every row is excluded or unscored")
     k = parse_budget(budget, pool_size)
     if k > pool_size - int(skip_top * pool_size):
         raise InputError(
@@ -373,7 +387,7 @@ def score_files(
 
     mapped = state_path is not None and Path(state_path).suffix.lower() != ".npz"
     needed = num_samples * num_classes * STATS_BYTES_PER_ELEMENT
-    if not mapped and needed > MEMORY_SHARE * available_memory():
+    if saved is None and not mapped and needed > MEMORY_SHARE * available_memory():
         raise InputError(
             f"the ensemble statistics of {num_samples} x {num_classes} need {needed / 1e9:.1f} GB, more than "
             f"{MEMORY_SHARE:.0%} of the memory available; give --state DIR (a directory) to keep them on disk"
@@ -381,7 +395,7 @@ def score_files(
     shape = (num_samples, num_classes)
     if mapped:
         _, scores_path = accumulate_mapped(
-            paths,
+            sources,
             state_path,
             shape=shape,
             function=function,
@@ -394,8 +408,8 @@ def score_files(
         chunks = ((start, np.array(scores[start : start + step])) for start in range(0, num_samples, step))
         chosen = select_chunks(chunks, k, num_samples=num_samples, exclude=exclude, skip_top=skip_top, seed=seed)
     else:
-        stats = accumulate_members(
-            paths, shape=shape, from_logits=from_logits, state_path=state_path, on_progress=on_progress
+        stats = saved or accumulate_members(
+            sources, shape=shape, from_logits=from_logits, state_path=state_path, on_progress=on_progress
         )
         scores = acquire(stats, function, labels=labels)
         chosen = select(scores, k, exclude=exclude, skip_top=skip_top, seed=seed)
@@ -403,7 +417,50 @@ def score_files(
     if scores_out is not None:
         tables.append((scores_out, {"index": np.arange(num_samples, dtype=np.int64), "score": scores}))
     write_tables(tables)
-    return ScoreResult(chosen, scores, pool_size, len(paths), labels)
+    num_members = len(sources) if saved is None else int(saved.member_counts.max())
+    return ScoreResult(chosen, scores, pool_size, num_members, labels)
+
+
+def load_saved_stats(paths: Sequence[str | os.PathLike]) -> EnsembleStats:
+    """Statistics saved by ``PoolScorer`` (or ``score --state x.npz``), merged into one ensemble.
+
+    InputError if one is unreadable, the pools differ, or two hold the same member (the same
+    (run, epoch) or member file): each member is counted once.
+    """
+    merged, first, holder = None, None, {}
+    for path in paths:
+        try:
+            stats = EnsembleStats.load(path)
+        except ValueError as error:
+            raise InputError(f"--stats: {error}") from None
+        shape, metadata = (stats.num_samples, stats.num_classes), stats.metadata
+        if merged is None:
+            merged, first = stats, path
+            merged.metadata = {"epochs": [], "members": []}
+        elif shape != (merged.num_samples, merged.num_classes):
+            raise InputError(
+                f"--stats '{path}' holds {shape[0]} x {shape[1]} statistics but '{first}' holds "
+                f"{merged.num_samples} x {merged.num_classes}; merge statistics of one pool"
+            )
+        else:
+            merged.merge(stats)
+        for kind in ("epochs", "members"):
+            for member in metadata.get(kind, []):
+                name = _member_name(kind, member)
+                if name in holder:
+                    raise InputError(
+                        f"--stats '{path}' and '{holder[name]}' both hold {name}; each member may be counted once"
+                    )
+                holder[name] = path
+                merged.metadata[kind].append(member)
+    return merged
+
+
+def _member_name(kind: str, member) -> str:
+    if kind == "epochs":
+        run, epoch = member
+        return f"run {run!r} epoch {epoch}"
+    return f"member '{str(member).split('|')[0]}'"
 
 
 def summary(result: ScoreResult, function: str) -> str:

@@ -1,0 +1,9 @@
+"""Scoring inside your own PyTorch training loop (imports torch; the core does not).
+
+``PoolScorer`` adds one ensemble member per chosen epoch; ``subsetsearch.torch.lightning`` holds
+the PyTorch Lightning callback (``pip install 'subsetsearch[lightning]'``).
+"""
+
+from subsetsearch.torch.scorer import IndexedDataset, PoolScorer
+
+__all__ = ["IndexedDataset", "PoolScorer"]

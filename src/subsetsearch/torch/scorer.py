@@ -1,0 +1,312 @@
+"""Score the pool at the end of chosen epochs inside the user's own training loop.
+
+The paper's checkpoint ensembles come "at no extra cost at train time": each chosen epoch's model
+predicts the pool once and its predictions go straight into an EnsembleStats, so no checkpoint is
+kept. The statistics are saved atomically after every member with the (run, epoch) pairs they hold,
+so a restarted job never adds an epoch twice, and runs of several seeds add to one ensemble.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from subsetsearch.stats import EnsembleStats, InvalidMemberError
+
+__all__ = ["IndexedDataset", "PoolScorer"]
+
+#: Key of ``EnsembleStats.metadata`` listing the [run, epoch] pairs the statistics hold.
+EPOCHS_KEY = "epochs"
+
+Unpack = Callable[[Any], tuple[Any, Any]]
+Forward = Callable[[torch.nn.Module, Any], torch.Tensor]
+
+
+class IndexedDataset(Dataset):
+    """A map-style dataset whose items gain their position as the last element: ``(*item, index)``.
+
+    For a pool dataset that yields ``(inputs, target)`` (or just ``inputs``): ``PoolScorer`` then
+    finds each sample's pool index at the end of the item.
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.Dataset
+        A map-style dataset (``len`` and integer indexing).
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple:
+        item = self.dataset[index]
+        return (*item, index) if isinstance(item, tuple | list) else (item, index)
+
+
+class PoolScorer:
+    """Adds one ensemble member per chosen epoch: the model's predictions on the whole pool.
+
+    Parameters
+    ----------
+    pool : torch.utils.data.Dataset or DataLoader
+        The samples to score. Each item (of a Dataset) or batch (of a DataLoader) is a tuple whose
+        first element is the model's input and whose last is the sample's pool index (int, in
+        [0, N)), e.g. ``(x, index)`` or ``(x, y, index)``; wrap a dataset without indices in
+        :class:`IndexedDataset`. A Dataset is read in order in batches of ``batch_size``. Every
+        chosen epoch must see the same samples, each once.
+    epochs : iterable of int
+        The epochs whose end adds a member, e.g. ``range(130, 151)``; other epochs are skipped.
+    stats : EnsembleStats, str or PathLike
+        The accumulator to add to, or an ``.npz`` path: loaded when it exists (the job resumes),
+        otherwise created at the first member, and saved atomically after every member.
+    run : str, default "0"
+        Name of this training run (e.g. its seed). Members are (run, epoch) pairs, so several runs
+        add to the same statistics (one after another), or save their own and merge later
+        (``subsetsearch score --stats a.npz --stats b.npz``).
+    num_samples : int, optional
+        Pool size N; default ``len`` of the pool's dataset.
+    from_logits : bool, default True
+        The model returns logits (a softmax is applied); ``False``: probabilities.
+    batch_size : int, default 512
+        Batch size when ``pool`` is a Dataset.
+    num_workers : int, default 0
+        DataLoader workers when ``pool`` is a Dataset.
+    forward : callable (model, inputs) -> Tensor of shape (n, C), optional
+        How to get the class outputs from the model; default ``model(inputs)``.
+    unpack : callable (batch) -> (inputs, index), optional
+        How to split a batch; default ``(batch[0], batch[-1])``.
+
+    Attributes
+    ----------
+    stats : EnsembleStats or None
+        The statistics (None until the first member when they start empty from a path).
+    path : Path or None
+        Where they are saved.
+
+    Notes
+    -----
+    A member is scored under ``torch.inference_mode()`` in ``eval`` mode (the model's mode is
+    restored after), on the model's device, with every random number generator (Python, NumPy,
+    torch on CPU and the model's CUDA device) restored afterwards: a run with scoring trains
+    exactly the same models as one without. A member is added whole or not at all: it is first
+    accumulated on its own (a second N x C accumulator, 10 bytes per sample and class) and merged
+    when its pass is complete.
+
+    Examples
+    --------
+    >>> scorer = PoolScorer(IndexedDataset(pool), epochs=range(130, 151), stats="pool_stats.npz")  # doctest: +SKIP
+    >>> for epoch in range(1, 151):  # doctest: +SKIP
+    ...     train_one_epoch(model, loader, optimizer)
+    ...     scorer.on_epoch_end(model, epoch)
+    """
+
+    def __init__(
+        self,
+        pool: Dataset | DataLoader,
+        epochs: Iterable[int],
+        stats: EnsembleStats | str | os.PathLike,
+        *,
+        run: str = "0",
+        num_samples: int | None = None,
+        from_logits: bool = True,
+        batch_size: int = 512,
+        num_workers: int = 0,
+        forward: Forward | None = None,
+        unpack: Unpack | None = None,
+    ) -> None:
+        if isinstance(pool, DataLoader):
+            self.loader = pool
+        elif isinstance(pool, Dataset):
+            self.loader = DataLoader(pool, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        else:
+            raise ValueError(f"pool must be a torch Dataset or DataLoader, got {type(pool).__name__}")
+        self.epochs = {_epoch(epoch) for epoch in epochs}
+        if not self.epochs:
+            raise ValueError("epochs is empty; give the epochs whose end adds a member, e.g. range(130, 151)")
+        if not isinstance(run, str) or not run:
+            raise ValueError(f"run must be a non-empty string naming the training run, got {run!r}")
+        self.run = run
+        self.from_logits = from_logits
+        self.forward = forward or (lambda model, inputs: model(inputs))
+        self.unpack = unpack or _default_unpack
+        self.path: Path | None = None
+        self.stats: EnsembleStats | None = None
+        if isinstance(stats, EnsembleStats):
+            self.stats = stats
+        elif isinstance(stats, str | os.PathLike):
+            self.path = Path(stats)
+            if self.path.suffix.lower() != ".npz":
+                raise ValueError(f"stats path '{self.path}' must end in .npz")
+            if self.path.exists():
+                self.stats = EnsembleStats.load(self.path)  # ValueError naming the file if it is not one
+        else:
+            raise ValueError(f"stats must be an EnsembleStats or a .npz path, got {type(stats).__name__}")
+        self.num_samples = _pool_size(self.loader, num_samples, self.stats)
+        if self.stats is not None:
+            self.stats.metadata.setdefault(EPOCHS_KEY, [])
+
+    @property
+    def held(self) -> list[tuple[str, int]]:
+        """The (run, epoch) members the statistics hold, in the order they were added."""
+        if self.stats is None:
+            return []
+        return [(str(run), int(epoch)) for run, epoch in self.stats.metadata[EPOCHS_KEY]]
+
+    def on_epoch_end(self, model: torch.nn.Module, epoch: int) -> bool:
+        """Add the model as a member if ``epoch`` is chosen and not held yet; save; True if added.
+
+        Raises
+        ------
+        ValueError
+            If the model's outputs are not finite, not (n, C) for a batch of n, or not the classes
+            of the statistics; or the pool yields an index out of range or twice, or other samples
+            than earlier members saw. The statistics are then unchanged.
+        """
+        epoch = _epoch(epoch)
+        if epoch not in self.epochs or (self.run, epoch) in self.held:
+            return False
+        member = self._score(model, epoch)
+        if self.stats is None:
+            self.stats = member
+            self.stats.metadata = {EPOCHS_KEY: []}
+        else:
+            self.stats.merge(member)
+        self.stats.metadata[EPOCHS_KEY].append([self.run, epoch])
+        if self.path is not None:
+            self.stats.save(self.path)
+        return True
+
+    def _score(self, model: torch.nn.Module, epoch: int) -> EnsembleStats:
+        """The member's statistics on their own: one pass over the pool."""
+        device = _device_of(model)
+        seen = np.zeros(self.num_samples, dtype=bool)
+        member = None
+        was_training = model.training
+        model.eval()
+        try:
+            with _rng_kept(device), torch.inference_mode():
+                for batch in self.loader:
+                    inputs, index = self.unpack(batch)
+                    rows = self._rows(index, seen, epoch)
+                    outputs = self.forward(model, _to_device(inputs, device))
+                    values = outputs.detach().float().cpu().numpy()
+                    if values.ndim != 2 or values.shape[0] != rows.size:
+                        raise ValueError(
+                            f"epoch {epoch}: the model gave outputs of shape {tuple(values.shape)} for a batch of "
+                            f"{rows.size} samples; it must give (n, C) class outputs (see forward=)"
+                        )
+                    if member is None:
+                        member = self._empty(values.shape[1], epoch)
+                    try:
+                        member.update(values, index=rows, from_logits=self.from_logits)
+                    except InvalidMemberError as error:
+                        raise ValueError(f"epoch {epoch}: {error}") from None
+        finally:
+            model.train(was_training)
+        if member is None:
+            raise ValueError(f"epoch {epoch}: the pool yielded no sample")
+        self._check_coverage(seen, epoch)
+        return member
+
+    def _empty(self, num_classes: int, epoch: int) -> EnsembleStats:
+        if self.stats is not None and num_classes != self.stats.num_classes:
+            raise ValueError(
+                f"epoch {epoch}: the model gave {num_classes} classes but the statistics hold {self.stats.num_classes}"
+            )
+        return EnsembleStats(self.num_samples, num_classes)
+
+    def _rows(self, index: Any, seen: np.ndarray, epoch: int) -> np.ndarray:
+        rows = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index)
+        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+            raise ValueError(
+                f"epoch {epoch}: the pool's index must be a 1-D batch of integers, got {rows.dtype} of shape "
+                f"{rows.shape}; items must end with the sample's pool index (see IndexedDataset, unpack=)"
+            )
+        if rows.size and (rows.min() < 0 or rows.max() >= self.num_samples):
+            raise ValueError(f"epoch {epoch}: the pool yielded an index outside [0, {self.num_samples})")
+        if seen[rows].any() or np.unique(rows).size != rows.size:
+            raise ValueError(
+                f"epoch {epoch}: the pool yielded a sample twice in one pass; it must yield each once "
+                "(no drop_last, no sampler with replacement)"
+            )
+        seen[rows] = True
+        return rows.astype(np.int64, copy=False)
+
+    def _check_coverage(self, seen: np.ndarray, epoch: int) -> None:
+        earlier = None if self.stats is None else self.stats.member_counts > 0
+        if earlier is not None and earlier.any() and not np.array_equal(seen, earlier):
+            raise ValueError(
+                f"epoch {epoch}: the pool yielded {int(seen.sum())} samples but earlier members scored "
+                f"{int(earlier.sum())} (or other ones); every member must see the same samples"
+            )
+
+
+def _epoch(epoch: Any) -> int:
+    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer):
+        raise ValueError(f"an epoch must be an integer, got {epoch!r}")
+    return int(epoch)
+
+
+def _default_unpack(batch: Any) -> tuple[Any, Any]:
+    if not isinstance(batch, tuple | list) or len(batch) < 2:
+        raise ValueError(
+            "each pool batch must be a tuple (inputs, ..., index); wrap the dataset in IndexedDataset or give unpack="
+        )
+    return batch[0], batch[-1]
+
+
+def _pool_size(loader: DataLoader, num_samples: int | None, stats: EnsembleStats | None) -> int:
+    if num_samples is None:
+        if stats is not None:
+            num_samples = stats.num_samples
+        elif isinstance(loader.dataset, IterableDataset) or not hasattr(loader.dataset, "__len__"):
+            raise ValueError("the pool's dataset has no length; give num_samples= (the pool size N)")
+        else:
+            num_samples = len(loader.dataset)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if stats is not None and stats.num_samples != num_samples:
+        raise ValueError(f"the saved statistics hold {stats.num_samples} samples but the pool has {num_samples}")
+    return int(num_samples)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _to_device(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device, non_blocking=True)
+    if isinstance(inputs, tuple | list):
+        return type(inputs)(_to_device(value, device) for value in inputs)
+    if isinstance(inputs, dict):
+        return {key: _to_device(value, device) for key, value in inputs.items()}
+    return inputs
+
+
+@contextlib.contextmanager
+def _rng_kept(device: torch.device) -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's random state after the block: a pass over the pool
+    (a DataLoader draws a base seed from torch's generator) must not change the training that follows."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
