@@ -169,6 +169,8 @@ def test_bad_files_are_one_line_errors(pool, capsys):
         assert main(["score", *[str(folder / f) for f in files], "-f", "entropy", "-b", "5", "-o", str(out)]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and not out.exists(), (files, err)
+    assert main(["score", "-f", "entropy", "-b", "5", "-o", str(folder / "o.csv")]) == 2  # nothing to score
+    assert "give member files" in capsys.readouterr().err
     np.save(folder / "m.npy", members[0])
     for labels_args, message in [
         (["--labels", str(folder / "two_columns.parquet")], "has columns a, b; name the one to use"),

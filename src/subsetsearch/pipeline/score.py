@@ -96,7 +96,7 @@ def member_shape(members: Members) -> tuple[int, int]:
     """(N, C) shared by every member; InputError naming the first that differs."""
     sources = _sources(members)
     if not sources:
-        raise InputError("give at least one member file (one [N, C] .npy or Zarr array per checkpoint)")
+        raise InputError("give member files (one [N, C] array per checkpoint, see --help) or --stats saved.npz")
     shape = None
     for source in sources:
         member, dtype = source.header()
