@@ -173,7 +173,7 @@ def test_bad_files_are_one_line_errors(pool, capsys):
     assert "give member files" in capsys.readouterr().err
     np.save(folder / "m.npy", members[0])
     for labels_args, message in [
-        (["--labels", str(folder / "two_columns.parquet")], "has columns a, b; name the one to use"),
+        (["--labels", str(folder / "two_columns.parquet")], "has columns a, b; keep one column, or name it label"),
         (["--labels", str(folder / "two_columns.parquet"), "--labels-column", "c"], "has no column 'c'"),
         (["--labels", str(folder / "y.npy"), "--labels-column", "c"], "is not a Parquet file"),
     ]:
@@ -216,3 +216,14 @@ def test_labels_and_exclusions_from_npy_or_a_parquet_column(tmp_path):
     assert read_column(tmp_path / "y.parquet", "labels file").tolist() == [2, 0, 1, 1]  # 'target' by name
     assert read_column(tmp_path / "only.parquet", "labels file").tolist() == [2, 0, 1, 1]
     assert read_column(tmp_path / "y.parquet", "labels file", "score").tolist() == [1.0] * 4
+
+
+def test_exclusions_from_a_subset_table(pool):
+    """``--exclude`` takes the subset table of an earlier step (its ``index`` column)."""
+    folder, paths, _, _ = pool
+    first = score(paths, folder, function="entropy", budget="100")
+    pq.write_table(pa.table({"index": first.indices, "score": first.scores[first.indices]}), folder / "step1.parquet")
+    second = score(paths, folder, function="entropy", budget="50", exclude_path=folder / "step1.parquet")
+    ranked = [int(i) for i in np.argsort(-first.scores, kind="stable") if i not in set(first.indices.tolist())]
+    assert second.pool_size == N - 100 and not set(second.indices.tolist()) & set(first.indices.tolist())
+    np.testing.assert_array_equal(np.sort(second.scores[second.indices]), np.sort(first.scores[ranked[:50]]))

@@ -256,6 +256,15 @@ def test_an_in_memory_accumulator_and_a_dataloader_with_its_own_order(tmp_path):
     np.testing.assert_allclose(stats.mean_probs(), softmax(pool_logits(model)), atol=1e-6)
 
 
+def test_indexed_dataset_appends_the_position():
+    x, y = digits()
+    assert len(IndexedDataset(TensorDataset(x, y))) == 1797
+    item = IndexedDataset(TensorDataset(x, y))[5]
+    assert len(item) == 3 and torch.equal(item[0], x[5]) and item[1] == y[5] and item[2] == 5
+    single = IndexedDataset(x)[7]  # a dataset of bare inputs
+    assert len(single) == 2 and torch.equal(single[0], x[7]) and single[1] == 7
+
+
 lightning = pytest.importorskip("lightning.pytorch")
 
 

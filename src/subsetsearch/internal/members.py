@@ -26,8 +26,8 @@ from subsetsearch.internal.files import (
 
 #: Files of a directory taken as members (one per checkpoint), in name order.
 MEMBER_SUFFIXES = (".npy", ".npz", ".parquet", ".zarr")
-#: Rows a Parquet column is decoded in at a time.
-PARQUET_BATCH_ELEMENTS = 1 << 22
+#: Values a Parquet column is decoded in at a time (4 MB of float32): a reader keeps about one batch.
+PARQUET_BATCH_ELEMENTS = 1 << 20
 #: Columns ``--labels x.parquet`` takes without ``--labels-column``, besides a file's only column.
 LABEL_COLUMNS = ("label", "labels", "y", "target")
 
@@ -68,6 +68,10 @@ class MemberSource:
         if self.name is not None:
             return checked_zarr_array(open_zarr(self.path, "member file")[self.name], self.label)
         return open_array(self.path, "member file")
+
+    def close(self) -> None:
+        """Drop a Parquet column's reader and the rows it holds (a later ``open`` starts over)."""
+        self._reader = None
 
     def header(self) -> tuple[tuple[int, ...], np.dtype]:
         """Shape and dtype, read from metadata (a ``.npy`` header, Zarr or Parquet metadata), not values."""
@@ -209,11 +213,13 @@ class ParquetColumn:
         return values.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False).reshape(-1, self.shape[1])
 
 
-def read_column(path: str | os.PathLike, what: str, column: str | None = None) -> np.ndarray:
+def read_column(
+    path: str | os.PathLike, what: str, column: str | None = None, *, names: Sequence[str] = LABEL_COLUMNS
+) -> np.ndarray:
     """A 1-D array from a ``.npy`` file, or from a Parquet file's ``column``.
 
-    Without ``column`` a Parquet file's only column is taken, or the one named as in
-    ``LABEL_COLUMNS``. InputError when missing, null, or not one column.
+    Without ``column`` a Parquet file's only column is taken, or the one with a name in ``names``
+    (case-insensitive). InputError when missing, null, or not one column.
     """
     path = Path(path)
     if path.suffix.lower() != ".parquet":
@@ -222,16 +228,17 @@ def read_column(path: str | os.PathLike, what: str, column: str | None = None) -
         return load_npy(path, what)
     if not path.is_file():
         raise InputError(f"{what} '{path}' not found")
-    names = _parquet_file(path, what).schema_arrow.names
+    columns = _parquet_file(path, what).schema_arrow.names
     if column is None:
-        found = [name for name in names if name.lower() in LABEL_COLUMNS]
-        if len(names) != 1 and len(found) != 1:
+        found = [name for name in columns if name.lower() in names]
+        if len(columns) != 1 and len(found) != 1:
             raise InputError(
-                f"{what} '{path}' has columns {', '.join(names)}; name the one to use (--labels-column NAME)"
+                f"{what} '{path}' has columns {', '.join(columns)}; keep one column, or name it "
+                f"{' or '.join(names)} (labels: --labels-column NAME)"
             )
-        column = names[0] if len(names) == 1 else found[0]
-    if column not in names:
-        raise InputError(f"{what} '{path}' has no column '{column}' (it has {', '.join(names)})")
+        column = columns[0] if len(columns) == 1 else found[0]
+    if column not in columns:
+        raise InputError(f"{what} '{path}' has no column '{column}' (it has {', '.join(columns)})")
     values = _parquet_file(path, what).read(columns=[column]).column(0)
     if values.null_count:
         raise InputError(f"{what} '{path}' column '{column}' has null rows")

@@ -145,6 +145,8 @@ def accumulate_members(
         for rows in shard_slices(num_samples, num_classes):
             _add_members(stats, [member[rows] for member in members], group, rows, from_logits)
         del members  # unmap before the next group
+        for source in group:
+            source.close()
         done.extend(source.key for source in group)
         stats.metadata["members"] = done
         if state_path is not None and time.monotonic() - last_save >= STATE_SAVE_INTERVAL_S:
@@ -233,6 +235,8 @@ def accumulate_mapped(
         else:  # the statistics on disk are unchanged: only their scores are new
             store.metadata["shards"][str(s)] = {"members": held, "scored": scored_as}
             store.save_metadata()
+    for source in sources:
+        source.close()
     return store, scores_path
 
 
@@ -369,7 +373,7 @@ def score_files(
         raise InputError("--function error_count needs --labels y.npy (the pool's classes)")
     exclude = np.zeros(num_samples, dtype=bool)
     if exclude_path is not None:
-        indices = read_column(exclude_path, "exclude file")
+        indices = read_column(exclude_path, "exclude file", names=("index",))
         try:
             exclude = exclusion_mask(indices, num_samples)
         except ValueError as error:

@@ -48,8 +48,10 @@ class PoolScoringCallback(Callback):
 
     Examples
     --------
-    >>> callback = PoolScoringCallback(IndexedDataset(pool), range(10, 15), "pool_stats.npz")  # doctest: +SKIP
-    >>> Trainer(max_epochs=15, callbacks=[callback]).fit(module, train_loader)  # doctest: +SKIP
+    Epochs 10 to 14 of 15 (counted from 0) as members, saved in ``pool_stats.npz``::
+
+        callback = PoolScoringCallback(IndexedDataset(pool), range(10, 15), "pool_stats.npz")
+        Trainer(max_epochs=15, callbacks=[callback]).fit(module, train_loader)
     """
 
     def __init__(

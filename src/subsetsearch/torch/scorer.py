@@ -104,10 +104,16 @@ class PoolScorer:
 
     Examples
     --------
-    >>> scorer = PoolScorer(IndexedDataset(pool), epochs=range(130, 151), stats="pool_stats.npz")  # doctest: +SKIP
-    >>> for epoch in range(1, 151):  # doctest: +SKIP
-    ...     train_one_epoch(model, loader, optimizer)
-    ...     scorer.on_epoch_end(model, epoch)
+    In a training loop, ``scorer.on_epoch_end(model, epoch)`` after each epoch's training:
+
+    >>> from torch.utils.data import TensorDataset
+    >>> pool = IndexedDataset(TensorDataset(torch.rand(6, 3)))  # items (x, index)
+    >>> model = torch.nn.Linear(3, 2)
+    >>> scorer = PoolScorer(pool, epochs=[2, 3], stats=EnsembleStats(6, 2))
+    >>> [scorer.on_epoch_end(model, epoch) for epoch in (1, 2, 3, 3)]
+    [False, True, True, False]
+    >>> scorer.held, scorer.stats.member_counts.tolist()
+    ([('0', 2), ('0', 3)], [2, 2, 2, 2, 2, 2])
     """
 
     def __init__(
