@@ -84,6 +84,8 @@ def test_a_directory_of_member_files(pool):
     result = score([folder / "ckpts"], folder, function="mutual_information")
     assert result.num_members == M
     np.testing.assert_array_equal(result.scores, expected.scores)
+    with pytest.raises(InputError, match=r"epoch_1\.npz' is given twice; each member may be counted once"):
+        score([folder / "ckpts", folder / "ckpts" / "epoch_1.npz"], folder)
     (folder / "empty").mkdir()
     with pytest.raises(InputError, match="holds no member file"):
         score([folder / "empty"], folder)

@@ -82,7 +82,19 @@ class MemberSource:
 
 
 def member_sources(paths: Sequence[str | os.PathLike]) -> list[MemberSource]:
-    """Every member the given paths hold, in order; InputError for a path that holds none."""
+    """Every member the given paths hold, in order; InputError for a path that holds none, or a
+    member given twice (say, a directory and a file in it)."""
+    sources = _expand(paths)
+    seen: dict[tuple[Path, str | None], MemberSource] = {}
+    for source in sources:
+        identity = (source.path.resolve(), source.name)
+        if identity in seen:
+            raise InputError(f"{source.label} is given twice; each member may be counted once")
+        seen[identity] = source
+    return sources
+
+
+def _expand(paths: Sequence[str | os.PathLike]) -> list[MemberSource]:
     sources: list[MemberSource] = []
     for raw in paths:
         path = Path(raw)
@@ -106,7 +118,7 @@ def member_sources(paths: Sequence[str | os.PathLike]) -> list[MemberSource]:
                     f"directory '{path}' holds no member file ({', '.join(MEMBER_SUFFIXES)}); "
                     "write one [N, C] array per checkpoint there"
                 )
-            sources += member_sources(inside)
+            sources += _expand(inside)
         else:
             sources.append(MemberSource(path))
     return sources
