@@ -85,12 +85,12 @@ def member_sources(paths: Sequence[str | os.PathLike]) -> list[MemberSource]:
     """Every member the given paths hold, in order; InputError for a path that holds none, or a
     member given twice (say, a directory and a file in it)."""
     sources = _expand(paths)
-    seen: dict[tuple[Path, str | None], MemberSource] = {}
+    seen: set[tuple[Path, str | None]] = set()
     for source in sources:
         identity = (source.path.resolve(), source.name)
         if identity in seen:
             raise InputError(f"{source.label} is given twice; each member may be counted once")
-        seen[identity] = source
+        seen.add(identity)
     return sources
 
 
@@ -240,7 +240,8 @@ def read_column(
         return load_npy(path, what)
     if not path.is_file():
         raise InputError(f"{what} '{path}' not found")
-    columns = _parquet_file(path, what).schema_arrow.names
+    parquet = _parquet_file(path, what)
+    columns = parquet.schema_arrow.names
     if column is None:
         found = [name for name in columns if name.lower() in names]
         if len(columns) != 1 and len(found) != 1:
@@ -251,7 +252,7 @@ def read_column(
         column = columns[0] if len(columns) == 1 else found[0]
     if column not in columns:
         raise InputError(f"{what} '{path}' has no column '{column}' (it has {', '.join(columns)})")
-    values = _parquet_file(path, what).read(columns=[column]).column(0)
+    values = parquet.read(columns=[column]).column(0)
     if values.null_count:
         raise InputError(f"{what} '{path}' column '{column}' has null rows")
     try:
