@@ -27,10 +27,14 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from summary_stats import mean_sd, paired, text
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.pipeline.config import parse_config
@@ -116,15 +120,15 @@ def plot(payload: dict, path: Path) -> None:
         keys = sorted(size for m, size in groups if m == method)
         sizes = [100 * size / pool for size in keys]
         wmap = [100 * np.array([r["wMAP"] for r in groups[method, size]]) for size in keys]
-        ax.errorbar(sizes, [w.mean() for w in wmap], yerr=[w.std() for w in wmap], marker=marker, color=colour,
-                    capsize=3, label=method)  # fmt: skip
+        sd = [w.std(ddof=1) if len(w) > 1 else 0.0 for w in wmap]
+        ax.errorbar(sizes, [w.mean() for w in wmap], yerr=sd, marker=marker, color=colour, capsize=3, label=method)
         if method != "random":
             unique = [100 * np.mean([r["unique_images"] for r in groups[method, size]]) / pool for size in keys]
             bx.plot(sizes, unique, marker=marker, color=colour, label=method)
     full = [r["wMAP"] for (m, _), rows in groups.items() if m == "full" for r in rows]
     if full:
         ax.axhline(100 * np.mean(full), color="black", ls="--", label="full set")
-    ax.set_title(f"Detector trained on the subset ({len(seeds_of(payload))} seeds, mean ± std)")
+    ax.set_title(f"Detector trained on the subset (mean ± sample sd, n={len(seeds_of(payload))} seeds)")
     ax.set_xlabel("subset size (% of the pool, counting repeats)")
     ax.set_ylabel("test wMAP (%)")
     ax.legend(fontsize=8)
@@ -147,7 +151,9 @@ def main() -> None:
     args = parser.parse_args()
     results = RESULTS.with_name("detection_subsets_quick.json") if args.quick else RESULTS
     if args.replot:
-        plot(json.loads(results.read_text()), results.with_suffix(".png"))
+        payload = json.loads(results.read_text())
+        plot(payload, results.with_suffix(".png"))
+        print(table(payload))
         return
     data = ROOT / ".data" / ("detection_subsets_quick" if args.quick else "detection_subsets") / f"seed{args.seed}"
     started = time.perf_counter()
@@ -177,13 +183,27 @@ def main() -> None:
     with atomic_path(results) as tmp:
         tmp.write_text(json.dumps(payload, indent=1) + "\n")
     plot(payload, results.with_suffix(".png"))
-    print(f"{'method':<18}{'size':>7}{'unique':>9}{'wMAP':>14}{'mAP':>14}  ({len(seeds_of(payload))} seeds)")
-    for (method, size), rows in sorted(grouped(payload).items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    print(table(payload))
+
+
+def table(payload: dict) -> str:
+    """Means ± sample sd (n seeds) per method and size, then paired differences (by seed) of wMAP."""
+    lines = [f"{'method':<18}{'size':>7}{'unique':>9}{'wMAP':>22}{'mAP':>22}"]
+    groups = grouped(payload)
+    for (method, size), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         cells = [f"{np.mean([r['unique_images'] for r in rows]):>9.0f}"]
         for key in ("wMAP", "mAP"):
-            values = 100 * np.array([r[key] for r in rows])
-            cells.append(f"{values.mean():>8.2f} ± {values.std():.2f}")
-        print(f"{method:<18}{size:>7}" + "".join(cells))
+            cells.append(f"{text(mean_sd([r[key] for r in rows]), 100):>22}")
+        lines.append(f"{method:<18}{size:>7}" + "".join(cells))
+    lines.append("wMAP differences paired by seed, points (mean [95% interval], n):")
+    for a, b in (("auto_duplication", "build_up"), ("auto_duplication", "random"), ("build_up", "random")):
+        for size in sorted({size for method, size in groups if method == a}):
+            if (b, size) not in groups:
+                continue
+            d = paired(*({r["seed"]: r["wMAP"] for r in groups[m, size]} for m in (a, b)))
+            interval = f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d["ci95"] else ""
+            lines.append(f"  {a} - {b} at {size}: {100 * d['mean']:+.2f}{interval} (n={d['n']})")
+    return "\n".join(lines)
 
 
 def seeds_of(payload: dict) -> list[int]:

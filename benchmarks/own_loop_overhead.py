@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset  # noqa: E402
 
-from subsetsearch.pipeline.score import score_files  # noqa: E402
+from subsetsearch.pipeline.score import ScoreRequest, score_files  # noqa: E402
 from subsetsearch.stats import EnsembleStats  # noqa: E402
 from subsetsearch.torch import IndexedDataset, PoolScorer  # noqa: E402
 from subsetsearch.train.data import load_fashion_mnist  # noqa: E402
@@ -90,14 +90,15 @@ def afterwards(folder: Path, x, y, epochs: list[int]) -> tuple[float, EnsembleSt
             logits = torch.cat([model(batch[0]) for batch in pool_loader(x, y)])
         files.append(folder / f"epoch_{epoch}.npy")
         np.save(files[-1], logits.float().numpy())
-    score_files(
-        files,
+    request = ScoreRequest(
+        members=files,
         function="mutual_information",
         budget="0.5",
-        from_logits=True,
+        logits=True,
         out=folder / "subset.parquet",
-        state_path=folder / "after.npz",
+        state=folder / "after.npz",
     )
+    score_files(request)
     return time.perf_counter() - start, EnsembleStats.load(folder / "after.npz")
 
 
@@ -140,10 +141,7 @@ def measure(epochs: int, scored: list[int]) -> dict:
             "prediction_bytes": sum((folder / f"epoch_{e}.npy").stat().st_size for e in scored),
         }
         scorer_stats = EnsembleStats.load(folder / "pool_stats.npz")
-        identical = all(
-            np.array_equal(getattr(scorer_stats, name), getattr(after_stats, name))
-            for name in ("_sum_fixed", "_entropy_fixed", "_votes", "_counts")
-        )
+        identical = scorer_stats.equals(after_stats)
     loaders = pool_pass_seconds(x, y)
     plain_s = sum(plain)
     scorer_s = sum(with_scorer)

@@ -247,8 +247,9 @@ def part_b(quick: bool) -> dict:
     import ray
 
     from subsetsearch.executors import LocalExecutor, ScoreTask, make_executor, score_shards
+    from subsetsearch.pipeline.classify import ClassificationSearch
     from subsetsearch.pipeline.config import parse_config
-    from subsetsearch.pipeline.run import Search, SearchWorkload
+    from subsetsearch.pipeline.search import SearchWorkload
     from subsetsearch.stats import EnsembleStats
 
     pool = 12_000 if quick else None
@@ -263,8 +264,8 @@ def part_b(quick: bool) -> dict:
         }
     )
     run_dir = DATA / ("checkpoints_quick" if quick else "checkpoints")
-    search = Search(config, run_dir)
-    search._prepare()
+    search = ClassificationSearch(config, run_dir)
+    search.info = search.prepare()
     search.claim_run_dir()
     n = len(search.pool)
     rows = np.arange(n)
@@ -274,14 +275,16 @@ def part_b(quick: bool) -> dict:
     print(f"(b) training 8 checkpoints on {len(train_rows)} images", file=sys.stderr, flush=True)
     with LocalExecutor() as local:
         local.train(SearchWorkload(search), [TrainTask(0, 0, train_rows)])
-    members = search._member_files(0)
+    members = search.member_files(0)
     shards = score_shards(n)
-    tasks = [ScoreTask(name, str(path), s, rows[shard]) for name, path, _ in members for s, shard in enumerate(shards)]
+    tasks = [ScoreTask(0, member.name, s, rows[shard]) for member in members for s, shard in enumerate(shards)]
     c = search.splits.num_classes
 
     def timed(executor, workload) -> tuple[float, EnsembleStats]:
+        """Every task on ``executor``, each result merged as the run's driver merges it."""
         started = time.perf_counter()
-        stats = executor.score(workload, tasks, EnsembleStats(n, c))
+        stats = EnsembleStats(n, c)
+        executor.score(workload, tasks, lambda task, result: stats.merge(result.stats, index=task.rows))
         return time.perf_counter() - started, stats
 
     results: dict = {"pool": n, "members": len(members), "tasks": len(tasks)}
@@ -292,15 +295,7 @@ def part_b(quick: bool) -> dict:
     results["local"] = {"seconds": seconds, "threads": search.config.train.threads or os.cpu_count()}
 
     def same(stats: EnsembleStats) -> bool:
-        return all(
-            np.array_equal(a, b)
-            for a, b in [
-                (stats._sum_fixed, reference._sum_fixed),
-                (stats._entropy_fixed, reference._entropy_fixed),
-                (stats.vote_counts, reference.vote_counts),
-                (stats.member_counts, reference.member_counts),
-            ]
-        )
+        return stats.equals(reference)
 
     for name, workers, cpus in (("ray_1_worker", 1, 2.0), ("ray_2_workers", 2, 1.0)):
         print(f"(b) {name}", file=sys.stderr, flush=True)

@@ -21,15 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from summary_stats import mean_sd, paired, text
+
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.pipeline.config import parse_config
 from subsetsearch.pipeline.progress import Reporter
-from subsetsearch.pipeline.run import Search, run_config
+from subsetsearch.pipeline.run import run_config, search_for
+from subsetsearch.pipeline.search import Search
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "subset_quality.json"
@@ -92,17 +97,31 @@ def records_of(metrics: dict, seed: int, function: str, pool: int) -> list[dict]
 
 
 def table(records: list[dict]) -> str:
+    """Means ± sample sd (n seeds) per method and size, then each function's gain over random and
+    its gap to the full set, paired by seed, with 95% intervals."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for r in records:
         groups.setdefault((r["method"], r["fraction"]), []).append(r)
-    lines = [f"{'method':<30}{'fraction':>9}{'seeds':>6}{'test accuracy %':>20}{'train s':>9}{'search s':>10}"]
+    lines = [f"{'method':<30}{'fraction':>9}{'test accuracy %':>24}{'train s':>9}{'search s':>10}"]
     for (method, fraction), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        acc = 100 * np.array([r["test_accuracy"] for r in rs])
         search = [r["search_seconds"] for r in rs if "search_seconds" in r]
         lines.append(
-            f"{method:<30}{fraction:>9.3f}{len(rs):>6}{acc.mean():>12.2f} ± {acc.std():<5.2f}"
+            f"{method:<30}{fraction:>9.3f}{text(mean_sd([r['test_accuracy'] for r in rs]), 100):>24}"
             f"{np.mean([r['train_seconds'] for r in rs]):>9.1f}{(np.mean(search) if search else float('nan')):>10.1f}"
         )
+    lines.append("paired by seed, points (mean [95% interval], n):")
+    full = {r["seed"]: r["test_accuracy"] for r in records if r["method"] == "full"}
+    for (method, fraction), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if not method.startswith("build_up/"):
+            continue
+        mine = {r["seed"]: r["test_accuracy"] for r in rs}
+        for name, other in (("random", groups.get(("random", fraction), [])), ("full", None)):
+            base = full if other is None else {r["seed"]: r["test_accuracy"] for r in other}
+            d = paired(mine, base)
+            if not d["n"]:
+                continue
+            interval = f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d["ci95"] else ""
+            lines.append(f"  {method} - {name} at {fraction:.3f}: {100 * d['mean']:+.2f}{interval} (n={d['n']})")
     return "\n".join(lines)
 
 
@@ -120,15 +139,16 @@ def plot(records: list[dict], path: Path) -> None:
         for f in fractions:
             acc = [100 * r["test_accuracy"] for r in records if r["method"] == method and r["fraction"] == f]
             means.append(np.mean(acc))
-            stds.append(np.std(acc))
+            stds.append(np.std(acc, ddof=1) if len(acc) > 1 else 0.0)
         x = np.array(fractions) * 100 + (offset - 1) * 0.6
         ax.errorbar(x, means, yerr=stds, marker="o", capsize=3, label=method)
     full = [100 * r["test_accuracy"] for r in records if r["method"] == "full"]
     if full:
-        ax.axhspan(np.mean(full) - np.std(full), np.mean(full) + np.std(full), color="0.85")
+        sd = np.std(full, ddof=1) if len(full) > 1 else 0.0
+        ax.axhspan(np.mean(full) - sd, np.mean(full) + sd, color="0.85")
         ax.axhline(np.mean(full), color="k", lw=1, label="full (100%)")
     ax.set_xlabel("subset size (% of the 60k pool)")
-    ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+    ax.set_ylabel("test accuracy (%), mean ± sample sd over seeds")
     ax.set_title("Fashion-MNIST, cnn_small: build_up subsets vs random")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -155,7 +175,7 @@ def main() -> None:
         for function in FUNCTIONS:
             config = parse_config(search_config(seed, function, args.quick), "benchmark")
             if function != FUNCTIONS[0]:
-                share_first_step(work / f"{FUNCTIONS[0]}-seed{seed}", Search(config, work / config.name))
+                share_first_step(work / f"{FUNCTIONS[0]}-seed{seed}", search_for(config, work / config.name))
             with Reporter() as reporter:
                 result = run_config(config, work / config.name, reporter)
             metrics = json.loads((result.run_dir / "metrics.json").read_text())

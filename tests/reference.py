@@ -1,7 +1,7 @@
 """Independent references for tests: the four functions computed directly on a stacked [M, N, C]
 array, and files written from their format's spec.
 
-This is the textbook formulation (DESIGN.md's equations, float64 throughout),
+This is the textbook formulation (the equations of docs/architecture.md, float64 throughout),
 written without anything from subsetsearch, so tests compare against it.
 """
 

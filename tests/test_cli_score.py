@@ -190,7 +190,7 @@ def test_bad_member_files(pool, capsys, case):
         (["-f", "entropy", "-b", "0"], "must be positive"),
         (["-f", "entropy", "-b", "-3"], "must be positive"),
         (["-f", "entropy", "-b", "-0.5"], "must be positive"),
-        (["-f", "entropy", "-b", "121"], "larger than the pool of 120"),
+        (["-f", "entropy", "-b", "121"], r"--budget 121 exceeds the pool \(120 samples\)"),
         (["-f", "entropy", "-b", "1.5"], "above 1"),
         (["-f", "entropy", "-b", "lots"], "not a number"),
         (["-f", "entropy", "-b", "0.001"], "selects no sample"),

@@ -32,6 +32,7 @@ OWN_LOOP = Path(__file__).resolve().parents[1] / "examples" / "own_training_loop
 
 def test_the_own_training_loop_example_scores_in_the_loop_and_resumes(tmp_path, monkeypatch, capsys):
     from subsetsearch import EnsembleStats
+    from subsetsearch.internal.ledger import Ledger
 
     spec = importlib.util.spec_from_file_location("own_training_loop", OWN_LOOP)
     example = importlib.util.module_from_spec(spec)
@@ -39,8 +40,8 @@ def test_the_own_training_loop_example_scores_in_the_loop_and_resumes(tmp_path, 
     monkeypatch.setattr(example, "TRIALS", 1)
     results = example.main(tmp_path)
     stats = EnsembleStats.load(tmp_path / "pool_stats.npz")
-    held = [(run, epoch) for run, epoch in stats.metadata["epochs"]]
-    assert held == [(f"seed{s}", e) for s in range(example.RUNS) for e in example.SCORED]
+    held = Ledger.of(stats.metadata).members
+    assert held == [f"seed{s}/epoch_{e}" for s in range(example.RUNS) for e in example.SCORED]
     assert np.all(stats.member_counts == 10)
     subset = pyarrow.parquet.read_table(tmp_path / "subset.parquet").column("index").to_numpy()
     assert subset.size == round(0.4 * 1257) == np.unique(subset).size
@@ -48,7 +49,7 @@ def test_the_own_training_loop_example_scores_in_the_loop_and_resumes(tmp_path, 
     # run again: every member is held already, so none is added and the subset is the same
     monkeypatch.setattr(example, "RUNS", 1)
     example.main(tmp_path)
-    assert EnsembleStats.load(tmp_path / "pool_stats.npz").metadata["epochs"] == stats.metadata["epochs"]
+    assert Ledger.of(EnsembleStats.load(tmp_path / "pool_stats.npz").metadata).members == held
     again = pyarrow.parquet.read_table(tmp_path / "subset.parquet").column("index").to_numpy()
     np.testing.assert_array_equal(again, subset)
     assert "test accuracy" in capsys.readouterr().out

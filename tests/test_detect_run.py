@@ -18,9 +18,9 @@ import torch
 import yaml
 from reference import direct_heatmaps
 
+from subsetsearch.internal.budgets import budget_counts
 from subsetsearch.pipeline.config import parse_config
-from subsetsearch.pipeline.detect import DetectionSearch
-from subsetsearch.pipeline.run import budget_counts
+from subsetsearch.pipeline.detect import SCORE_CHUNK, DetectionSearch
 from subsetsearch.train import detector, trainer
 from subsetsearch.train.data import FASHION_MNIST_DIR
 
@@ -32,7 +32,7 @@ BASE = {
     "seed": 3,
     "detection": {"images": 240, "test_images": 60},
     "model": {"width": 8},
-    "train": {"epochs": 3, "batch_size": 32, "lr": 0.02, "threads": 1},
+    "train": {"epochs": 3, "batch_size": 32, "lr": 0.02, "threads": 1, "precision": "fp32"},
     "ensemble": {"kind": "checkpoints", "start": 2, "stop": 3},
     "search": {"scheme": "auto_duplication", "budgets": [0.2, 0.4, 0.6]},
 }
@@ -50,21 +50,28 @@ def _table(path: Path) -> dict[str, np.ndarray]:
     return {name: table[name].to_numpy() for name in table.column_names}
 
 
-def _reference_scores(search: DetectionSearch, iteration: int) -> np.ndarray:
-    """Per-location scores of every pool image from the stored checkpoints, by the direct formulas."""
+def _reference_scores(search: DetectionSearch, iteration: int, rows: np.ndarray) -> np.ndarray:
+    """Image scores of pool ``rows`` (the rows the step scored, in its order) from the stored
+    checkpoints, by the direct per-location formulas (float64). The maps are computed in the run's
+    own precision (``Network.forward``: bf16 autocast where the run used it) and on the same
+    batches as the run's scoring (chunks of SCORE_CHUNK of the scored rows), so both sides see the
+    same probabilities and only the scoring arithmetic differs."""
     maps = []
-    for _, path, _ in search._member_files(iteration):
+    for member in search.member_files(iteration):
         net = search.acq_net.build(0)
-        trainer.load_weights(net, path)
+        trainer.load_weights(net, member.path)
         net.eval()
+        parts = []
         with torch.inference_mode():
-            out = net(search.acq_net.inputs(search.pool, search.pool.x))
-        maps.append(torch.sigmoid(out[:, :5]).numpy())
+            for start in range(0, len(rows), SCORE_CHUNK):
+                x = search.pool.x[torch.from_numpy(rows[start : start + SCORE_CHUNK])]
+                parts.append(torch.sigmoid(search.acq_net.forward(net, search.pool, x)[:, :5]).numpy())
+        maps.append(np.concatenate(parts))
     function = search.config.search.function
     gt = None
     if function == "error_count":
-        images = search.images
-        gt = detector.centre_maps(images.boxes, images.labels, images.image_index, len(images), 5, 64)
+        part = search.images.take(rows)
+        gt = detector.centre_maps(part.boxes, part.labels, part.image_index, len(rows), 5, 64)
     heat = direct_heatmaps(np.stack(maps), function, gt)
     return heat.reshape(len(heat), -1).max(axis=1)
 
@@ -90,7 +97,8 @@ def test_auto_duplication_takes_the_top_scores_of_the_whole_pool(auto_run):
         assert np.all((after - before)[chosen] == 1)  # each step picks distinct images
         with np.load(search.run_dir / f"iter_{i:02d}" / "scores.npz") as saved:
             scores = saved["scores"]
-        np.testing.assert_allclose(scores, _reference_scores(search, i), atol=1e-5)
+        # fixed-point sums and float32 logs against float64: under 1e-6 nats (tests/test_stats.py)
+        np.testing.assert_allclose(scores, _reference_scores(search, i, np.arange(n)), atol=1e-6)
         k = counts[i] - counts[i - 1]
         assert len(chosen) == k
         # the top k over the whole pool, chosen images included (ties at the boundary: either side)
@@ -144,10 +152,16 @@ def test_figures_and_duplication_table(auto_run):
     np.testing.assert_allclose(heat.reshape(len(index), -1).max(axis=1), scores[index], atol=1e-5)
 
 
-def test_build_up_with_error_count_scores_only_the_unselected(tmp_path):
-    config = parse_config(_config(search={"scheme": "build_up", "function": "error_count", "budgets": [0.2, 0.4]}))
+@pytest.mark.parametrize(("function", "precision"), [("error_count", "fp32"), ("mutual_information", "bf16")])
+def test_build_up_scores_only_the_unselected(tmp_path, function, precision):
+    """bf16 is forced on every CPU (emulated where it has no bf16 instructions): the run trains and
+    scores in bf16, and the reference computes its maps in the run's precision."""
+    changes = {"search": {"scheme": "build_up", "function": function, "budgets": [0.2, 0.4]}}
+    config = parse_config(_config(**changes, train={**BASE["train"], "precision": precision}))
     search = DetectionSearch(config, tmp_path / "run")
     search.run()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["precision"] == {"acquisition": precision, "subset_model": precision}
     start = _table(tmp_path / "run" / "iter_00" / "subset.parquet")["index"]
     table = _table(tmp_path / "run" / "iter_01" / "subset.parquet")
     assert np.all(table["multiplicity"] == 1) and len(set(table["index"].tolist())) == len(table["index"])
@@ -155,9 +169,13 @@ def test_build_up_with_error_count_scores_only_the_unselected(tmp_path):
         scores = saved["scores"]
     assert np.all(np.isnan(scores[start]))  # chosen images are not scored
     unselected = np.setdiff1d(np.arange(240), start)
-    np.testing.assert_allclose(scores[unselected], _reference_scores(search, 1)[unselected], atol=1e-6)
+    reference = _reference_scores(search, 1, unselected)
+    np.testing.assert_allclose(scores[unselected], reference, atol=1e-6)
     added = table["index"][table["iteration"] == 1]
     assert scores[added].min() >= scores[np.setdiff1d(unselected, added)].max()  # the top of the unselected
+    by_row = dict(zip(unselected.tolist(), reference, strict=True))
+    rest = [by_row[r] for r in np.setdiff1d(unselected, added)]
+    assert min(by_row[r] for r in added) >= max(rest) - 1e-6  # by the reference too, either side of a near-tie
 
 
 def _cli(config_path: Path, run_dir: Path) -> subprocess.Popen:
@@ -273,3 +291,21 @@ def test_report_of_a_partial_detection_run_reads_the_detectors_it_has(auto_run, 
     page = result.html.read_text()
     row = page.split("<tr><td>full</td>")[1].split("</tr>")[0]
     assert f"<td>wMAP</td><td>{100 * finished['wMAP_mean']:.2f}</td>" in row
+
+
+def test_report_of_a_copied_detection_run_without_the_data_is_the_same(auto_run, tmp_path):
+    """The heatmap figures come from the run directory alone (the images and boxes they show are in
+    heatmaps.npz): a copy reported where Fashion-MNIST and PyTorch cannot be loaded is the same."""
+    import shutil
+
+    from report_helpers import report_elsewhere
+
+    from subsetsearch.pipeline.report import build_report
+
+    search, _ = auto_run
+    here = tmp_path / "here" / "run"
+    shutil.copytree(search.run_dir, here, ignore=shutil.ignore_patterns("report"))
+    page = build_report(here).html.read_text()
+    there = report_elsewhere(search.run_dir, tmp_path / "there" / "run")
+    assert there.replace(str(tmp_path / "there"), str(tmp_path / "here")) == page
+    assert "heatmaps_iter_01" in page and "heatmaps_iter_02" in page

@@ -90,7 +90,7 @@ def test_streaming_equals_batch(m, n, chunk, fn, seed):
     )
     scores = np.full(n, np.nan)
     heat = np.full(batch_heat.shape, np.nan)
-    for rows, image_scores, heatmaps in stream_image_scores(chunks, fn, n):
+    for rows, image_scores, heatmaps in stream_image_scores(chunks, fn, num_images=n):
         scores[rows] = image_scores
         heat[rows] = heatmaps
     np.testing.assert_array_equal(scores, batch_scores)
@@ -116,7 +116,7 @@ def test_streaming_holds_one_member_at_a_time():
             yield np.full((2, 1, 2, 2), 0.25 * (j + 1))
             alive.remove(j)
 
-    results = list(stream_image_scores([(np.arange(2), members(), None)], "entropy", 2))
+    results = list(stream_image_scores([(np.arange(2), members(), None)], "entropy", num_images=2))
     assert len(results) == 1 and not alive and max(peak) == 1 and len(peak) == 3
     assert results[0][1].tolist() == pytest.approx([np.log(2)] * 2)  # the mean map is 0.5 everywhere
 
@@ -153,7 +153,11 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="no member has been added"):
         stats.scores("entropy")
     with pytest.raises(ValueError, match=r"chunk index must be a 1-D array of images in \[0, 2\)"):
-        list(stream_image_scores([(np.array([5]), [np.full((1, 1, 2, 2), 0.5)], None)], "entropy", 2))
+        list(stream_image_scores([(np.array([5]), [np.full((1, 1, 2, 2), 0.5)], None)], "entropy", num_images=2))
+    with pytest.raises(TypeError):  # options are keyword-only
+        acquire_maps(maps, "error_count", np.zeros((1, 1, 2, 2), bool))
+    with pytest.raises(TypeError):
+        list(stream_image_scores([], "entropy", 2))
 
 
 def test_core_imports_no_torch():

@@ -113,7 +113,7 @@ def test_sampler_honours_multiplicities(tmp_path):
         seen.extend(index.tolist())
         return net(network.inputs(data, data.x[index])).float().mean()
 
-    trainer.train_run(tmp_path / "run", network, data, rows, seed=0, batch_loss=loss)
+    trainer.train_run(trainer.TrainSpec(tmp_path / "run", rows, seed=0), network, data, batch_loss=loss)
     assert np.bincount(seen, minlength=5).tolist() == [6, 2, 4, 0, 2]  # two epochs
 
 

@@ -15,10 +15,13 @@ import numpy as np
 import pytest
 from test_run import _config, _member_probs
 
-from subsetsearch.executors import ExecutorError, LocalExecutor, ScoreTask, ShardScore, TrainTask, make_executor
+from subsetsearch.executors import ExecutorError, LocalExecutor, ScoreTask, TrainTask, make_executor
 from subsetsearch.executors import base as executor_base
 from subsetsearch.internal.files import InputError
-from subsetsearch.pipeline.run import Search, SearchWorkload
+from subsetsearch.internal.ledger import Ledger
+from subsetsearch.pipeline.classify import ClassificationSearch as Search
+from subsetsearch.pipeline.classify import ShardScore
+from subsetsearch.pipeline.search import SearchWorkload
 from subsetsearch.stats import EnsembleStats
 
 ray = pytest.importorskip("ray")
@@ -46,13 +49,20 @@ def local_ray():
     ray.shutdown()
 
 
-def _arrays(stats: EnsembleStats) -> tuple[np.ndarray, ...]:
-    return stats._sum_fixed, stats._entropy_fixed, stats.vote_counts, stats.member_counts
-
-
 def _same_stats(a: Path, b: Path) -> bool:
-    x, y = EnsembleStats.load(a), EnsembleStats.load(b)
-    return all(np.array_equal(p, q) for p, q in zip(_arrays(x), _arrays(y), strict=True))
+    return EnsembleStats.load(a).equals(EnsembleStats.load(b))
+
+
+def _merged(search: Search, tasks: list[ScoreTask], executor, workload) -> tuple[EnsembleStats, list[str]]:
+    """The tasks' results merged into one accumulator, as the run's driver merges them."""
+    stats, seen = EnsembleStats(len(search.pool), search.splits.num_classes), []
+
+    def merge(task: ScoreTask, result: ShardScore) -> None:
+        stats.merge(result.stats, index=task.rows)
+        seen.append(task.name)
+
+    executor.score(workload, tasks, merge)
+    return stats, seen
 
 
 def test_ray_run_gives_the_local_subset_bit_for_bit(tmp_path, local_ray):
@@ -108,7 +118,7 @@ def _trained_search(tmp_path: Path) -> tuple[Search, np.ndarray]:
     """A compress run's step 0 trained locally (checkpoints on disk) and its pool rows."""
     config = _config(ensemble=ENSEMBLE, search={"scheme": "compress", "budgets": [0.3]})
     search = Search(config, tmp_path / "run")
-    search._prepare()
+    search.info = search.prepare()
     search.claim_run_dir()
     rows = np.arange(len(search.pool))
     with LocalExecutor() as executor:
@@ -119,36 +129,32 @@ def _trained_search(tmp_path: Path) -> tuple[Search, np.ndarray]:
 def _score_tasks(search: Search, rows: np.ndarray, shard_rows: int) -> list[ScoreTask]:
     shards = executor_base.score_shards(len(rows), shard_rows)
     return [
-        ScoreTask(name, str(path), s, rows[shard])
-        for name, path, _ in search._member_files(0)
-        for s, shard in enumerate(shards)
+        ScoreTask(0, member.name, s, rows[shard]) for member in search.member_files(0) for s, shard in enumerate(shards)
     ]
 
 
 def test_a_killed_worker_is_replaced_and_no_member_counted_twice(tmp_path, local_ray):
     search, rows = _trained_search(tmp_path)
     tasks = _score_tasks(search, rows, shard_rows=128)  # 6 members x 4 shards
-    n, c = len(search.pool), search.splits.num_classes
-    expected = LocalExecutor().score(SearchWorkload(search), tasks, EnsembleStats(n, c))
+    expected, _ = _merged(search, tasks, LocalExecutor(), SearchWorkload(search))
 
     victim = tasks[len(tasks) // 2].name
     marker = tmp_path / "killed"
     workload = _KillOnce(SearchWorkload(search), victim, marker)
     executor = make_executor("ray", workers=2)
-    seen = []
-    got = executor.score(workload, tasks, EnsembleStats(n, c), on_done=lambda task, _: seen.append(task.name))
+    got, seen = _merged(search, tasks, executor, workload)
     executor.close()
     assert marker.exists() and int(marker.read_text()) != os.getpid()  # a worker process died
     assert executor.retried == 1
     assert sorted(seen) == sorted(t.name for t in tasks)  # each task merged exactly once
     assert np.all(got.member_counts == 6)
-    assert all(np.array_equal(a, b) for a, b in zip(_arrays(got), _arrays(expected), strict=True))
+    assert got.equals(expected)
 
 
 def test_a_worker_killed_while_training_resumes_the_run(tmp_path, local_ray):
     config = _config(ensemble={"kind": "checkpoints", "start": 1, "stop": 3})
     search = Search(config, tmp_path / "run")
-    search._prepare()
+    search.info = search.prepare()
     search.claim_run_dir()
     rows = np.arange(len(search.pool))
     marker = tmp_path / "killed"
@@ -158,9 +164,9 @@ def test_a_worker_killed_while_training_resumes_the_run(tmp_path, local_ray):
         assert executor.retried == 1
     assert list(seconds) == ["iter_00/run_0"] and seconds["iter_00/run_0"] > 0
     fresh = Search(config, tmp_path / "again")
-    fresh._prepare()
+    fresh.info = fresh.prepare()
     fresh.claim_run_dir()
-    fresh._train_run(0, 0, rows)
+    fresh.train_member_run(TrainTask(0, 0, rows))
     for epoch in (1, 2, 3):  # the retried run's checkpoints are those of an uninterrupted run
         name = f"iter_00/members/run_0/epoch_{epoch:03d}.safetensors"
         from safetensors.numpy import load_file
@@ -180,12 +186,12 @@ class _AlwaysDies:
 def test_a_task_that_always_kills_its_worker_gives_up_with_one_message(local_ray):
     from subsetsearch.executors.ray import RayExecutor
 
-    stats = EnsembleStats(4, 2)
-    task = ScoreTask("m", "nowhere", 0, np.arange(4))
+    merged = []
+    task = ScoreTask(0, "m", 0, np.arange(4))
     with RayExecutor(workers=1, max_retries=1) as executor, pytest.raises(ExecutorError) as error:
-        executor.score(_AlwaysDies(), [task], stats)
-    assert "task m#0 failed 2 times" in str(error.value) and "\n" not in str(error.value)
-    assert np.all(stats.member_counts == 0)
+        executor.score(_AlwaysDies(), [task], lambda task, result: merged.append(task))
+    assert "task iter_00/m shard 0 failed 2 times" in str(error.value) and "\n" not in str(error.value)
+    assert merged == []
 
 
 class _Raises:
@@ -196,16 +202,20 @@ class _Raises:
         raise InputError("member file 'm' is broken; replace it")
 
 
+def _ignore(task, result) -> None:
+    pass
+
+
 def test_a_worker_the_cluster_cannot_place_is_one_line(local_ray):
-    task = ScoreTask("m", "x", 0, np.arange(3))
+    task = ScoreTask(0, "m", 0, np.arange(3))
     with make_executor("ray", gpus_per_worker=1) as executor, pytest.raises(ExecutorError) as error:
-        executor.score(_Raises(), [task], EnsembleStats(3, 2))
+        executor.score(_Raises(), [task], _ignore)
     assert str(error.value) == "a worker asks for 1 GPUs but the Ray cluster has 0; lower executor.gpus_per_worker"
 
 
 def test_a_task_error_comes_back_as_itself(local_ray):
     with make_executor("ray", workers=1) as executor, pytest.raises(InputError, match="is broken; replace it"):
-        executor.score(_Raises(), [ScoreTask("m", "x", 0, np.arange(3))], EnsembleStats(3, 2))
+        executor.score(_Raises(), [ScoreTask(0, "m", 0, np.arange(3))], _ignore)
 
 
 def test_local_executor_runs_each_task_once_in_order():
@@ -235,7 +245,7 @@ def test_shards_cover_the_rows_once_in_whole_inference_batches():
 
 def test_a_run_killed_while_scoring_resumes_from_its_last_member_shard_pair(tmp_path, monkeypatch):
     """Scoring is stopped after 7 of 18 (member, shard) pairs; the rerun adds only the other 11."""
-    monkeypatch.setattr("subsetsearch.pipeline.run.score_shards", lambda n: executor_base.score_shards(n, 256))
+    monkeypatch.setattr("subsetsearch.pipeline.classify.score_shards", lambda n: executor_base.score_shards(n, 256))
     config = _config(ensemble=ENSEMBLE, search={"scheme": "compress", "budgets": [0.3]})
     Search(config, tmp_path / "whole").run()
 
@@ -245,23 +255,23 @@ def test_a_run_killed_while_scoring_resumes_from_its_last_member_shard_pair(tmp_
     class Stop(Exception):
         pass
 
-    def stopping_score(self, workload, tasks, stats, on_done=None):
+    def stopping_score(self, workload, tasks, on_done):
         def counted(task, result):
             on_done(task, result)
             merged.append(task.name)
             if len(merged) == 7 and stop_after_seven:
                 raise Stop
 
-        return real_score(self, workload, tasks, stats, counted)
+        return real_score(self, workload, tasks, counted)
 
     monkeypatch.setattr(LocalExecutor, "score", stopping_score)
     stop_after_seven = True
     with pytest.raises(Stop):
         Search(config, tmp_path / "cut").run()
-    saved = EnsembleStats.load(tmp_path / "cut" / "iter_00" / "stats.npz")
-    assert len(saved.metadata["members"]) * 3 + len(saved.metadata["units"]) == 7  # 600 rows: 3 shards a member
-    assert saved.metadata["members"] == ["run_0/epoch_001", "run_0/epoch_002"]
-    assert saved.metadata["units"] == ["run_0/epoch_003#0"]
+    ledger = Ledger.of(EnsembleStats.load(tmp_path / "cut" / "iter_00" / "stats.npz").metadata)
+    assert ledger.units(3) == 7  # 600 rows: 3 shards a member
+    assert ledger.members == ["run_0/epoch_001", "run_0/epoch_002"]
+    assert ledger.pairs == {("run_0/epoch_003", 0)}
 
     merged.clear()
     stop_after_seven = False
@@ -285,7 +295,7 @@ def test_ray_missing_is_one_line(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(ExecutorError, match=r"pip install 'subsetsearch\[ray\]'"):
-        RayExecutor().score(_Raises(), [ScoreTask("m", "x", 0, np.arange(3))], EnsembleStats(3, 2))
+        RayExecutor().score(_Raises(), [ScoreTask(0, "m", 0, np.arange(3))], _ignore)
 
 
 @pytest.mark.parametrize(

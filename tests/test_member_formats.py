@@ -16,6 +16,7 @@ import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import direct_scores
+from scoring import score_files
 
 import subsetsearch.internal.members as members_module
 import subsetsearch.pipeline.score as score_module
@@ -40,8 +41,8 @@ def pool(tmp_path):
 
 
 def score(paths, folder, **options):
-    common = {"function": "error_count", "budget": "60", "labels_path": folder / "y.npy"} | options
-    return score_module.score_files(paths, out=folder / "out.csv", **common)
+    common = {"function": "error_count", "budget": "60", "labels": folder / "y.npy"} | options
+    return score_files(paths, out=folder / "out.csv", **common)
 
 
 def write_parquet(path, members, *, variable=False, row_group_size=64, extra=None):
@@ -100,12 +101,12 @@ def test_parquet_with_a_column_per_member_and_labels_from_a_column(pool, variabl
     sources = member_sources([folder / "preds.parquet"])
     assert [s.name for s in sources] == [f"ckpt_{j}" for j in range(M)]
     monkeypatch.setattr(members_module, "PARQUET_BATCH_ELEMENTS", 7 * C)  # 7 rows a batch: reads cross batches
-    result = score([folder / "preds.parquet"], folder, labels_path=folder / "preds.parquet", labels_column="label")
+    result = score([folder / "preds.parquet"], folder, labels=folder / "preds.parquet", labels_column="label")
     assert result.indices.tolist() == expected.indices.tolist()
     np.testing.assert_array_equal(result.scores, expected.scores)
     # out of core, shard by shard (a reader per member streams forward through the shards)
     monkeypatch.setattr(score_module, "SHARD_ELEMENTS", 50 * C)
-    mapped = score([folder / "preds.parquet"], folder, state_path=folder / "state")
+    mapped = score([folder / "preds.parquet"], folder, state=folder / "state")
     np.testing.assert_array_equal(np.asarray(mapped.scores), expected.scores)
 
 
@@ -113,12 +114,12 @@ def test_parquet_members_resume_by_column(pool, monkeypatch):
     folder, paths, members, _ = pool
     write_parquet(folder / "a.parquet", members[:2])
     write_parquet(folder / "b.parquet", members[2:])
-    first = score([folder / "a.parquet"], folder, state_path=folder / "s.npz")
+    first = score([folder / "a.parquet"], folder, state=folder / "s.npz")
     assert first.num_members == 2
     opened = []
     original = MemberSource.open
     monkeypatch.setattr(MemberSource, "open", lambda self: opened.append(self.path.name) or original(self))
-    both = score([folder / "a.parquet", folder / "b.parquet"], folder, state_path=folder / "s.npz")
+    both = score([folder / "a.parquet", folder / "b.parquet"], folder, state=folder / "s.npz")
     assert set(opened) == {"b.parquet"}  # a.parquet's columns are held already
     np.testing.assert_array_equal(both.scores, score(paths, folder).scores)
 
@@ -225,7 +226,7 @@ def test_exclusions_from_a_subset_table(pool):
     folder, paths, _, _ = pool
     first = score(paths, folder, function="entropy", budget="100")
     pq.write_table(pa.table({"index": first.indices, "score": first.scores[first.indices]}), folder / "step1.parquet")
-    second = score(paths, folder, function="entropy", budget="50", exclude_path=folder / "step1.parquet")
+    second = score(paths, folder, function="entropy", budget="50", exclude=folder / "step1.parquet")
     ranked = [int(i) for i in np.argsort(-first.scores, kind="stable") if i not in set(first.indices.tolist())]
     assert second.pool_size == N - 100 and not set(second.indices.tolist()) & set(first.indices.tolist())
     np.testing.assert_array_equal(np.sort(second.scores[second.indices]), np.sort(first.scores[ranked[:50]]))

@@ -18,14 +18,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import direct_scores
+from scoring import score_files
 from test_run import BASE
 
+import subsetsearch.internal.ledger as ledger_module
 import subsetsearch.pipeline.score as score_module
 from subsetsearch import EnsembleStats, select
 from subsetsearch.internal.files import InputError
-from subsetsearch.internal.members import MemberSource
+from subsetsearch.internal.members import MemberSource, member_sources
+from subsetsearch.pipeline.classify import ClassificationSearch as Search
 from subsetsearch.pipeline.config import parse_config
-from subsetsearch.pipeline.run import Search
 from subsetsearch.selection import select_chunks
 from subsetsearch.stats import MappedStats
 from subsetsearch.train.data import LazyImages, load_arrays, load_digits_images
@@ -160,11 +162,9 @@ def test_state_directory_scores_shard_by_shard_like_memory(members_on_disk, monk
     folder, paths, members, labels = members_on_disk
     monkeypatch.setattr(score_module, "SHARD_ELEMENTS", 300)  # 60 rows a shard: 17 shards
     monkeypatch.setattr(score_module, "MEMBERS_PER_PASS", 4)
-    common = {"function": function, "budget": "0.3", "labels_path": folder / "y.npy", "skip_top": 0.1, "seed": 4}
-    memory = score_module.score_files(paths, out=folder / "a.csv", **common)
-    mapped = score_module.score_files(
-        paths, out=folder / "b.csv", scores_out=folder / "all.csv", state_path=folder / "state", **common
-    )
+    common = {"function": function, "budget": "0.3", "labels": folder / "y.npy", "skip_top": 0.1, "seed": 4}
+    memory = score_files(paths, out=folder / "a.csv", **common)
+    mapped = score_files(paths, out=folder / "b.csv", scores_out=folder / "all.csv", state=folder / "state", **common)
     assert mapped.indices.tolist() == memory.indices.tolist()
     reference = direct_scores(members, labels)[function]
     np.testing.assert_allclose(np.asarray(mapped.scores), reference, atol=1e-6)
@@ -172,13 +172,14 @@ def test_state_directory_scores_shard_by_shard_like_memory(members_on_disk, monk
     assert index.tolist() == list(range(1000))
     np.testing.assert_array_equal(scores, np.asarray(memory.scores))
     store = MappedStats(folder / "state")
-    assert len(store.metadata["shards"]) == 17
+    scored = store.metadata["scored"]  # the function each shard's scores came from (error_count: with its labels)
+    assert sorted(scored, key=int) == [str(s) for s in range(17)] and len(set(scored.values())) == 1
+    assert scored["0"].split("|")[0] == function
+    assert sorted(ledger_module.Ledger.of(store.metadata).members) == sorted(s.key for s in member_sources(paths))
     assert np.all(store.load().member_counts == 6)
     # another function later: scored from the stored statistics, no member's predictions read again
     monkeypatch.setattr(MemberSource, "open", lambda *args: pytest.fail("a member was read again"))
-    later = score_module.score_files(
-        paths, function="entropy", budget="10", out=folder / "c.csv", state_path=folder / "state"
-    )
+    later = score_files(paths, function="entropy", budget="10", out=folder / "c.csv", state=folder / "state")
     np.testing.assert_allclose(np.asarray(later.scores), direct_scores(members)["entropy"], atol=1e-6)
 
 
@@ -186,7 +187,7 @@ def test_a_commit_cut_short_is_finished_from_its_redo_record(members_on_disk, mo
     folder, paths, members, _ = members_on_disk
     monkeypatch.setattr(score_module, "SHARD_ELEMENTS", 2500)  # 500 rows a shard: 2 shards
     monkeypatch.setattr(score_module, "MEMBERS_PER_PASS", 2)  # 3 groups a shard
-    monkeypatch.setattr(score_module, "STATE_SAVE_INTERVAL_S", 0.0)  # commit after every group
+    monkeypatch.setattr(ledger_module, "SAVE_INTERVAL_S", 0.0)  # commit after every group
     writes = []
     real_write = MappedStats.write
 
@@ -199,12 +200,10 @@ def test_a_commit_cut_short_is_finished_from_its_redo_record(members_on_disk, mo
 
     monkeypatch.setattr(MappedStats, "write", failing_write)
     with pytest.raises(OSError, match="disk vanished"):
-        score_module.score_files(paths, function="entropy", budget="10", out=folder / "a.csv", state_path=folder / "s")
+        score_files(paths, function="entropy", budget="10", out=folder / "a.csv", state=folder / "s")
     assert (folder / "s" / "pending.npz").is_file()
     monkeypatch.setattr(MappedStats, "write", real_write)
-    result = score_module.score_files(
-        paths, function="entropy", budget="10", out=folder / "a.csv", state_path=folder / "s"
-    )
+    result = score_files(paths, function="entropy", budget="10", out=folder / "a.csv", state=folder / "s")
     assert not (folder / "s" / "pending.npz").exists()
     assert np.all(MappedStats(folder / "s").load().member_counts == 6)
     np.testing.assert_allclose(np.asarray(result.scores), direct_scores(members)["entropy"], atol=1e-6)
@@ -222,28 +221,30 @@ def test_score_killed_midway_resumes_from_its_committed_pairs(members_on_disk):
         np.save(big_paths[-1], member)
     code = (
         "import sys; import subsetsearch.pipeline.score as s; s.SHARD_ELEMENTS = 500; s.MEMBERS_PER_PASS = 2; "
-        "s.STATE_SAVE_INTERVAL_S = 0.0; from subsetsearch.cli import main; sys.exit(main(sys.argv[1:]))"
+        "import subsetsearch.internal.ledger as l; l.SAVE_INTERVAL_S = 0.0; "
+        "from subsetsearch.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     args = ["score", *map(str, big_paths), "-f", "mutual_information", "-b", "0.25", "--state", str(folder / "st")]
     cut = subprocess.Popen([sys.executable, "-c", code, *args, "-o", str(folder / "cut.csv")])
-    ledger = folder / "st" / "metadata.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    metadata = folder / "st" / "metadata.json"
+
+    def committed() -> int:
+        """(member, shard) pairs the store's ledger holds: 200 shards of 100 rows, 6 members."""
         try:
-            shards = json.loads(ledger.read_text())["metadata"]["shards"]
+            return ledger_module.Ledger.of(json.loads(metadata.read_text())["metadata"]).units(200)
         except (OSError, ValueError, KeyError):
-            shards = {}
-        if len(shards) >= 20:
-            break
+            return 0
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and committed() < 60:
         time.sleep(0.01)
     os.kill(cut.pid, signal.SIGKILL)
     cut.wait()
-    held = json.loads(ledger.read_text())["metadata"]["shards"]
-    assert 20 <= len(held) < 200 and not (folder / "cut.csv").exists()  # killed midway, nothing written
+    assert 60 <= committed() < 1200 and not (folder / "cut.csv").exists()  # killed midway, nothing written
     again = subprocess.run([sys.executable, "-c", code, *args, "-o", str(folder / "cut.csv")], check=False)
     assert again.returncode == 0
     got_index, got_scores = _read_scores(folder / "cut.csv")
-    whole = score_module.score_files(big_paths, function="mutual_information", budget="0.25", out=folder / "w.csv")
+    whole = score_files(big_paths, function="mutual_information", budget="0.25", out=folder / "w.csv")
     assert got_index.tolist() == whole.indices.tolist()
     np.testing.assert_array_equal(got_scores, whole.scores[whole.indices])
     assert np.all(MappedStats(folder / "st").load().member_counts == 6)  # no member counted twice
@@ -253,11 +254,9 @@ def test_statistics_too_large_for_memory_ask_for_a_state_directory(members_on_di
     folder, paths, _, _ = members_on_disk
     monkeypatch.setattr(score_module, "available_memory", lambda: 1000)
     with pytest.raises(InputError, match=r"need 0\.0 GB.*give --state DIR"):
-        score_module.score_files(paths, function="entropy", budget="10", out=folder / "a.csv")
+        score_files(paths, function="entropy", budget="10", out=folder / "a.csv")
     assert not (folder / "a.csv").exists()
-    result = score_module.score_files(
-        paths, function="entropy", budget="10", out=folder / "a.csv", state_path=folder / "d"
-    )
+    result = score_files(paths, function="entropy", budget="10", out=folder / "a.csv", state=folder / "d")
     assert result.indices.size == 10
 
 
@@ -268,16 +267,14 @@ def test_zarr_members_score_like_npy_members(members_on_disk):
         array = zarr.create_array(str(folder / f"m{j}.zarr"), shape=member.shape, dtype=member.dtype, chunks=(128, 5))
         array[:] = member
         stores.append(folder / f"m{j}.zarr")
-    a = score_module.score_files(paths, function="variation_ratios", budget="50", out=folder / "a.csv")
-    b = score_module.score_files(stores, function="variation_ratios", budget="50", out=folder / "b.csv")
-    c = score_module.score_files(
-        stores, function="variation_ratios", budget="50", out=folder / "c.csv", state_path=folder / "zs"
-    )
+    a = score_files(paths, function="variation_ratios", budget="50", out=folder / "a.csv")
+    b = score_files(stores, function="variation_ratios", budget="50", out=folder / "b.csv")
+    c = score_files(stores, function="variation_ratios", budget="50", out=folder / "c.csv", state=folder / "zs")
     assert a.indices.tolist() == b.indices.tolist() == c.indices.tolist()
     np.testing.assert_allclose(b.scores, direct_scores(members)["variation_ratios"], atol=1e-12)
     bad = zarr.create_array(str(folder / "bad.zarr"), shape=(1000,), dtype="f4")
     with pytest.raises(InputError, match=r"bad\.zarr' must be an \[N, C\] array"):
-        score_module.score_files([folder / "bad.zarr"], function="entropy", budget="10", out=folder / "d.csv")
+        score_files([folder / "bad.zarr"], function="entropy", budget="10", out=folder / "d.csv")
     assert bad is not None
 
 

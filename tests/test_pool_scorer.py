@@ -21,9 +21,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from subsetsearch import EnsembleStats, acquire
 from subsetsearch.cli import main
+from subsetsearch.internal.ledger import Ledger, parse_poolscorer_member
 from subsetsearch.torch import IndexedDataset, PoolScorer
-
-STATS_ARRAYS = ("_sum_fixed", "_entropy_fixed", "_votes", "_counts")
 
 
 @pytest.fixture(autouse=True)
@@ -39,8 +38,12 @@ def pool() -> IndexedDataset:
 
 
 def assert_same_stats(a: EnsembleStats, b: EnsembleStats) -> None:
-    for name in STATS_ARRAYS:
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.equals(b)
+
+
+def held(stats: EnsembleStats) -> list[list]:
+    """The (run, epoch) members a PoolScorer's statistics hold, by their ledger."""
+    return [[run, epoch] for run, epoch in map(parse_poolscorer_member, Ledger.of(stats.metadata).members)]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -85,7 +88,7 @@ def test_scorer_equals_checkpoints_scored_afterwards(tmp_path):
     assert added == [epoch in SCORED for epoch in range(1, EPOCHS + 1)]
     assert model.training  # the scorer restores the model's mode
     with_scorer = EnsembleStats.load(tmp_path / "stats.npz")
-    assert with_scorer.metadata["epochs"] == [["0", epoch] for epoch in SCORED]
+    assert held(with_scorer) == [["0", epoch] for epoch in SCORED]
 
     # the same run without the scorer, saving the chosen epochs' checkpoints instead
     model, optimizer, loader = new_training(seed=0)
@@ -123,12 +126,12 @@ def test_a_job_killed_and_restarted_adds_no_epoch_twice(tmp_path, kill, uninterr
     """SIGKILL after epoch 3's member is saved but before the job's own checkpoint (the restart trains
     epoch 3 again and must not add it again), or in the middle of epoch 3's pass over the pool."""
     assert run_job(tmp_path, kill) == -9  # SIGKILL: no cleanup ran
-    held = EnsembleStats.load(tmp_path / "stats.npz").metadata["epochs"]
+    saved = held(EnsembleStats.load(tmp_path / "stats.npz"))
     expected = [["seed0", 2], ["seed0", 3]] if kill == "after:3" else [["seed0", 2]]
-    assert held == expected
+    assert saved == expected
     assert run_job(tmp_path) == 0  # restarted: resumes from its last training checkpoint (epoch 2)
     resumed = EnsembleStats.load(tmp_path / "stats.npz")
-    assert resumed.metadata["epochs"] == [["seed0", e] for e in SCORED]
+    assert held(resumed) == [["seed0", e] for e in SCORED]
     assert np.all(resumed.member_counts == len(SCORED))
     assert_same_stats(resumed, uninterrupted)
 
@@ -148,7 +151,7 @@ def test_runs_of_several_seeds_merge(tmp_path):
                 logits.append(pool_logits(model))
                 model.train()
     together = EnsembleStats.load(tmp_path / "together.npz")
-    assert len(together.metadata["epochs"]) == 6 and np.all(together.member_counts == 6)
+    assert len(held(together)) == 6 and np.all(together.member_counts == 6)
     np.testing.assert_allclose(together.mean_probs(), np.mean([softmax(m) for m in logits], axis=0), atol=1e-6)
     common = ["-f", "mutual_information", "-b", "300", "--scores-out"]
     assert (
@@ -174,11 +177,11 @@ def test_runs_of_several_seeds_merge(tmp_path):
 def test_score_stats_refuses_a_member_counted_twice_and_other_pools(tmp_path, capsys):
     stats = EnsembleStats(4, 3)
     stats.update(np.full((4, 3), 1 / 3))
-    stats.metadata = {"epochs": [["0", 1]]}
+    stats.metadata = {"epochs": [["0", 1]]}  # as PoolScorer saved its members before the ledger: still read
     stats.save(tmp_path / "a.npz")
     out = ["-f", "entropy", "-b", "2", "-o", str(tmp_path / "s.csv")]
     assert main(["score", "--stats", str(tmp_path / "a.npz"), "--stats", str(tmp_path / "a.npz"), *out]) == 2
-    assert "both hold run '0' epoch 1; each member may be counted once" in capsys.readouterr().err
+    assert "both hold member '0/epoch_1'; each member may be counted once" in capsys.readouterr().err
     EnsembleStats(5, 3).save(tmp_path / "b.npz")
     assert main(["score", "--stats", str(tmp_path / "a.npz"), "--stats", str(tmp_path / "b.npz"), *out]) == 2
     assert "holds 5 x 3 statistics but" in capsys.readouterr().err
@@ -252,7 +255,7 @@ def test_an_in_memory_accumulator_and_a_dataloader_with_its_own_order(tmp_path):
     stats = EnsembleStats(1797, 10)
     loader = DataLoader(pool(), batch_size=100, shuffle=True, generator=torch.Generator().manual_seed(3))
     scorer = PoolScorer(loader, [4], stats)
-    assert scorer.on_epoch_end(model, 4) and stats.metadata["epochs"] == [["0", 4]]
+    assert scorer.on_epoch_end(model, 4) and scorer.held == [("0", 4)] and held(stats) == [["0", 4]]
     np.testing.assert_allclose(stats.mean_probs(), softmax(pool_logits(model)), atol=1e-6)
 
 
@@ -322,6 +325,6 @@ def test_the_lightning_callback_equals_checkpoints_scored_afterwards(tmp_path):
     (tmp_path / "after").mkdir()
     afterwards, _ = scored_afterwards(tmp_path / "after", saver.saved)
     with_callback = EnsembleStats.load(tmp_path / "lit.npz")
-    assert with_callback.metadata["epochs"] == [["0", e] for e in epochs]
+    assert held(with_callback) == [["0", e] for e in epochs]
     assert_same_stats(with_callback, afterwards)
     assert np.all(with_callback.member_counts == 3)

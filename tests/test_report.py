@@ -23,7 +23,7 @@ from subsetsearch.report.analyses import (
     selected_accuracy,
     time_to_accuracy,
 )
-from subsetsearch.report.rundir import read_run, split_variant
+from subsetsearch.rundir import Subset, read_run, split_variant
 from subsetsearch.stats import EnsembleStats
 
 # -- hand-made run directories ----------------------------------------------------------------------
@@ -169,11 +169,14 @@ def test_schemes_study_means_and_spreads_by_hand(tmp_path):
     }
     result = studies.schemes({k: [read_run(p) for p in v] for k, v in cells.items()})
     assert result.header == ["", "25.0%", "50.0%"]  # sizes 10 and 20 of a pool of 40
-    assert result.rows[0] == ["build_up", "75.00 ± 5.00", "88.00 ± 2.00"]
-    # trial r1 trained two models at 20: its value is their mean, 0.85; trials 0.80 and 0.85
-    assert result.rows[1] == ["random", "62.00 ± 2.00", "82.50 ± 2.50"]
-    assert result.rows[2] == ["full", "-", "93.00 ± 2.00"]
+    # sample sd of two trials a and b: |a - b| / sqrt(2); 0.80, 0.70 -> 7.07; 0.90, 0.86 -> 2.83
+    assert result.rows[0] == ["build_up", "75.00 ± 7.07 (n=2)", "88.00 ± 2.83 (n=2)"]
+    # trial r1 trained two models at 20: its value is their mean, 0.85; trials 0.80 and 0.85 -> sd 3.54
+    assert result.rows[1] == ["random", "62.00 ± 2.83 (n=2)", "82.50 ± 3.54 (n=2)"]
+    assert result.rows[2] == ["full", "-", "93.00 ± 2.83 (n=2)"]
     assert result.data["series"]["build_up"]["20"]["trials"] == [0.90, 0.86]
+    assert result.data["series"]["build_up"]["20"]["n"] == 2
+    assert result.data["series"]["build_up"]["20"]["sd"] == pytest.approx(0.04 / np.sqrt(2))
     figure = tmp_path / "f.png"
     result.figure(figure)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -272,11 +275,10 @@ def test_a_partial_run_reads_what_it_has(tmp_path):
 
 def test_rows_a_step_added_include_the_ones_chosen_again():
     from subsetsearch.pipeline.report import _added_rows
-    from subsetsearch.report.rundir import SubsetTable
 
     def table(index, multiplicity):
         n = len(index)
-        return SubsetTable(np.array(index), np.array(multiplicity), np.zeros(n), np.zeros(n, np.int64))
+        return Subset(np.array(index), np.array(multiplicity), np.zeros(n), np.zeros(n, np.int64))
 
     before = table([1, 2], [1, 1])
     after = table([1, 2, 5], [2, 1, 1])  # row 1 chosen again (automatic duplication), row 5 new

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from report_helpers import report_elsewhere
 
 from subsetsearch.pipeline.config import parse_config
 from subsetsearch.pipeline.report import build_report
@@ -25,7 +26,13 @@ BASE = {
     "seed": 2,
     "data": {"dataset": "digits", "limit": 600, "test_limit": 300, "validation_fraction": 0.1},
     "model": {"name": "cnn_small", "width": 4},
-    "train": {"epochs": 4, "batch_size": 64, "augment": {"crop_padding": 1, "flip": False}, "threads": 1},
+    "train": {
+        "epochs": 4,
+        "batch_size": 64,
+        "augment": {"crop_padding": 1, "flip": False},
+        "threads": 1,
+        "precision": "fp32",
+    },
     "ensemble": {"kind": "checkpoints", "start": 1, "stop": 4},
     "search": {"scheme": "build_up", "budgets": [0.2, 0.4, 0.6]},
     "compare": ["random", "full"],
@@ -75,7 +82,7 @@ def test_report_of_a_finished_run(finished_run, tmp_path):
     assert page.count('data-figure="') == len(names)
     assert 'src="data:image/png;base64,' in page and 'src="http' not in page  # self-contained
     # class balance of the final subset, checked against the subset file and the pool labels
-    from subsetsearch.pipeline.run import load_splits
+    from subsetsearch.pipeline.classify import load_splits
 
     labels = load_splits(parse_config({**BASE, "name": "r"})).pool.y
     final = pq.read_table(run_dir / "iter_02" / "subset.parquet")["index"].to_numpy()
@@ -232,7 +239,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         ({"cells": {"x": {"search": {"scheme": "bogus"}}}}, "cell 'x': search.scheme"),
         ({"cells": {"x": {"model": {"depth": 3}}}}, "cell 'x': model.depth: unknown key"),
         ({"trials": 0}, "trials: Input should be greater than 0"),
-        ({"base": {**STUDY["base"], "search": {"budgets": [0.5, 2000]}}}, "search.budgets: 2000 exceeds the pool"),
+        ({"base": {**STUDY["base"], "search": {"budgets": [0.5, 2000]}}}, "search.budgets 2000 exceeds the pool (541 samples)"),
     ],
 )
 def test_bad_study_configs_are_one_line_and_write_nothing(tmp_path, change, message):
@@ -290,3 +297,11 @@ def test_report_of_a_damaged_study_yaml_is_one_line(tmp_path):
         f"subsetsearch: error: '{tmp_path / 'study.yaml'}' is not a study config `subsetsearch study` wrote; "
         "rerun the study to rewrite it"
     ]
+
+
+def test_report_of_a_run_directory_copied_to_a_machine_without_the_data_is_the_same(finished_run, tmp_path):
+    here = build_report(_report_copy(finished_run, tmp_path / "here" / "run"))
+    page = here.html.read_text()
+    there = report_elsewhere(finished_run, tmp_path / "there" / "run")
+    assert there.replace(str(tmp_path / "there"), str(tmp_path / "here")) == page
+    assert here.missing == [] and page.count('data-figure="') == 6

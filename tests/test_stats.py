@@ -13,12 +13,13 @@ FUNCTIONS = ("entropy", "mutual_information", "variation_ratios", "error_count")
 
 
 def snapshot(stats: EnsembleStats) -> tuple:
-    return tuple(a.copy() for a in (stats._sum_fixed, stats._entropy_fixed, stats._votes, stats._counts))
+    return tuple(a.copy() for a in (stats.probability_sums, stats.entropy_sums, stats.vote_counts, stats.member_counts))
 
 
 def assert_same_state(a: EnsembleStats, b: EnsembleStats) -> None:
     for x, y in zip(snapshot(a), snapshot(b), strict=True):
         np.testing.assert_array_equal(x, y)
+    assert a.equals(b) and b.equals(a)
 
 
 def test_two_members_by_hand():
@@ -317,3 +318,72 @@ def test_update_members_adds_all_or_none(monkeypatch):
     assert error.value.member == 2
     for x, y in zip(before, snapshot(stats), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+# -- the public constructors, comparison and keyword-only options ------------------------------------
+
+
+def test_from_arrays_rebuilds_the_statistics_it_is_given():
+    rng = np.random.default_rng(11)
+    stats = EnsembleStats(20, 4)
+    for member in random_members(rng, 3, 20, 4):
+        stats.update(member)
+    again = EnsembleStats.from_arrays(*snapshot(stats), metadata={"note": 1})
+    assert again.equals(stats) and again.metadata == {"note": 1}
+    # p̄ by hand from the sums: probability_sums are multiples of 2**-30
+    np.testing.assert_array_equal(again.mean_probs(), stats.probability_sums / (3 * 2.0**30))
+    for name, bad in [
+        ("probability_sums", (np.zeros((20, 1), np.int64), *snapshot(stats)[1:])),
+        ("votes", (*snapshot(stats)[:2], np.zeros((20, 4), np.int64), snapshot(stats)[3])),
+        ("member_counts", (*snapshot(stats)[:3], np.zeros(19, np.int64))),
+    ]:
+        with pytest.raises(ValueError, match="inconsistent EnsembleStats arrays"):
+            EnsembleStats.from_arrays(*bad)
+        assert name
+
+
+@pytest.mark.parametrize("position", [0, 1, 2, 3])
+def test_equals_sees_a_change_in_any_array(position):
+    rng = np.random.default_rng(12)
+    stats = EnsembleStats(6, 3)
+    stats.update(random_members(rng, 1, 6, 3)[0])
+    arrays = list(snapshot(stats))
+    arrays[position] = arrays[position].copy()
+    arrays[position].reshape(-1)[4] += 1
+    assert not EnsembleStats.from_arrays(*arrays).equals(stats)
+    assert EnsembleStats.from_arrays(*snapshot(stats)).equals(stats)
+    assert not stats.equals("not statistics")
+
+
+def test_from_members_of_a_stacked_array_or_a_list_equals_streaming():
+    rng = np.random.default_rng(13)
+    members = random_members(rng, 20, 30, 5)  # more than one pass of 16 members
+    streamed = EnsembleStats(30, 5)
+    for member in members:
+        streamed.update(member)
+    assert EnsembleStats.from_members(members).equals(streamed)
+    assert EnsembleStats.from_members(list(members)).equals(streamed)
+    soft = random_members(rng, 3, 30, 5, np.float64, one_hot=False)
+    from_probs = EnsembleStats.from_members(soft)
+    from_logits = EnsembleStats.from_members(np.log(soft) + 7.0, from_logits=True)  # softmax(log p + k) = p
+    np.testing.assert_allclose(from_logits.mean_probs(), from_probs.mean_probs(), atol=1e-8)
+    with pytest.raises(ValueError, match=r"shape \(M, N, C\)"):
+        EnsembleStats.from_members(members[0])
+    with pytest.raises(ValueError, match="members is empty"):
+        EnsembleStats.from_members([])
+
+
+def test_options_are_keyword_only():
+    stats = EnsembleStats(4, 2)
+    probs = np.full((2, 2), 0.5)
+    with pytest.raises(TypeError):
+        stats.update(probs, [0, 1])  # index must be named
+    with pytest.raises(TypeError):
+        stats.update_members([probs], [0, 1])
+    with pytest.raises(TypeError):
+        stats.merge(EnsembleStats(2, 2), [0, 1])
+    with pytest.raises(TypeError):
+        acquire(stats, "error_count", np.zeros(4, np.int64))
+    stats.update(probs, index=[0, 1])
+    stats.merge(EnsembleStats(2, 2), index=[2, 3])
+    assert stats.member_counts.tolist() == [1, 1, 0, 0]

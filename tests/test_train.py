@@ -152,7 +152,8 @@ def test_channel_stats_match_numpy():
 def test_training_learns_a_separable_problem(tmp_path):
     data, y = _tiny_problem()
     network = _network(epochs=6)
-    record = trainer.train_run(tmp_path / "run", network, data, np.arange(len(y)), seed=0, save_last=True)
+    spec = trainer.TrainSpec(tmp_path / "run", np.arange(len(y)), seed=0, save_last=True)
+    record = trainer.train_run(spec, network, data)
     net = network.build(0)
     trainer.load_weights(net, tmp_path / "run" / "last.safetensors")
     probs = trainer.predict(network, net, data)
@@ -166,44 +167,43 @@ class _Killed(Exception):
     pass
 
 
-def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path, precision):
+    """On the same machine a resumed run is bit for bit the uninterrupted one, in both precisions
+    (bf16 is forced: emulated where the CPU lacks bf16 instructions)."""
     data, y = _tiny_problem()
-    network = _network(epochs=5, augment={"crop_padding": 1, "flip": True})
+    network = _network(epochs=5, augment={"crop_padding": 1, "flip": True}, precision=precision)
+    assert network.precision == precision
     rows = np.repeat(np.arange(len(y)), 1 + np.arange(len(y)) % 2)  # a multiset
-    kwargs = {"seed": 3, "save_epochs": frozenset({2, 4}), "save_last": True}
-    whole = trainer.train_run(tmp_path / "whole", network, data, rows, **kwargs)
+
+    def spec(name: str) -> trainer.TrainSpec:
+        return trainer.TrainSpec(tmp_path / name, rows, seed=3, save_epochs=frozenset({2, 4}), save_last=True)
+
+    whole = trainer.train_run(spec("whole"), network, data)
 
     def die(what, done, total):
         if what.startswith("epoch 3/") and done == 2:
             raise _Killed
 
     with pytest.raises(_Killed):
-        trainer.train_run(tmp_path / "cut", network, data, rows, progress=die, **kwargs)
+        trainer.train_run(spec("cut"), network, data, progress=die)
     assert not (tmp_path / "cut" / "done.json").exists()
-    resumed = trainer.train_run(tmp_path / "cut", network, data, rows, **kwargs)
+    resumed = trainer.train_run(spec("cut"), network, data)
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in whole.history]
     for name in ("epoch_002", "epoch_004", "last"):
         a = trainer.load_file(str(tmp_path / "whole" / f"{name}.safetensors"))
         b = trainer.load_file(str(tmp_path / "cut" / f"{name}.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a)
     # a finished run is not trained again
-    again = trainer.train_run(tmp_path / "cut", network, data, rows, progress=die, **kwargs)
+    again = trainer.train_run(spec("cut"), network, data, progress=die)
     assert again.history == resumed.history
 
 
 def test_keep_best_stores_the_best_validation_epoch(tmp_path):
     data, _y = _tiny_problem()
     network = _network(epochs=4)
-    record = trainer.train_run(
-        tmp_path / "r",
-        network,
-        data,
-        np.arange(64),
-        seed=0,
-        validation=data,
-        keep_best=True,
-        save_epochs=frozenset(range(1, 5)),
-    )
+    spec = trainer.TrainSpec(tmp_path / "r", np.arange(64), seed=0, keep_best=True, save_epochs=frozenset(range(1, 5)))
+    record = trainer.train_run(spec, network, data, validation=data)
     accs = [h["val_accuracy"] for h in record.history]
     assert record.best_epoch == 1 + int(np.argmax(accs))  # first of equal bests
     best = trainer.load_file(str(tmp_path / "r" / "best.safetensors"))
@@ -214,14 +214,16 @@ def test_keep_best_stores_the_best_validation_epoch(tmp_path):
 def test_training_on_one_sample_is_refused(tmp_path):
     data, _ = _tiny_problem()
     with pytest.raises(InputError, match="raise the budget"):
-        trainer.train_run(tmp_path / "r", _network(), data, np.array([1]), seed=0)
+        trainer.train_run(trainer.TrainSpec(tmp_path / "r", np.array([1]), seed=0), _network(), data)
 
 
-def test_bf16_only_where_asked_or_fast():
+def test_bf16_only_where_asked_or_on_cuda():
     cpu = torch.device("cpu")
     assert trainer.use_bf16(TrainConfig(precision="bf16"), cpu)
     assert not trainer.use_bf16(TrainConfig(precision="fp32"), cpu)
-    assert trainer.use_bf16(TrainConfig(), cpu) == trainer._cpu_has_fast_bf16()
+    assert not trainer.use_bf16(TrainConfig(), cpu)  # auto: fp32 on every CPU, whatever its instructions
+    assert trainer.Network(ModelConfig(), TrainConfig(), 1, 3, cpu).precision == "fp32"
+    assert trainer.Network(ModelConfig(), TrainConfig(precision="bf16"), 1, 3, cpu).precision == "bf16"
 
 
 def test_channels_last_is_kept_off_where_torch_corrupts_memory():

@@ -1,7 +1,7 @@
 """Acquisition functions: how much the ensemble disagrees about each sample.
 
 With M members' softmax outputs p_m(y|x), p̄ = mean_m p_m, natural log and
-0 log 0 = 0 (DESIGN.md):
+0 log 0 = 0 (docs/architecture.md, "Core contracts"):
 
 - ``entropy``            H[p̄] = -sum_c p̄_c log p̄_c
 - ``mutual_information`` H[p̄] - mean_m H[p_m]                      (BALD)
@@ -13,6 +13,8 @@ A vote is a member's argmax, ties going to the lowest class index.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from subsetsearch.stats import EnsembleStats
@@ -23,17 +25,26 @@ __all__ = ["ACQUISITION_FUNCTIONS", "acquire"]
 ACQUISITION_FUNCTIONS = ("entropy", "mutual_information", "variation_ratios", "error_count")
 
 
-def acquire(stats: EnsembleStats, fn: str, labels: np.ndarray | None = None) -> np.ndarray:
+def acquire(
+    predictions: EnsembleStats | np.ndarray | Sequence[np.ndarray],
+    function: str,
+    *,
+    labels: np.ndarray | None = None,
+    from_logits: bool = False,
+) -> np.ndarray:
     """Score every sample of the pool with an acquisition function.
 
     Parameters
     ----------
-    stats : EnsembleStats
-        The accumulated member predictions.
-    fn : {"entropy", "mutual_information", "variation_ratios", "error_count"}
+    predictions : EnsembleStats, or array-like of shape (M, N, C), or a sequence of M arrays (N, C)
+        The accumulated member predictions (the streaming form: members added one at a time to
+        an :class:`EnsembleStats`), or every member's probabilities at once (float16/32/64).
+    function : {"entropy", "mutual_information", "variation_ratios", "error_count"}
         The acquisition function; higher means more informative.
     labels : array-like of shape (N,), int, optional
         Ground-truth classes in [0, C); required by ``error_count`` only.
+    from_logits : bool, default False
+        ``predictions`` given as arrays hold logits: a stable softmax is applied first.
 
     Returns
     -------
@@ -43,8 +54,9 @@ def acquire(stats: EnsembleStats, fn: str, labels: np.ndarray | None = None) -> 
     Raises
     ------
     ValueError
-        For an unknown ``fn`` (the message lists the valid ones), or labels
-        missing, of the wrong length, not integers, or out of range.
+        For an unknown ``function`` (the message lists the valid ones), labels missing, of the
+        wrong length, not integers, or out of range; arrays that are not probabilities; or
+        ``from_logits`` with an EnsembleStats (which holds probabilities already).
 
     Examples
     --------
@@ -55,17 +67,28 @@ def acquire(stats: EnsembleStats, fn: str, labels: np.ndarray | None = None) -> 
     >>> stats.update(np.array([[0.0, 1.0]]))
     >>> float(acquire(stats, "mutual_information")[0]) == float(np.log(2))
     True
+    >>> members = np.array([[[1.0, 0.0]], [[0.0, 1.0]]])  # the same two members as one (M, N, C) array
+    >>> float(acquire(members, "variation_ratios")[0])
+    0.5
     """
-    if fn not in ACQUISITION_FUNCTIONS:
-        raise ValueError(f"unknown acquisition function {fn!r}; choose one of: {', '.join(ACQUISITION_FUNCTIONS)}")
+    if function not in ACQUISITION_FUNCTIONS:
+        raise ValueError(
+            f"unknown acquisition function {function!r}; choose one of: {', '.join(ACQUISITION_FUNCTIONS)}"
+        )
+    if isinstance(predictions, EnsembleStats):
+        if from_logits:
+            raise ValueError("from_logits applies to arrays of predictions; an EnsembleStats holds probabilities")
+        stats = predictions
+    else:
+        stats = EnsembleStats.from_members(predictions, from_logits=from_logits)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if fn == "entropy":
+        if function == "entropy":
             return stats.entropy_of_mean()
-        if fn == "mutual_information":
+        if function == "mutual_information":
             # >= 0 by Jensen; clip the last-bit rounding of the fixed-point sums
             return np.maximum(stats.entropy_of_mean() - stats.mean_member_entropy(), 0.0)
         votes, counts = stats.vote_counts, stats.member_counts
-        if fn == "variation_ratios":
+        if function == "variation_ratios":
             return 1.0 - votes.max(axis=1) / counts
         labels = check_labels(labels, stats.num_samples, stats.num_classes)
         return 1.0 - votes[np.arange(stats.num_samples), labels] / counts

@@ -96,25 +96,11 @@ def score(
     ] = None,
 ) -> None:
     """Score ensemble member predictions and write the most informative subset."""
-    from subsetsearch.pipeline.score import score_files, summary
+    options = {**locals(), "members": members or (), "saved_stats": saved_stats or ()}  # the request's fields
+    from subsetsearch.pipeline.score import ScoreRequest, score_files, summary
 
     with _MemberProgress() as advance:
-        result = score_files(
-            members or [],
-            function=function,
-            budget=budget,
-            labels_path=labels,
-            labels_column=labels_column,
-            exclude_path=exclude,
-            from_logits=logits,
-            skip_top=skip_top,
-            seed=seed,
-            out=out,
-            scores_out=scores_out,
-            state_path=state,
-            saved_stats=saved_stats or [],
-            on_progress=advance,
-        )
+        result = score_files(ScoreRequest(**options), on_progress=advance)
     typer.echo(summary(result, function))
     typer.echo(f"wrote {out}" + (f" and {scores_out}" if scores_out else ""))
 

@@ -5,7 +5,7 @@ probability that an object of class k is centred there. Each (k, h, w) is a
 binary classification, so the four acquisition functions apply per location
 with the two classes (no object, object), giving per-class uncertainty
 heatmaps; an image's score is the maximum over classes and locations
-(DESIGN.md). A member votes "object" where its probability exceeds 0.5 (a tie
+(docs/architecture.md, "Core contracts"). A member votes "object" where its probability exceeds 0.5 (a tie
 goes to "no object", as :mod:`subsetsearch.acquisition` breaks ties towards the
 lowest class).
 
@@ -76,12 +76,12 @@ class MapStats:
         self._stats.update(binary)
         self.num_members += 1
 
-    def scores(self, fn: str, gt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def scores(self, function: str, *, gt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Image scores and per-location heatmaps of the members added so far.
 
         Parameters
         ----------
-        fn : {"entropy", "mutual_information", "variation_ratios", "error_count"}
+        function : {"entropy", "mutual_information", "variation_ratios", "error_count"}
         gt : array-like of shape (n, K, H, W), bool or 0/1, optional
             Ground-truth centre map (1 where an object of class k is centred);
             required by ``error_count`` only.
@@ -92,21 +92,23 @@ class MapStats:
             Maximum of the heatmaps over classes and locations.
         heatmaps : ndarray of shape (n, K, H, W), float64
         """
-        if fn not in ACQUISITION_FUNCTIONS:
-            raise ValueError(f"unknown acquisition function {fn!r}; choose one of: {', '.join(ACQUISITION_FUNCTIONS)}")
+        if function not in ACQUISITION_FUNCTIONS:
+            raise ValueError(
+                f"unknown acquisition function {function!r}; choose one of: {', '.join(ACQUISITION_FUNCTIONS)}"
+            )
         if self.num_members == 0:
             raise ValueError("no member has been added; call update() first")
         labels = None
-        if fn == "error_count":
+        if function == "error_count":
             if gt is None:
                 raise ValueError("error_count needs the ground-truth centre maps (gt=...)")
             labels = _check_gt(gt, self.shape).reshape(-1)
-        heatmaps = acquire(self._stats, fn, labels=labels).reshape(self.shape)
+        heatmaps = acquire(self._stats, function, labels=labels).reshape(self.shape)
         return heatmaps.reshape(self.shape[0], -1).max(axis=1), heatmaps
 
 
 def acquire_maps(
-    maps: np.ndarray | Sequence[np.ndarray], fn: str, gt: np.ndarray | None = None
+    maps: np.ndarray | Sequence[np.ndarray], function: str, *, gt: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Score images by the ensemble's disagreement on their centre maps.
 
@@ -114,7 +116,7 @@ def acquire_maps(
     ----------
     maps : array-like of shape (M, n, K, H, W), float, or a sequence of M arrays (n, K, H, W)
         Member m's probability that an object of class k is centred at (h, w), in [0, 1].
-    fn : {"entropy", "mutual_information", "variation_ratios", "error_count"}
+    function : {"entropy", "mutual_information", "variation_ratios", "error_count"}
         The acquisition function, applied at each location to the binary
         distribution (1 - p, p).
     gt : array-like of shape (n, K, H, W), bool or 0/1, optional
@@ -131,7 +133,7 @@ def acquire_maps(
     ------
     ValueError
         For maps of the wrong rank, with values outside [0, 1] or not finite,
-        members of different shapes, an unknown ``fn``, or ``gt`` missing or of
+        members of different shapes, an unknown ``function``, or ``gt`` missing or of
         the wrong shape.
 
     Examples
@@ -150,12 +152,13 @@ def acquire_maps(
     stats = MapStats(*first.shape)
     for member in maps:
         stats.update(member)
-    return stats.scores(fn, gt)
+    return stats.scores(function, gt=gt)
 
 
 def stream_image_scores(
     chunks: Iterable[tuple[np.ndarray, Iterable[np.ndarray], np.ndarray | None]],
-    fn: str,
+    function: str,
+    *,
     num_images: int,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Score a dataset chunk by chunk, one member at a time.
@@ -166,8 +169,8 @@ def stream_image_scores(
         ``index``: int array (n,) of the chunk's images; ``members``: an
         iterable yielding each member's maps (n, K, H, W) in turn (a generator
         running the network is fine); ``gt``: the chunk's ground-truth centre
-        maps (n, K, H, W), or None unless ``fn`` is ``error_count``.
-    fn : str
+        maps (n, K, H, W), or None unless ``function`` is ``error_count``.
+    function : str
         As :func:`acquire_maps`.
     num_images : int
         N, the size of the dataset the indices point into.
@@ -192,7 +195,7 @@ def stream_image_scores(
             raise ValueError("a chunk yielded no member maps")
         if stats.shape[0] != index.size:
             raise ValueError(f"chunk index has {index.size} images but its maps {stats.shape[0]}")
-        image_scores, heatmaps = stats.scores(fn, gt)
+        image_scores, heatmaps = stats.scores(function, gt=gt)
         yield index, image_scores, heatmaps
 
 

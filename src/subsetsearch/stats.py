@@ -27,6 +27,8 @@ _UINT16_MAX = np.iinfo(np.uint16).max
 # 5 MB) stay in cache while each member of update_members adds to it, instead
 # of 16 bytes an element of int64 sums crossing the memory bus per member.
 _BLOCK_ELEMENTS = 1 << 19
+# Members added in one pass by from_members: the same grouping as ``subsetsearch score``.
+_MEMBERS_PER_PASS = 16
 # Row sums further than this from 1 are rejected (float16 carries ~3 digits).
 _SUM_TOLERANCE = {np.dtype(np.float16): 1e-2, np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-3}
 
@@ -58,9 +60,20 @@ class EnsembleStats:
 
     Attributes
     ----------
+    probability_sums : ndarray of shape (N, C), int64
+        Sum over members of each probability, in steps of ``2**-30`` (fixed point).
+    entropy_sums : ndarray of shape (N,), int64
+        Sum over members of each member's entropy (nats), in steps of ``2**-32``.
+    vote_counts : ndarray of shape (N, C), uint16 or uint32
+        Members whose argmax is each class.
+    member_counts : ndarray of shape (N,), int64
+        Members added to each row.
     metadata : dict
         Free JSON-serialisable information saved with the statistics (for
-        example which member files they already hold).
+        example the resume ledger of the members they hold).
+
+    The four arrays are read-only views; :meth:`from_arrays` builds statistics
+    from them again and :meth:`equals` compares two accumulators.
 
     Notes
     -----
@@ -90,7 +103,105 @@ class EnsembleStats:
         self._counts = np.zeros(num_samples, dtype=np.int64)
         self.metadata: dict = {}
 
-    # ------------------------------------------------------------------ shape
+    @classmethod
+    def from_arrays(
+        cls,
+        probability_sums: np.ndarray,
+        entropy_sums: np.ndarray,
+        vote_counts: np.ndarray,
+        member_counts: np.ndarray,
+        *,
+        metadata: dict | None = None,
+    ) -> EnsembleStats:
+        """Statistics holding the given sums (the attributes of the same names), e.g. a
+        shard read back from disk.
+
+        The arrays are used as given when their dtypes already match (no copy).
+
+        Raises
+        ------
+        ValueError
+            If the shapes or dtypes do not fit together: (N, C) int64 sums with C >= 2, (N,)
+            entropy sums and member counts, (N, C) uint16/uint32 votes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> stats = EnsembleStats(num_samples=2, num_classes=2)
+        >>> stats.update(np.array([[0.75, 0.25], [0.5, 0.5]]))
+        >>> copy = EnsembleStats.from_arrays(
+        ...     stats.probability_sums, stats.entropy_sums, stats.vote_counts, stats.member_counts
+        ... )
+        >>> copy.equals(stats), copy.mean_probs().tolist()
+        (True, [[0.75, 0.25], [0.5, 0.5]])
+        """
+        sums = np.asarray(probability_sums)
+        n, c = sums.shape if sums.ndim == 2 else (0, 0)
+        entropy, votes, counts = (np.asarray(a) for a in (entropy_sums, vote_counts, member_counts))
+        if (
+            n < 1
+            or c < 2
+            or not np.issubdtype(sums.dtype, np.integer)
+            or votes.shape != (n, c)
+            or votes.dtype not in (np.uint16, np.uint32)
+            or entropy.shape != (n,)
+            or counts.shape != (n,)
+            or not np.issubdtype(entropy.dtype, np.integer)
+            or not np.issubdtype(counts.dtype, np.integer)
+        ):
+            raise ValueError(
+                "inconsistent EnsembleStats arrays: give probability_sums (N, C) int64 with C >= 2, "
+                f"entropy_sums (N,), vote_counts (N, C) uint16/uint32, member_counts (N,); got {sums.shape} "
+                f"{sums.dtype}, {entropy.shape}, {votes.shape} {votes.dtype}, {counts.shape}"
+            )
+        stats = cls.__new__(cls)
+        stats._sum_fixed = sums.astype(np.int64, copy=False)
+        stats._entropy_fixed = entropy.astype(np.int64, copy=False)
+        stats._votes = votes
+        stats._counts = counts.astype(np.int64, copy=False)
+        stats.metadata = {} if metadata is None else dict(metadata)
+        return stats
+
+    @classmethod
+    def from_members(cls, members: np.ndarray | Sequence[np.ndarray], *, from_logits: bool = False) -> EnsembleStats:
+        """Statistics of every member at once: arrays in, statistics out.
+
+        Parameters
+        ----------
+        members : array-like of shape (M, N, C), or a sequence of M arrays of shape (N, C)
+            Each member's probabilities (or logits with ``from_logits=True``); float16/32/64.
+        from_logits : bool, default False
+            Apply a numerically stable softmax first.
+
+        Raises
+        ------
+        ValueError
+            If there is no member, the members' shapes differ, or the values are not
+            probabilities (:class:`InvalidMemberError`, naming the member).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> stats = EnsembleStats.from_members(np.array([[[0.9, 0.1]], [[0.1, 0.9]]]))
+        >>> stats.member_counts.tolist(), stats.vote_counts.tolist()
+        ([2], [[1, 1]])
+        """
+        if isinstance(members, np.ndarray):
+            if members.ndim != 3:
+                raise ValueError(f"members must have shape (M, N, C), got {members.shape}")
+            members = list(members)
+        members = list(members)
+        if not members:
+            raise ValueError("members is empty; give at least one (N, C) array")
+        first = np.asarray(members[0])
+        if first.ndim != 2:
+            raise ValueError(f"each member must have shape (N, C), got {first.shape}")
+        stats = cls(first.shape[0], first.shape[1])
+        for start in range(0, len(members), _MEMBERS_PER_PASS):
+            stats.update_members(members[start : start + _MEMBERS_PER_PASS], from_logits=from_logits)
+        return stats
+
+    # ------------------------------------------------------------------ state
     @property
     def num_samples(self) -> int:
         """Number of rows N."""
@@ -111,12 +222,37 @@ class EnsembleStats:
         """ndarray of shape (N, C), uint16 or uint32: members whose argmax is each class."""
         return _read_only(self._votes)
 
+    @property
+    def probability_sums(self) -> np.ndarray:
+        """ndarray of shape (N, C), int64: summed member probabilities in steps of 2**-30 (read-only)."""
+        return _read_only(self._sum_fixed)
+
+    @property
+    def entropy_sums(self) -> np.ndarray:
+        """ndarray of shape (N,), int64: summed member entropies (nats) in steps of 2**-32 (read-only)."""
+        return _read_only(self._entropy_fixed)
+
+    def equals(self, other: EnsembleStats) -> bool:
+        """True when ``other`` holds exactly the same statistics (sums, votes, counts; not metadata).
+
+        Sums are integers, so two accumulators of the same members agree bit for bit whatever the
+        order, sharding or worker their members came in.
+        """
+        if not isinstance(other, EnsembleStats):
+            return False
+        return (
+            np.array_equal(self._sum_fixed, other._sum_fixed)
+            and np.array_equal(self._entropy_fixed, other._entropy_fixed)
+            and np.array_equal(self._votes, other._votes)
+            and np.array_equal(self._counts, other._counts)
+        )
+
     # ---------------------------------------------------------------- update
     def update(
         self,
         probs: np.ndarray,
-        index: np.ndarray | slice | None = None,
         *,
+        index: np.ndarray | slice | None = None,
         from_logits: bool = False,
     ) -> None:
         """Add one member's predictions for some rows.
@@ -145,13 +281,13 @@ class EnsembleStats:
         ValueError
             On a wrong shape or dtype, or an index out of range or repeated.
         """
-        self.update_members([probs], index, from_logits=from_logits)
+        self.update_members([probs], index=index, from_logits=from_logits)
 
     def update_members(
         self,
         members: Sequence[np.ndarray],
-        index: np.ndarray | slice | None = None,
         *,
+        index: np.ndarray | slice | None = None,
         from_logits: bool = False,
     ) -> None:
         """Add several members' predictions for the same rows.
@@ -227,7 +363,7 @@ class EnsembleStats:
         return rows
 
     # ----------------------------------------------------------------- merge
-    def merge(self, other: EnsembleStats, index: np.ndarray | slice | None = None) -> EnsembleStats:
+    def merge(self, other: EnsembleStats, *, index: np.ndarray | slice | None = None) -> EnsembleStats:
         """Add another accumulator's members into this one (exact); returns self.
 
         Parameters
@@ -265,15 +401,10 @@ class EnsembleStats:
     def take(self, index: np.ndarray | slice) -> EnsembleStats:
         """A new accumulator holding a copy of rows ``index`` (in that order); ``metadata`` is empty."""
         rows = _contiguous(self._rows(index, None))
-        part = EnsembleStats.__new__(EnsembleStats)
-        part._sum_fixed = np.array(self._sum_fixed[rows])
-        part._entropy_fixed = np.array(self._entropy_fixed[rows])
-        part._votes = np.array(self._votes[rows])
-        part._counts = np.array(self._counts[rows])
-        part.metadata = {}
-        if part._counts.size == 0:
+        if self._counts[rows].size == 0:
             raise ValueError("take needs at least one row")
-        return part
+        arrays = (self._sum_fixed, self._entropy_fixed, self._votes, self._counts)
+        return EnsembleStats.from_arrays(*(np.array(a[rows]) for a in arrays))
 
     # --------------------------------------------------------------- results
     def mean_probs(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
@@ -329,25 +460,18 @@ class EnsembleStats:
         expected = {"format_version", "sum_fixed", "entropy_fixed", "votes", "counts", "metadata"}
         if set(arrays) != expected or int(arrays["format_version"]) != _FORMAT_VERSION:
             raise ValueError(f"'{path}' is not a saved EnsembleStats file of format {_FORMAT_VERSION}")
-        sums, votes = arrays["sum_fixed"], arrays["votes"]
-        n, c = sums.shape if sums.ndim == 2 else (0, 0)
-        if (
-            n < 1
-            or c < 2
-            or sums.dtype != np.int64
-            or votes.shape != (n, c)
-            or votes.dtype not in (np.uint16, np.uint32)
-            or arrays["entropy_fixed"].shape != (n,)
-            or arrays["counts"].shape != (n,)
-        ):
+        if arrays["sum_fixed"].dtype != np.int64:
             raise ValueError(f"'{path}' holds inconsistent EnsembleStats arrays")
-        stats = cls.__new__(cls)
-        stats._sum_fixed = sums
-        stats._entropy_fixed = arrays["entropy_fixed"].astype(np.int64)
-        stats._votes = votes
-        stats._counts = arrays["counts"].astype(np.int64)
-        stats.metadata = json.loads(str(arrays["metadata"]))
-        return stats
+        try:
+            return cls.from_arrays(
+                arrays["sum_fixed"],
+                arrays["entropy_fixed"],
+                arrays["votes"],
+                arrays["counts"],
+                metadata=json.loads(str(arrays["metadata"])),
+            )
+        except ValueError:
+            raise ValueError(f"'{path}' holds inconsistent EnsembleStats arrays") from None
 
 
 class MappedStats:
@@ -413,11 +537,8 @@ class MappedStats:
         for name, (shape, dtype) in shapes.items():
             with atomic_path(directory / f"{name}.npy") as tmp:
                 np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape).flush()
-        store = cls.__new__(cls)
-        store.directory, store.num_samples, store.num_classes = directory, num_samples, num_classes
-        store.metadata = {}
-        store.save_metadata()
-        return store
+        _write_metadata(directory, {})
+        return cls(directory)
 
     def _header(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
         return npy_header(self.directory / f"{name}.npy", "statistics file")
@@ -430,11 +551,7 @@ class MappedStats:
         start, stop, _ = rows.indices(self.num_samples)
         if stop <= start:
             raise ValueError(f"rows {rows} hold no row of {self.num_samples}")
-        part = EnsembleStats.__new__(EnsembleStats)
-        arrays = [np.array(self._map(name, "r")[start:stop]) for name in self._ARRAYS]
-        part._sum_fixed, part._entropy_fixed, part._votes, part._counts = arrays
-        part.metadata = {}
-        return part
+        return EnsembleStats.from_arrays(*(np.array(self._map(name, "r")[start:stop]) for name in self._ARRAYS))
 
     def write(self, rows: slice, stats: EnsembleStats) -> None:
         """Overwrite the consecutive ``rows`` with ``stats`` (an overwrite: writing twice is harmless)
@@ -451,9 +568,9 @@ class MappedStats:
                 f"cannot write stats of {stats.num_samples} x {stats.num_classes} to rows {start}:{stop} "
                 f"of {self.num_samples} x {self.num_classes}"
             )
-        if stats._counts.max() > _UINT16_MAX:
+        if stats.member_counts.max() > _UINT16_MAX:
             raise ValueError(f"a row holds more than {_UINT16_MAX} members, more than a MappedStats file keeps")
-        values = (stats._sum_fixed, stats._entropy_fixed, stats._votes, stats._counts)
+        values = (stats.probability_sums, stats.entropy_sums, stats.vote_counts, stats.member_counts)
         for name, value in zip(self._ARRAYS, values, strict=True):
             mapped = self._map(name, "r+")
             mapped[start:stop] = value
@@ -462,9 +579,7 @@ class MappedStats:
 
     def save_metadata(self) -> None:
         """Write ``metadata`` to ``metadata.json`` atomically."""
-        payload = {"format_version": _FORMAT_VERSION, "metadata": self.metadata}
-        with atomic_path(self.directory / "metadata.json") as tmp:
-            tmp.write_text(json.dumps(payload))
+        _write_metadata(self.directory, self.metadata)
 
     def load(self) -> EnsembleStats:
         """All rows as one in-memory EnsembleStats (when they fit in memory)."""
@@ -474,6 +589,11 @@ class MappedStats:
 
 
 # --------------------------------------------------------------------- helpers
+def _write_metadata(directory: Path, metadata: dict) -> None:
+    with atomic_path(directory / "metadata.json") as tmp:
+        tmp.write_text(json.dumps({"format_version": _FORMAT_VERSION, "metadata": metadata}))
+
+
 def _positive_int(value: int, name: str, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -1,7 +1,7 @@
 """Where acquisition members are trained and scored.
 
 One small interface (:class:`Executor`: train these runs; score these members over these sample
-shards into an EnsembleStats) with two implementations: :class:`LocalExecutor` (the default, in
+shards, handing each result back to be merged) with two implementations: :class:`LocalExecutor` (the default, in
 this process) and ``RayExecutor`` (Ray actors, local or on a cluster; ``pip install
 'subsetsearch[ray]'``). The work itself is a :class:`Workload` the pipeline supplies; executors
 know nothing of models or files.
@@ -13,7 +13,6 @@ from subsetsearch.executors.base import (
     Executor,
     ExecutorError,
     ScoreTask,
-    ShardScore,
     TrainTask,
     Workload,
     score_shards,
@@ -25,7 +24,6 @@ __all__ = [
     "ExecutorError",
     "LocalExecutor",
     "ScoreTask",
-    "ShardScore",
     "TrainTask",
     "Workload",
     "make_executor",

@@ -1,4 +1,4 @@
-"""The executor interface and the units of work it moves."""
+"""The executor interface and the units of work it moves (docs/architecture.md, "Executors")."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-
-from subsetsearch.stats import EnsembleStats
 
 #: Rows of one scoring shard: a multiple of the trainer's inference batch (1,024), so a sharded
 #: member sees the very batches an unsharded one does and its predictions are the same bits.
@@ -35,26 +33,20 @@ class TrainTask:
 
 @dataclass(frozen=True)
 class ScoreTask:
-    """Score pool ``rows`` (shard ``shard`` of the scored rows) with the member ``member`` stored at ``path``."""
+    """Score pool ``rows`` (shard ``shard`` of the rows step ``iteration`` scores) with ``member``:
+    one member of the step's ensemble by name, or every member together
+    (:data:`~subsetsearch.internal.ledger.ALL_MEMBERS`, where a score needs them all at once, as a
+    detection image's does). ``keep_maps``: return the per-location maps too (a figure's few images)."""
 
+    iteration: int
     member: str
-    path: str
     shard: int
     rows: np.ndarray
+    keep_maps: bool = False
 
     @property
     def name(self) -> str:
-        return f"{self.member}#{self.shard}"
-
-
-@dataclass
-class ShardScore:
-    """One member on one shard: its statistics over the shard's rows, each row's predicted class,
-    and the seconds it took."""
-
-    stats: EnsembleStats
-    votes: np.ndarray
-    seconds: float
+        return f"iter_{self.iteration:02d}/{self.member} shard {self.shard}"
 
 
 class Workload(Protocol):
@@ -65,7 +57,7 @@ class Workload(Protocol):
 
     def train(self, task: TrainTask) -> float: ...
 
-    def score(self, task: ScoreTask) -> ShardScore: ...
+    def score(self, task: ScoreTask) -> Any: ...
 
 
 def score_shards(num_rows: int, shard_rows: int = SHARD_ROWS) -> list[slice]:
@@ -89,20 +81,11 @@ class Executor(abc.ABC):
                 on_done(task, result)
         return seconds
 
-    def score(
-        self,
-        workload: Workload,
-        tasks: Sequence[ScoreTask],
-        stats: EnsembleStats,
-        on_done: Callable[[ScoreTask, ShardScore], None] | None = None,
-    ) -> EnsembleStats:
-        """Score every (member, shard) task and merge each into ``stats`` (exact: the result does
-        not depend on the order tasks finish in); ``on_done`` sees each task right after its merge."""
+    def score(self, workload: Workload, tasks: Sequence[ScoreTask], on_done: Callable[[ScoreTask, Any], None]) -> None:
+        """Score every task; ``on_done(task, result)`` merges each result as it arrives (in any order,
+        each exactly once)."""
         for task, result in self.run(workload, "score", tasks):
-            stats.merge(result.stats, index=task.rows)
-            if on_done is not None:
-                on_done(task, result)
-        return stats
+            on_done(task, result)
 
     @abc.abstractmethod
     def run(self, workload: Workload, method: str, tasks: Sequence[Any]) -> Iterator[tuple[Any, Any]]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS
+from subsetsearch.internal.budgets import check_config_budget
 from subsetsearch.internal.files import InputError
 from subsetsearch.train.settings import (
     DETECTOR_NAMES,
@@ -94,8 +95,9 @@ class SearchConfig(_Strict):
     # so the subset becomes a multiset
     scheme: Literal["build_up", "auto_duplication", "pretrain", "compress", "random", "full"] = "build_up"
     function: str = "mutual_information"
-    # fractions of the pool (<= 1) or counts (> 1)
-    budgets: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [0.125, 0.25, 0.5])
+    # counts (integers: 5000) or fractions of the pool (a decimal point or %: 0.25, 1.0, "25%");
+    # internal/budgets.py is the one parser
+    budgets: list[int | float | str] = Field(default_factory=lambda: [0.125, 0.25, 0.5])
     skip_top: float = Field(0.0, ge=0, lt=1)  # outliers: the top fraction of scores set aside
     finetune_lr: float | None = Field(None, gt=0)  # pretrain: the subset model's rate (default train.lr / 10)
 
@@ -108,15 +110,13 @@ class SearchConfig(_Strict):
 
     @field_validator("budgets")
     @classmethod
-    def _budgets(cls, budgets: list[float]) -> list[float]:
+    def _budgets(cls, budgets: list[int | float | str]) -> list[int | float | str]:
         if not budgets:
             raise ValueError("give at least one budget")
-        for a, b in itertools.pairwise(budgets):
-            if b <= a and not (a <= 1 < b):
-                raise ValueError(f"the budget schedule must grow, but {b:g} follows {a:g}")
-        for b in budgets:
-            if b > 1 and b != int(b):
-                raise ValueError(f"budget {b:g} is neither a fraction (<= 1) nor a whole count")
+        parsed = [check_config_budget(b) for b in budgets]
+        for a, b in itertools.pairwise(parsed):  # counts against fractions: checked on the pool
+            if a.is_fraction == b.is_fraction and b.value <= a.value:
+                raise ValueError(f"the budget schedule must grow, but {b.text} follows {a.text}")
         return budgets
 
     @model_validator(mode="after")

@@ -1,51 +1,42 @@
-"""``subsetsearch run`` with ``task: detection``: subset search for a single-stage detector.
+"""The detection task of ``subsetsearch run`` (``task: detection``): a single-stage detector.
 
-The same run directory and schemes as classification (build_up, auto_duplication, random, full),
-with three differences: the pool is the built-in detection set (Fashion-MNIST objects on canvases,
-:mod:`subsetsearch.train.canvas`); the acquisition ensemble's per-class centre maps are scored
-with :mod:`subsetsearch.detection` one chunk of images at a time; subset models are judged by
-COCO mAP and the size-weighted wMAP (:mod:`subsetsearch.train.detection_metrics`). Added to the
-run directory::
-
-    iter_NN/scores.npz       image scores of step NN (resumable: chunks done so far)
-    iter_NN/heatmaps.npz     per-class uncertainty heatmaps of a few images (figures)
-    models/VARIANT/model_K/test_metrics.json
-    report/heatmaps_iter_NN.png, report/duplication.png, report/duplication.md
+The same skeleton and schemes as classification (build_up, auto_duplication, random, full), with
+three differences: the pool is the built-in detection set (Fashion-MNIST objects on canvases,
+:mod:`subsetsearch.train.canvas`); a unit of scoring work is a chunk of images scored by every
+member at once (an image's score is the maximum over the per-location scores of the ensemble's
+centre maps, :mod:`subsetsearch.detection`), run on the executor like classification's units and
+kept in ``iter_NN/scores.npz`` with its ledger; subset models are judged by COCO mAP and the
+size-weighted wMAP (:mod:`subsetsearch.train.detection_metrics`). Each step also keeps a few
+images, their boxes and heatmaps (``iter_NN/heatmaps.npz``) for the report's figures.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from subsetsearch.detection import acquire_maps, stream_image_scores
+from subsetsearch.detection import MapStats
+from subsetsearch.executors import ScoreTask
 from subsetsearch.internal.atomic import atomic_path
-from subsetsearch.pipeline.run import (
-    _SEED_DATA,
-    _SEED_SELECT,
-    _SEED_SUBSET_MODEL,
-    STATE_SAVE_INTERVAL_S,
-    RunResult,
-    Search,
-    Subset,
-    budget_counts,
-    derive_seed,
-)
+from subsetsearch.internal.ledger import ALL_MEMBERS, Ledger
+from subsetsearch.pipeline.config import RunConfig
+from subsetsearch.pipeline.search import RunResult, Search, Seed, StepScoring, TaskInfo, VariantSpec, derive_seed
+from subsetsearch.rundir import HEATMAPS, SCORES, DatasetRecord, HeatmapRecord, write_npz
 
 if TYPE_CHECKING:
-    from subsetsearch.pipeline.config import RunConfig
     from subsetsearch.train.canvas import DetectionImages
+    from subsetsearch.train.trainer import ProgressFn, RunRecord, TrainSpec
 
-#: Images scored per chunk: the chunk's maps and statistics are all that is held.
+#: Images scored per unit of work: the chunk's maps and statistics are all that is held.
 SCORE_CHUNK = 1024
 #: Images whose heatmaps are kept for the figure: the highest-scoring and some at random.
 FIGURE_TOP, FIGURE_RANDOM = 3, 3
+#: Detection metrics reported per variant (means over its detectors).
+METRIC_KEYS = ("wMAP", "mAP", "AP50", "AP_small", "AP_medium", "AP_large")
 
 
 def detection_sets(config: RunConfig) -> tuple[DetectionImages, DetectionImages]:
@@ -56,7 +47,7 @@ def detection_sets(config: RunConfig) -> tuple[DetectionImages, DetectionImages]
     return canvas.load_fashion_detection(
         det.images,
         det.test_images,
-        derive_seed(config.seed, _SEED_DATA),
+        derive_seed(config.seed, Seed.DATA),
         None if config.data.path is None else str(config.data.path),
         size=det.size,
         max_objects=det.max_objects,
@@ -64,6 +55,17 @@ def detection_sets(config: RunConfig) -> tuple[DetectionImages, DetectionImages]
         clutter=det.clutter,
         noise=det.noise,
     )
+
+
+@dataclass
+class ChunkScore:
+    """A chunk of images scored by every member: image scores [n], seconds, and with
+    ``keep_maps`` the per-class heatmaps and the members' mean maps [n, K, h, w]."""
+
+    scores: np.ndarray
+    seconds: float
+    heatmaps: np.ndarray | None = None
+    mean_maps: np.ndarray | None = None
 
 
 @dataclass
@@ -75,30 +77,23 @@ class DetectionVariant:
     unique: int
     metrics: list[dict]
     train_seconds: list[float]
+    precision: str
 
     def mean(self, key: str) -> float:
         return float(np.mean([m[key] for m in self.metrics]))
 
     def to_json(self) -> dict:
-        keys = ("wMAP", "mAP", "AP50", "AP_small", "AP_medium", "AP_large")
+        wmap = [m["wMAP"] for m in self.metrics]
         return {
             "subset_size": self.size,
             "unique_samples": self.unique,
-            **{f"{k}_mean": self.mean(k) for k in keys},
-            "wMAP_std": float(np.std([m["wMAP"] for m in self.metrics])),
+            **{f"{k}_mean": self.mean(k) for k in METRIC_KEYS},
+            "wMAP_sd": float(np.std(wmap, ddof=1)) if len(wmap) > 1 else None,  # sample sd over the detectors
+            "models": len(self.metrics),
             "test_metrics": self.metrics,
             "train_seconds": self.train_seconds,
+            "precision": self.precision,
         }
-
-
-def summary_rows(variants: list[DetectionVariant]) -> list[str]:
-    rows = [f"{'subset model':<26}{'images':>8}{'unique':>8}{'wMAP':>8}{'mAP':>8}{'AP50':>8}{'train s':>9}"]
-    for v in variants:
-        rows.append(
-            f"{v.name:<26}{v.size:>8}{v.unique:>8}{100 * v.mean('wMAP'):>8.2f}{100 * v.mean('mAP'):>8.2f}"
-            f"{100 * v.mean('AP50'):>8.2f}{np.mean(v.train_seconds):>9.1f}"
-        )
-    return rows
 
 
 @dataclass
@@ -118,10 +113,51 @@ class DetectionTensors:
         return len(self.x)
 
 
+class MapScoring(StepScoring):
+    """A detection step's scoring: chunks of images, each scored by every member, their image
+    scores and the ledger in ``scores.npz``."""
+
+    unit_label = "chunks of images"
+
+    def __init__(self, search: DetectionSearch, iteration: int, score_rows: np.ndarray) -> None:
+        n = search.info.pool_size
+        self.chunks = [score_rows[s : s + SCORE_CHUNK] for s in range(0, len(score_rows), SCORE_CHUNK)]
+        super().__init__(len(self.chunks), n)
+        self.iteration = iteration
+        self.path = search.step_dir(iteration) / SCORES
+        self._scores = np.full(n, np.nan)
+        if self.path.is_file():
+            with np.load(self.path) as saved:
+                self._scores = saved["scores"]
+                if "ledger" in saved.files:
+                    self.ledger = Ledger.from_json(json.loads(str(saved["ledger"])))
+                else:  # written before the ledger: chunks done in order
+                    legacy = {"chunks_done": int(saved["chunks_done"]), "seconds": float(saved["seconds"])}
+                    self.ledger = Ledger.of(legacy)
+
+    def tasks(self) -> list[ScoreTask]:
+        return [ScoreTask(self.iteration, ALL_MEMBERS, s, rows) for s, rows in enumerate(self.chunks)]
+
+    def merge(self, task: ScoreTask, result: ChunkScore) -> None:
+        self._scores[task.rows] = result.scores
+
+    def save(self) -> None:
+        write_npz(self.path, scores=self._scores, ledger=np.array(json.dumps(self.ledger.to_json())))
+
+    def scores(self) -> np.ndarray:
+        return self._scores.copy()
+
+    @property
+    def saved(self) -> bool:
+        return self.path.is_file()
+
+
 class DetectionSearch(Search):
     """A search over the detection set (see the module docstring)."""
 
-    def _prepare(self, threads: int | None = None) -> None:
+    sample_word = "images"
+
+    def prepare(self, threads: int | None = None) -> TaskInfo:
         from subsetsearch.internal.malloc import tune_malloc
 
         tune_malloc()
@@ -134,7 +170,6 @@ class DetectionSearch(Search):
         trainer.set_threads(cfg.train.threads or threads)
         self.device = trainer.resolve_device(cfg.train.device)
         self.images, self.test_images = detection_sets(cfg)
-        self.data_name = "fashion_mnist_detection"
         self.num_classes = len(canvas.CLASS_NAMES)
         mean, std = trainer.channel_stats(self.images.x)
         targets = detector.encode_targets(
@@ -156,23 +191,33 @@ class DetectionSearch(Search):
             tensor(targets.mask),
         )
         self.test = DetectionTensors(tensor(self.test_images.x), self.pool.mean, self.pool.std, *[None] * 5)
-        self.validation = None
         self.acq_net = trainer.Network(cfg.model, cfg.train, 1, self.num_classes, self.device)
         self.subset_net = trainer.Network(
             cfg.subset_model_config(), cfg.subset_train_config(), 1, self.num_classes, self.device
         )
-        self.counts = budget_counts(cfg.search.budgets, len(self.pool))
+        self._weights: tuple[int, list[dict]] | None = None
+        self._scoring_net = None
+        return TaskInfo(
+            data_name="fashion_mnist_detection",
+            pool_size=len(self.images),
+            test_size=len(self.test_images),
+            model_name=cfg.model.name,
+            device=str(self.device),
+            precision={"acquisition": self.acq_net.precision, "subset_model": self.subset_net.precision},
+        )
+
+    def dataset_record(self) -> DatasetRecord:
+        from subsetsearch.train import canvas
+
+        boxes = np.zeros((len(self.images), self.num_classes), dtype=np.int64)
+        np.add.at(boxes, (self.images.image_index, self.images.labels), 1)
+        return DatasetRecord("fashion_mnist_detection", list(canvas.CLASS_NAMES), pool_boxes=boxes)
 
     # -- training -------------------------------------------------------------------------------
 
     def class_weights(self, train_rows: np.ndarray) -> np.ndarray:
         """Inverse box frequency per class in the images a model trains on, each image counted by
-        its multiplicity (the subset is the model's training set).
-
-        Measured on benchmarks/detection_subsets.py (seed 0, 40% subsets): weights from the whole
-        pool instead lowered wMAP of the acquired subsets (automatic duplication 50.7 against 54.3)
-        by giving rare classes, already enriched by acquisition, a second boost.
-        """
+        its multiplicity (the subset is the model's training set), as the paper weights its loss."""
         from subsetsearch.train import detector
 
         per_image = np.bincount(np.asarray(train_rows), minlength=len(self.images))
@@ -201,30 +246,29 @@ class DetectionSearch(Search):
 
         return loss
 
+    def train_model(self, spec: TrainSpec, *, acquisition: bool, progress: ProgressFn | None) -> RunRecord:
+        from subsetsearch.train import trainer
+
+        network = self.acq_net if acquisition else self.subset_net
+        loss = self._batch_loss(network, spec.rows)
+        return trainer.train_run(spec, network, self.pool, batch_loss=loss, progress=progress)
+
     # -- scoring --------------------------------------------------------------------------------
 
-    def _member_weights(self, i: int) -> list[tuple[str, dict]]:
+    def step_scoring(self, iteration: int, score_rows: np.ndarray) -> MapScoring:
+        return MapScoring(self, iteration, score_rows)
+
+    def _member_weights(self, iteration: int) -> list[dict]:
+        """Step ``iteration``'s members' weights on the device (a worker keeps one step's)."""
         from safetensors.torch import load_file
 
-        return [(name, load_file(str(path), device=str(self.device))) for name, path, _ in self._member_files(i)]
+        if self._weights is None or self._weights[0] != iteration:
+            paths = [member.path for member in self.member_files(iteration)]
+            self._weights = (iteration, [load_file(str(path), device=str(self.device)) for path in paths])
+        return self._weights[1]
 
-    def _maps(self, network: object, net: object, rows: np.ndarray) -> np.ndarray:
-        """Sigmoid centre maps [n, K, h, w] (float32) of ``net`` on pool ``rows``."""
-        import torch
-
-        with torch.inference_mode():
-            net.eval()
-            index = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
-            output = network.forward(net, self.pool, self.pool.x[index])
-            return torch.sigmoid(output[:, : self.num_classes]).cpu().numpy()
-
-    def _member_maps(self, weights: list[tuple[str, dict]], rows: np.ndarray) -> Iterator[np.ndarray]:
-        net = self._scoring_net
-        for _, state in weights:
-            net.load_state_dict(state)
-            yield self._maps(self.acq_net, net, rows)
-
-    def _centre_maps(self, rows: np.ndarray) -> np.ndarray | None:
+    def centre_maps(self, rows: np.ndarray) -> np.ndarray | None:
+        """Ground-truth centre maps [n, K, h, w] of pool ``rows`` (``error_count`` only, else None)."""
         if self.config.search.function != "error_count":
             return None
         from subsetsearch.train import detector
@@ -233,101 +277,94 @@ class DetectionSearch(Search):
         size = self.config.detection_config().size
         return detector.centre_maps(part.boxes, part.labels, part.image_index, len(rows), self.num_classes, size)
 
-    def _acquisition_scores(
-        self, i: int, train_rows: np.ndarray, score_rows: np.ndarray
-    ) -> tuple[float, np.ndarray, dict]:
-        train_seconds = self._train_ensemble(i, train_rows)
-        weights = self._member_weights(i)
-        names = [name for name, _ in weights]
-        self._scoring_net = self.acq_net.build(0)
-        n = len(self.pool)
-        path = self._iter_dir(i) / "scores.npz"
-        scores, done, seconds = np.full(n, np.nan), 0, 0.0
-        if path.is_file():
-            with np.load(path) as saved:
-                scores, done, seconds = saved["scores"], int(saved["chunks_done"]), float(saved["seconds"])
-        chunks = [score_rows[s : s + SCORE_CHUNK] for s in range(0, len(score_rows), SCORE_CHUNK)]
-        if done < len(chunks):
-            self.reporter.line(f"step {i}: scoring {len(score_rows)} images with {len(names)} members")
-        bar = self.reporter.bar(f"step {i} scoring")
-        started = last_save = time.perf_counter()
-        todo = ((rows, self._member_maps(weights, rows), self._centre_maps(rows)) for rows in chunks[done:])
-        for j, (rows, image_scores, _) in enumerate(
-            stream_image_scores(todo, self.config.search.function, n), start=done + 1
-        ):
-            scores[rows] = image_scores
-            if bar is not None:
-                bar("scoring", j, len(chunks))
-            if time.perf_counter() - last_save > STATE_SAVE_INTERVAL_S or j == len(chunks):
-                self._save_scores(path, scores, j, seconds + time.perf_counter() - started)
-                last_save = time.perf_counter()
-        seconds += time.perf_counter() - started
-        if not path.is_file():
-            self._save_scores(path, scores, len(chunks), seconds)
-        self._keep_heatmaps(i, weights, score_rows, scores)
-        return (
-            train_seconds,
-            scores,
-            {"ensemble": self.config.ensemble.kind, "members": len(names), "score_seconds": seconds},
-        )
+    def member_maps(self, net: object, rows: np.ndarray) -> np.ndarray:
+        """Sigmoid centre maps [n, K, h, w] (float32) of ``net`` on pool ``rows``, in the network's
+        precision, in batches of the trainer's inference batch."""
+        import torch
 
-    @staticmethod
-    def _save_scores(path: Path, scores: np.ndarray, chunks_done: int, seconds: float) -> None:
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, scores=scores, chunks_done=chunks_done, seconds=seconds)
+        from subsetsearch.train.trainer import INFERENCE_BATCH
 
-    def _keep_heatmaps(self, i: int, weights: list, score_rows: np.ndarray, scores: np.ndarray) -> None:
-        """Heatmaps of the step's top-scoring images and a few random ones, for the figure."""
-        path = self._iter_dir(i) / "heatmaps.npz"
+        net.eval()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(rows), INFERENCE_BATCH):
+                index = torch.from_numpy(np.asarray(rows[start : start + INFERENCE_BATCH], dtype=np.int64))
+                output = self.acq_net.forward(net, self.pool, self.pool.x[index.to(self.device)])
+                out.append(torch.sigmoid(output[:, : self.num_classes]).cpu().numpy())
+        return np.concatenate(out)
+
+    def score_unit(self, task: ScoreTask) -> ChunkScore:
+        """Every member's centre maps of a chunk of images, streamed into :class:`MapStats`."""
+        started = time.perf_counter()
+        self._scoring_net = self._scoring_net or self.acq_net.build(0)
+        net, stats, total = self._scoring_net, None, None
+        for state in self._member_weights(task.iteration):
+            net.load_state_dict(state)
+            maps = self.member_maps(net, task.rows)
+            stats = stats or MapStats(*maps.shape)
+            stats.update(maps)
+            if task.keep_maps:
+                total = maps.astype(np.float64) if total is None else total + maps
+        image_scores, heatmaps = stats.scores(self.config.search.function, gt=self.centre_maps(task.rows))
+        if not task.keep_maps:
+            return ChunkScore(image_scores, time.perf_counter() - started)
+        mean_maps = (total / stats.num_members).astype(np.float32)
+        return ChunkScore(image_scores, time.perf_counter() - started, heatmaps.astype(np.float32), mean_maps)
+
+    def after_scoring(self, iteration: int, score_rows: np.ndarray, scores: np.ndarray) -> None:
+        """Keep the heatmaps of the step's top-scoring images and a few random ones, with the
+        images and their boxes, for the figure (``heatmaps.npz``)."""
+        path = self.step_dir(iteration) / HEATMAPS
         if path.is_file():
             return
         ranked = score_rows[np.argsort(-scores[score_rows], kind="stable")]
-        rng = np.random.default_rng(derive_seed(self.config.seed, _SEED_SELECT, i, 1))
+        rng = np.random.default_rng(derive_seed(self.config.seed, Seed.SELECT, iteration, 1))
         rest = ranked[FIGURE_TOP:]
         picks = np.concatenate([ranked[:FIGURE_TOP], rng.choice(rest, min(FIGURE_RANDOM, len(rest)), replace=False)])
-        members = list(self._member_maps(weights, picks))
-        image_scores, heatmaps = acquire_maps(members, self.config.search.function, self._centre_maps(picks))
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                index=picks,
-                image_scores=image_scores,
-                heatmaps=heatmaps.astype(np.float32),
-                mean_maps=np.mean(members, axis=0).astype(np.float32),
-            )
+        task = ScoreTask(iteration, ALL_MEMBERS, 0, picks, keep_maps=True)
+        ((_, result),) = list(self.executor.run(self.workload, "score", [task]))
+        shown = self.images.take(picks)
+        HeatmapRecord(
+            picks,
+            result.scores,
+            result.heatmaps,
+            result.mean_maps,
+            shown.x,
+            shown.boxes,
+            shown.labels,
+            shown.image_index,
+        ).save(path)
 
     # -- subset models --------------------------------------------------------------------------
 
-    def _evaluate(self, name: str, subset: Subset, pretrained: bool = False) -> DetectionVariant:
+    def evaluate(self, variant: VariantSpec) -> DetectionVariant:
         from subsetsearch.train import trainer
 
         cfg = self.config
-        net = self.subset_net
         metrics, seconds = [], []
+        subset = variant.subset
         rows = subset.training_rows()
         for k in range(cfg.subset_model.models):
-            model_dir = self.run_dir / "models" / name / f"model_{k}"
+            model_dir = self.run_dir / "models" / variant.name / f"model_{k}"
             self.reporter.line(
-                f"{name}: training detector {k + 1}/{cfg.subset_model.models} on {subset.size} images "
+                f"{variant.name}: training detector {k + 1}/{cfg.subset_model.models} on {subset.size} images "
                 f"({len(subset.index)} unique)"
             )
-            record = trainer.train_run(
-                model_dir,
-                net,
-                self.pool,
-                rows,
-                seed=derive_seed(cfg.seed, _SEED_SUBSET_MODEL, k),
-                save_last=True,
-                progress=self.reporter.bar(f"{name} model {k + 1}"),
-                batch_loss=self._batch_loss(net, rows),
+            spec = trainer.TrainSpec(model_dir, rows, seed=self.subset_model_seed(k), save_last=True)
+            record = self.train_model(
+                spec, acquisition=False, progress=self.reporter.bar(f"{variant.name} model {k + 1}")
             )
             metrics.append(self._test_metrics(model_dir))
             seconds.append(record.seconds)
-        variant = DetectionVariant(name, subset.size, len(subset.index), metrics, seconds)
-        self.reporter.line(f"{name}: test wMAP {100 * variant.mean('wMAP'):.2f}, mAP {100 * variant.mean('mAP'):.2f}")
-        return variant
+        result = DetectionVariant(
+            variant.name, subset.size, len(subset.index), metrics, seconds, self.subset_net.precision
+        )
+        self.reporter.line(
+            f"{variant.name}: test wMAP {100 * result.mean('wMAP'):.2f}, mAP {100 * result.mean('mAP'):.2f}"
+        )
+        return result
 
-    def _test_metrics(self, model_dir: Path) -> dict:
+    def _test_metrics(self, model_dir) -> dict:
         path = model_dir / "test_metrics.json"
         if path.is_file():
             return json.loads(path.read_text())
@@ -350,11 +387,16 @@ class DetectionSearch(Search):
             tmp.write_text(json.dumps(result, indent=1) + "\n")
         return result
 
-    # -- figures --------------------------------------------------------------------------------
+    def summary_lines(self, variants: list[Any]) -> list[str]:
+        rows = [f"{'subset model':<26}{'images':>8}{'unique':>8}{'wMAP':>8}{'mAP':>8}{'AP50':>8}{'train s':>9}"]
+        for v in variants:
+            rows.append(
+                f"{v.name:<26}{v.size:>8}{v.unique:>8}{100 * v.mean('wMAP'):>8.2f}{100 * v.mean('mAP'):>8.2f}"
+                f"{100 * v.mean('AP50'):>8.2f}{np.mean(v.train_seconds):>9.1f}"
+            )
+        return rows
 
-    def run(self) -> RunResult:
-        result = super().run()
+    def finish_run(self, result: RunResult) -> None:
         from subsetsearch.report.detection import write_detection_figures
 
-        write_detection_figures(self.run_dir, self.images)
-        return result
+        write_detection_figures(self.run_dir)

@@ -1,9 +1,11 @@
 """``subsetsearch report DIR``: figures, tables and one self-contained report.html for a run
 directory (finished or not) or a study directory, written to ``DIR/report/``.
 
-The numbers come from :mod:`subsetsearch.report` (torch-free); this module finds the run's data
-again (its labels, for class balance, error counts and ensemble accuracies) and lays the page out.
-Whatever the directory lacks is listed at the top of the page and in the summary, never an error.
+Everything comes from the directory itself (:mod:`subsetsearch.rundir`: the run's labels and class
+names are in its ``dataset.npz``), so a run directory copied to a machine without the dataset
+reports the same; the numbers come from :mod:`subsetsearch.report`. Nothing here imports
+PyTorch or the trainer. Whatever the directory lacks is listed at the top of the page and in the
+summary, never an error.
 """
 
 from __future__ import annotations
@@ -21,21 +23,8 @@ from subsetsearch.internal.files import InputError
 from subsetsearch.report import figures
 from subsetsearch.report.analyses import class_balance, selected_accuracy
 from subsetsearch.report.html import Section, write_html
-from subsetsearch.report.rundir import RunDir, SubsetTable, read_run, split_variant, variant_scores
 from subsetsearch.report.studies import STUDY_FUNCTIONS, StudyResult, consensus, percent_text, run_curves
-
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+from subsetsearch.rundir import DatasetRecord, RunDir, Subset, read_run, split_variant, variant_scores
 
 
 @dataclass
@@ -44,16 +33,6 @@ class ReportResult:
     figures: list[Path]
     missing: list[str]
     summary: str
-
-
-@dataclass
-class PoolLabels:
-    """What the report needs of a run's data: pool labels (classification: [N] ints; detection:
-    [N, K] boxes per class of each image), test labels, class names."""
-
-    pool: np.ndarray
-    test: np.ndarray | None
-    names: list[str]
 
 
 @dataclass
@@ -85,36 +64,14 @@ def build_report(path: str | Path) -> ReportResult:
 # -- the run's data ---------------------------------------------------------------------------------
 
 
-def load_labels(run: RunDir) -> PoolLabels:
-    """The labels of the run's pool and test set, loaded as the run loaded them; InputError if
-    the data cannot be found any more."""
-    from subsetsearch.pipeline.config import parse_config
-    from subsetsearch.pipeline.run import load_splits
-
-    raw = {k: v for k, v in run.config.items() if k not in ("subsetsearch_version",)}
-    config = parse_config(raw, str(run.path / "config.yaml"))
-    if config.task == "detection":
-        from subsetsearch.pipeline.detect import detection_sets
-        from subsetsearch.train import canvas
-
-        images, _ = detection_sets(config)
-        k = len(canvas.CLASS_NAMES)
-        counts = np.zeros((len(images), k), dtype=np.int64)
-        np.add.at(counts, (images.image_index, images.labels), 1)
-        return PoolLabels(counts, None, list(canvas.CLASS_NAMES))
-    splits = load_splits(config)
-    names = list(FASHION_MNIST_CLASSES) if config.data.dataset == "fashion_mnist" else []
-    return PoolLabels(splits.pool.y, splits.test.y, names or [str(c) for c in range(splits.num_classes)])
-
-
-def _labels_or_note(run: RunDir, page: _Page) -> PoolLabels | None:
-    try:
-        return load_labels(run)
-    except (InputError, OSError, ValueError) as error:
+def _dataset_or_note(run: RunDir, page: _Page) -> DatasetRecord | None:
+    dataset = run.dataset()
+    if dataset is None:
         page.missing.append(
-            f"class balance, error counts and ensemble accuracies: the run's data could not be loaded ({error})"
+            "class balance, error counts and ensemble accuracies: the run directory has no dataset.npz (runs "
+            "of subsetsearch 0.1.0 before it existed); run the same `subsetsearch run` command again to add it"
         )
-        return None
+    return dataset
 
 
 # -- a run ------------------------------------------------------------------------------------------
@@ -126,10 +83,11 @@ def _run_report(path: Path) -> ReportResult:
     run = read_run(path)
     page = _Page(path / "report")
     page.missing += run.missing
-    labels = _labels_or_note(run, page)
+    dataset = _dataset_or_note(run, page)
     cfg = run.config
-    pool_size = run.metrics["pool_size"] if run.metrics else (labels.pool.shape[0] if labels is not None else None)
+    pool_size = run.metrics["pool_size"] if run.metrics else (dataset.pool_size if dataset is not None else None)
     status = "finished" if run.metrics is not None else "partial (still running or stopped)"
+    device, precision = _where(run)
     page.sections.append(
         Section("Run").table(
             ["", "value"],
@@ -140,16 +98,19 @@ def _run_report(path: Path) -> ReportResult:
                 ["scheme", run.scheme],
                 ["acquisition function", cfg.get("search", {}).get("function", "-")],
                 ["ensemble", json.dumps(cfg.get("ensemble", {}))],
+                ["dataset", dataset.name if dataset is not None else "-"],
                 ["pool size", pool_size if pool_size is not None else "-"],
                 ["skip top (outliers)", cfg.get("search", {}).get("skip_top", 0.0)],
+                ["device", device],
+                ["precision", precision],
             ],
         )
     )
     _subsets_section(run, page)
-    _results_section(run, page, labels)
-    if labels is not None:
-        _balance_section(run, page, labels)
-    _scores_section(run, page, labels)
+    _results_section(run, page, dataset)
+    if dataset is not None:
+        _balance_section(run, page, dataset)
+    _scores_section(run, page, dataset)
     _consensus_section(run, page)
     _curves_section(run, page)
     _cost_section(run, page)
@@ -168,6 +129,25 @@ def _run_report(path: Path) -> ReportResult:
     return _result(html_path, page)
 
 
+def _where(run: RunDir) -> tuple[str, str]:
+    """The device and precision the run recorded ('unrecorded' for runs from before precision was)."""
+    metrics = run.metrics or {}
+    devices = (
+        {metrics["device"]}
+        if "device" in metrics
+        else {s.metrics["device"] for s in run.steps if "device" in s.metrics}
+    )
+    precision = metrics.get("precision")
+    if isinstance(precision, dict):
+        text = ", ".join(f"{precision[k]} ({k.replace('_', ' ')})" for k in ("acquisition", "subset_model"))
+        if precision["acquisition"] == precision["subset_model"]:
+            text = precision["acquisition"]
+    else:
+        found = sorted({s.metrics["precision"] for s in run.steps if "precision" in s.metrics})
+        text = ", ".join(found) or "unrecorded"
+    return ", ".join(sorted(devices)) or "-", text
+
+
 def _result(html_path: Path, page: _Page) -> ReportResult:
     lines = [f"report      {html_path}", f"figures     {len(page.figures)} PNG in {page.folder}"]
     if page.missing:
@@ -177,7 +157,10 @@ def _result(html_path: Path, page: _Page) -> ReportResult:
 
 
 def _subsets_section(run: RunDir, page: _Page) -> None:
-    header = ["step", "kind", "subset size", "unique", "added", "scored", "members", "train s", "score s", "device"]
+    header = [
+        "step", "kind", "subset size", "unique", "added", "scored", "members", "train s", "score s", "device",
+        "precision",
+    ]  # fmt: skip
     rows = []
     for s in run.steps:
         m = s.metrics
@@ -193,6 +176,7 @@ def _subsets_section(run: RunDir, page: _Page) -> None:
                 f"{m.get('train_seconds', 0.0):.1f}",
                 f"{m.get('score_seconds', 0.0):.1f}",
                 m.get("device", "-"),
+                m.get("precision", "-"),
             ]
         )
     section = Section("Subsets")
@@ -203,8 +187,8 @@ def _subsets_section(run: RunDir, page: _Page) -> None:
     page.sections.append(section)
 
 
-def _results_section(run: RunDir, page: _Page, labels: PoolLabels | None) -> None:
-    variants = run.variants(labels.test if labels is not None else None)
+def _results_section(run: RunDir, page: _Page, dataset: DatasetRecord | None) -> None:
+    variants = run.variants(dataset.test_labels if dataset is not None else None)
     section = Section("Test results of the subset models")
     if not variants:
         section.text("No subset model has been trained yet.")
@@ -223,33 +207,34 @@ def _results_section(run: RunDir, page: _Page, labels: PoolLabels | None) -> Non
                     f"{np.mean(v['train_seconds']):.1f}",
                 ]
             )
-        section.table(["variant", "samples", "metric", "test (%)", "models", "train s"], rows)
+        section.table(["variant", "samples", "metric", "test (%), mean ± sample sd", "models", "train s"], rows)
     page.sections.append(section)
 
 
-def _step_subsets(run: RunDir) -> list[tuple[str, SubsetTable]]:
+def _step_subsets(run: RunDir) -> list[tuple[str, Subset]]:
     return [(f"iter_{s.iteration:02d}", subset) for s in run.steps if (subset := s.subset()) is not None]
 
 
-def _balance_section(run: RunDir, page: _Page, labels: PoolLabels) -> None:
-    k = len(labels.names)
-    n = labels.pool.shape[0]
-    balance = {"full pool": class_balance(labels.pool, np.arange(n), np.ones(n, np.int64), k)}
+def _balance_section(run: RunDir, page: _Page, dataset: DatasetRecord) -> None:
+    names = dataset.class_names
+    k = len(names)
+    per_class, n = dataset.per_class, dataset.pool_size
+    balance = {"full pool": class_balance(per_class, np.arange(n), np.ones(n, np.int64), k)}
     for name, subset in _step_subsets(run):
-        balance[f"{name} ({subset.size})"] = class_balance(labels.pool, subset.index, subset.multiplicity, k)
+        balance[f"{name} ({subset.size})"] = class_balance(per_class, subset.index, subset.multiplicity, k)
     section = Section("Class balance of each subset against the full pool")
-    unit = "boxes" if labels.pool.ndim == 2 else "samples"
+    unit = "boxes" if dataset.pool_boxes is not None else "samples"
     section.table(
         ["class", *balance],
-        [[labels.names[c], *(f"{100 * b[c]:.2f}%" for b in balance.values())] for c in range(k)],
+        [[names[c], *(f"{100 * b[c]:.2f}%" for b in balance.values())] for c in range(k)],
     )
     if len(balance) > 1:
-        figures.class_balance_figure(page.png("class_balance.png"), balance, labels.names)
+        figures.class_balance_figure(page.png("class_balance.png"), balance, names)
         section.figure(page.figures[-1], f"share of {unit} per class")
     page.sections.append(section)
 
 
-def _added_rows(subset: SubsetTable | None, previous: SubsetTable | None) -> np.ndarray:
+def _added_rows(subset: Subset | None, previous: Subset | None) -> np.ndarray:
     """Rows a step acquired: those whose multiplicity grew since the previous step (with automatic
     duplication, a row chosen again keeps the iteration it first came in)."""
     if subset is None:
@@ -259,21 +244,20 @@ def _added_rows(subset: SubsetTable | None, previous: SubsetTable | None) -> np.
     return subset.index[np.asarray(grew, dtype=bool)]
 
 
-def _scores_section(run: RunDir, page: _Page, labels: PoolLabels | None) -> None:
+def _scores_section(run: RunDir, page: _Page, dataset: DatasetRecord | None) -> None:
     section = Section("Acquisition scores")
     table_rows = []
     found = False
-    previous: SubsetTable | None = None
+    previous: Subset | None = None
+    labels = dataset.pool_labels if dataset is not None else None
     for step in run.steps:
         subset = step.subset()
         chosen_rows = _added_rows(subset, previous)
         previous = subset
         if run.task == "detection":
-            path = step.folder / "scores.npz"
-            if not path.is_file():
+            scores = step.image_scores()
+            if scores is None:
                 continue
-            with np.load(path) as saved:
-                scores = saved["scores"]
             function = run.config.get("search", {}).get("function", "score")
             scored = np.isfinite(scores)
             by_function = {function: scores[scored]}
@@ -284,13 +268,12 @@ def _scores_section(run: RunDir, page: _Page, labels: PoolLabels | None) -> None
             scored = stats.member_counts > 0
             by_function = {}
             for fn in ACQUISITION_FUNCTIONS:
-                if fn == "error_count" and (labels is None or labels.pool.ndim != 1):
+                if fn == "error_count" and labels is None:
                     continue
-                y = labels.pool if fn == "error_count" else None
-                by_function[fn] = acquire(stats, fn, labels=y)[scored]
-            if labels is not None and labels.pool.ndim == 1:
+                by_function[fn] = acquire(stats, fn, labels=labels if fn == "error_count" else None)[scored]
+            if labels is not None:
                 predicted = np.argmax(stats.mean_probs(), axis=1)
-                a, b = selected_accuracy(predicted, labels.pool, np.flatnonzero(scored), chosen_rows)
+                a, b = selected_accuracy(predicted, labels, np.flatnonzero(scored), chosen_rows)
                 table_rows.append(
                     [
                         f"iter_{step.iteration:02d}",
@@ -390,13 +373,19 @@ def _cost_section(run: RunDir, page: _Page) -> None:
 
 
 def _detection_section(run: RunDir, page: _Page) -> None:
+    from subsetsearch.report.detection import write_detection_figures
+
     section = Section("Detection: heatmaps and duplication")
-    pngs = sorted(page.folder.glob("heatmaps_iter_*.png")) + sorted(page.folder.glob("duplication.png"))
+    pngs = [p for p in write_detection_figures(run.path) if p.suffix == ".png"]
     for png in pngs:
         page.figures.append(png)
         section.figure(png, png.stem.replace("_", " "))
-    if not pngs:
-        page.missing.append("detection heatmaps: written by `subsetsearch run` when a detection run finishes")
+    scored = [s for s in run.steps if s.image_scores() is not None]
+    if len([p for p in pngs if p.name.startswith("heatmaps_")]) < len(scored):
+        page.missing.append(
+            "detection heatmaps: a scored step has no heatmaps.npz with its images (steps scored before this "
+            "version kept none)"
+        )
     page.sections.append(section)
 
 
@@ -429,13 +418,14 @@ def _study_report(path: Path) -> ReportResult:
             variants = run.variants()
             _metric, values = variant_scores(variants.get(run.scheme, {}))
             rows.append([cell, t, "finished" if run.metrics else "partial", percent_text(values)])
-    labels_cache: dict[str, np.ndarray] = {}
 
     def labels_of(run: RunDir) -> np.ndarray:
-        key = json.dumps([run.config.get("data"), run.config.get("seed")], sort_keys=True)
-        if key not in labels_cache:
-            labels_cache[key] = load_labels(run).pool
-        return labels_cache[key]
+        dataset = run.dataset()
+        if dataset is None or dataset.pool_labels is None:
+            raise InputError(
+                f"'{run.path}' has no dataset.npz with pool labels; run `subsetsearch study` again to add it"
+            )
+        return dataset.pool_labels
 
     analysis = STUDY_FUNCTIONS[config.study]
     result: StudyResult = analysis(cells, labels_of) if config.study == "ensembles" else analysis(cells)

@@ -104,7 +104,8 @@ def run_dir_of(study_dir: Path, cell: str, trial: int) -> Path:
 def shared_paths(donor: RunConfig, config: RunConfig) -> list[str]:
     """Paths (relative to the run directory) that a run of ``donor`` writes exactly as a run of
     ``config`` would, so a study trains them once. Only classification runs of the same data and
-    seed share anything; every rule below follows from how :class:`Search` derives its seeds."""
+    seed share anything; every rule below follows from how
+    :class:`~subsetsearch.pipeline.search.Search` derives its seeds."""
     if donor.task != "classification" or config.task != "classification":
         return []
     if donor.seed != config.seed or donor.data != config.data:
@@ -228,7 +229,8 @@ def claim_study_dir(config: StudyConfig, study_dir: Path) -> None:
 
 def run_study(config: StudyConfig, study_dir: Path | None = None, reporter: Reporter | None = None) -> Path:
     """Run (or resume) every cell and trial of a study; the study directory."""
-    from subsetsearch.pipeline.run import Search, budget_counts, load_splits, search_for
+    from subsetsearch.internal.budgets import budget_counts
+    from subsetsearch.pipeline.run import pool_size, search_for
 
     reporter = reporter or Reporter(quiet=True)
     study_dir = Path(study_dir) if study_dir is not None else config.resolved_dir()
@@ -237,10 +239,10 @@ def run_study(config: StudyConfig, study_dir: Path | None = None, reporter: Repo
     for run_config in configs.values():  # data and budgets checked before anything is written
         key = (run_config.data, run_config.search.budgets)
         if key not in checked:
-            budget_counts(run_config.search.budgets, len(load_splits(run_config).pool))
+            budget_counts(run_config.search.budgets, pool_size(run_config))
             checked.append(key)
     for (cell, t), run_config in configs.items():  # a changed cell's old runs are refused before any work
-        Search(run_config, run_dir_of(study_dir, cell, t)).check_run_dir()
+        search_for(run_config, run_dir_of(study_dir, cell, t)).check_run_dir()
     claim_study_dir(config, study_dir)
     with configs[next(iter(configs))].executor.make() as executor:  # one executor (one Ray) for every run
         for t in range(config.trials):

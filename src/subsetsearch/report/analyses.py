@@ -1,5 +1,5 @@
 """The numbers behind the report and the paper's studies: NumPy arrays in, arrays (or small
-dataclasses of them) out. Reading run directories is :mod:`subsetsearch.report.rundir`'s job."""
+dataclasses of them) out. Reading run directories is :mod:`subsetsearch.rundir`'s job."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = [
     "checkpoint_consensus",
     "class_balance",
     "consecutive_pairs",
-    "mean_std",
+    "mean_sd",
     "selected_accuracy",
     "time_to_accuracy",
 ]
@@ -130,12 +130,16 @@ def checkpoint_consensus(votes: np.ndarray, names: list[str], rows: np.ndarray) 
     return Consensus([(names[a], names[b]) for a, b in pairs], agree, all_agree, votes.shape[1])
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and (population) standard deviation; NaN for no values."""
-    if not values:
-        return float("nan"), float("nan")
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1) of trials; NaN where undefined (no value, or
+    one for the sd).
+
+    >>> mean_sd([2.0, 4.0, 6.0])  # sd = sqrt((2**2 + 0 + 2**2) / (3 - 1))
+    (4.0, 2.0)
+    """
     a = np.asarray(values, dtype=np.float64)
-    return float(a.mean()), float(a.std())
+    mean = float(a.mean()) if a.size else float("nan")
+    return mean, float(a.std(ddof=1)) if a.size > 1 else float("nan")
 
 
 def time_to_accuracy(history: list[dict], target: float, key: str = "val_accuracy") -> float | None:

@@ -1,5 +1,6 @@
 """Detection figures: per-class uncertainty heatmaps over images (the paper's Figure 2) and the
-duplication table of automatic duplication (its Table VII)."""
+duplication table of automatic duplication (its Table VII), drawn from the run directory alone
+(``iter_NN/heatmaps.npz`` carries the images and boxes it shows, ``dataset.npz`` the class names)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.report.figures import pyplot, save_figure
-from subsetsearch.train.canvas import CLASS_NAMES, DetectionImages
+from subsetsearch.rundir import HEATMAPS, DatasetRecord, HeatmapRecord
 
 BUCKETS = ("1", "2", "3", "4+")
 _COLOURS = ("tab:red", "tab:orange", "tab:green", "tab:blue", "tab:purple")
@@ -58,39 +59,39 @@ def duplication_figure(rows: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def heatmap_figure(
-    images: DetectionImages, index: np.ndarray, heatmaps: np.ndarray, image_scores: np.ndarray, path: Path, title: str
-) -> None:
+def heatmap_figure(record: HeatmapRecord, class_names: list[str], path: Path, title: str) -> None:
     """One row per image: the image with its boxes, then each class's heatmap over the image."""
     plt = pyplot()
+    heatmaps = record.heatmaps
     n, k = heatmaps.shape[:2]
     fig, axes = plt.subplots(n, k + 1, figsize=(1.7 * (k + 1), 1.8 * n), squeeze=False)
     top = float(np.nanmax(heatmaps)) or 1.0
-    size = images.x.shape[-1]
-    for row, image in enumerate(index):
-        picture = images.x[image, 0]
-        boxes, labels = images.boxes_of(int(image))
+    size = record.images.shape[-1]
+    for row, image in enumerate(record.index):
+        picture = record.images[row, 0]
+        mine = record.box_image == row
         for col in range(k + 1):
             ax = axes[row, col]
             ax.imshow(picture, cmap="gray", vmin=0, vmax=255)
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
-                for (x0, y0, x1, y1), label in zip(boxes, labels, strict=True):
+                for (x0, y0, x1, y1), label in zip(record.boxes[mine], record.box_labels[mine], strict=True):
                     rect = plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.2)
                     rect.set_edgecolor(_COLOURS[label % len(_COLOURS)])
                     ax.add_patch(rect)
-                ax.set_ylabel(f"#{image}\nscore {image_scores[row]:.3f}", fontsize=7)
+                ax.set_ylabel(f"#{image}\nscore {record.image_scores[row]:.3f}", fontsize=7)
                 continue
             ax.imshow(heatmaps[row, col - 1], cmap="inferno", alpha=0.6, vmin=0, vmax=top, extent=(0, size, size, 0))
             if row == 0:
-                ax.set_title(CLASS_NAMES[col - 1] if col - 1 < len(CLASS_NAMES) else str(col - 1), fontsize=8)
+                ax.set_title(class_names[col - 1] if col - 1 < len(class_names) else str(col - 1), fontsize=8)
     fig.suptitle(title, fontsize=9)
     save_figure(fig, path)
 
 
-def write_detection_figures(run_dir: Path, images: DetectionImages) -> list[Path]:
-    """The figures of a detection run directory into ``run_dir/report/``; the paths written."""
+def write_detection_figures(run_dir: Path) -> list[Path]:
+    """The figures of a detection run directory into ``run_dir/report/``; the paths written (a
+    step whose ``heatmaps.npz`` predates its images is skipped)."""
     run_dir = Path(run_dir)
     report = run_dir / "report"
     written = []
@@ -101,15 +102,16 @@ def write_detection_figures(run_dir: Path, images: DetectionImages) -> list[Path
 
         config = yaml.safe_load(config_path.read_text()) or {}
     function = config.get("search", {}).get("function", "acquisition")
+    dataset = DatasetRecord.load(run_dir / "dataset.npz")
+    class_names = dataset.class_names if dataset is not None else []
     for folder in sorted(run_dir.glob("iter_*")):
-        source = folder / "heatmaps.npz"
-        if not source.is_file():
+        record = HeatmapRecord.load(folder / HEATMAPS)
+        if record is None:
             continue
-        with np.load(source) as saved:
-            path = report / f"heatmaps_{folder.name}.png"
-            title = f"{folder.name}: per-class {function} heatmaps (top-scored rows first, then random)"
-            heatmap_figure(images, saved["index"], saved["heatmaps"], saved["image_scores"], path, title)
-            written.append(path)
+        path = report / f"heatmaps_{folder.name}.png"
+        title = f"{folder.name}: per-class {function} heatmaps (top-scored rows first, then random)"
+        heatmap_figure(record, class_names, path, title)
+        written.append(path)
     rows = duplication_rows(run_dir)
     if rows:
         with atomic_path(report / "duplication.md") as tmp:

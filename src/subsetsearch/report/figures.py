@@ -11,6 +11,11 @@ from subsetsearch.internal.atomic import atomic_path
 _PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
 
 
+def _sd(values: list[float]) -> float:
+    """Sample standard deviation (ddof=1) of a list, 0 for fewer than two values (no error bar)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def pyplot():
     """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
@@ -42,27 +47,27 @@ def _finish_axes(fig: object, ax: object, path: Path, xlabel: str, ylabel: str, 
 def budget_figure(
     path: Path, title: str, series: dict[str, dict[int, list[float]]], full: list[float], pool: int | None
 ) -> None:
-    """Accuracy (mean ± std over trials) against subset size, one line per series, the full-pool
-    accuracy as a horizontal band."""
+    """Accuracy (mean ± sample sd over trials) against subset size, one line per series, the
+    full-pool accuracy as a horizontal band."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     scale = 100 / pool if pool else 1
     for colour, (name, points) in zip(_PALETTE * 4, series.items(), strict=False):
         sizes = sorted(points)
         means = np.array([100 * np.mean(points[s]) for s in sizes])
-        stds = np.array([100 * np.std(points[s]) for s in sizes])
+        stds = np.array([100 * _sd(points[s]) for s in sizes])
         xs = np.array(sizes) * scale
         ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, color=colour, label=name)
     if full:
-        mean, std = 100 * np.mean(full), 100 * np.std(full)
+        mean, std = 100 * np.mean(full), 100 * _sd(full)
         ax.axhline(mean, color="black", ls="--", lw=1, label="full pool")
         ax.axhspan(mean - std, mean + std, color="black", alpha=0.08)
     xlabel = "subset size (% of pool)" if pool else "subset size (samples)"
-    _finish_axes(fig, ax, path, xlabel, "test accuracy (%)", title)
+    _finish_axes(fig, ax, path, xlabel, "test accuracy (%), mean ± sample sd", title)
 
 
 def grouped_bars(path: Path, title: str, groups: dict[str, dict[str, list[float]]]) -> None:
-    """Bars (mean, with the std as an error bar) per group and series, in percent."""
+    """Bars (mean, with the sample sd as an error bar) per group and series, in percent."""
     plt = pyplot()
     names = list(groups)
     series = list(dict.fromkeys(k for g in groups.values() for k in g))
@@ -72,14 +77,14 @@ def grouped_bars(path: Path, title: str, groups: dict[str, dict[str, list[float]
     for j, (name, colour) in enumerate(zip(series, _PALETTE * 4, strict=False)):
         values = [groups[g].get(name, []) for g in names]
         means = np.array([100 * np.mean(v) if v else np.nan for v in values])
-        stds = np.array([100 * np.std(v) if len(v) > 1 else 0.0 for v in values])
+        stds = np.array([100 * _sd(v) for v in values])
         xs = np.arange(len(names)) + (j - (len(series) - 1) / 2) * width
         ax.bar(xs, means, width, yerr=stds, capsize=2, color=colour, label=name)
         lows += [m for m in means if np.isfinite(m)]
     if lows:
         ax.set_ylim(max(0.0, min(lows) - 5), min(100.0, max(lows) + 2))
     ax.set_xticks(np.arange(len(names)), names, rotation=15, fontsize=8)
-    ax.set_ylabel("%")
+    ax.set_ylabel("%, mean ± sample sd")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)

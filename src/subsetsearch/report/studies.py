@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from subsetsearch.report.analyses import checkpoint_consensus, mean_std, selected_accuracy, time_to_accuracy
-from subsetsearch.report.rundir import RunDir, split_variant, variant_scores
+from subsetsearch.report.analyses import checkpoint_consensus, mean_sd, selected_accuracy, time_to_accuracy
+from subsetsearch.rundir import RunDir, split_variant, variant_scores
 
 Cells = dict[str, list[RunDir]]
 #: pool labels of a run (the ensembles study compares the ensemble's predictions with them)
@@ -35,11 +35,11 @@ class StudyResult:
 
 
 def percent_text(values: list[float]) -> str:
-    """Accuracies as 'mean ± std' in percent ('-' for none; no ± for one trial)."""
-    mean, std = mean_std(values)
+    """Accuracies as 'mean ± sample sd (n=k)' in percent ('-' for none; no ± for one value)."""
+    mean, sd = mean_sd(values)
     if not values:
         return "-"
-    return f"{100 * mean:.2f} ± {100 * std:.2f}" if len(values) > 1 else f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} ± {100 * sd:.2f} (n={len(values)})" if len(values) > 1 else f"{100 * mean:.2f}"
 
 
 def _finished(cells: Cells) -> tuple[Cells, list[str]]:
@@ -121,10 +121,18 @@ def _budget_study(title: str, cells: Cells) -> StudyResult:
         "pool_size": pool,
         "sizes": sizes,
         "series": {
-            name: {str(s): {"mean": mean_std(v)[0], "std": mean_std(v)[1], "trials": v} for s, v in points.items()}
+            name: {
+                str(s): {"mean": mean_sd(v)[0], "sd": mean_sd(v)[1], "n": len(v), "trials": v}
+                for s, v in points.items()
+            }
             for name, points in series.items()
         },
-        "full": {"mean": mean_std(full_values)[0], "std": mean_std(full_values)[1], "trials": full_values},
+        "full": {
+            "mean": mean_sd(full_values)[0],
+            "sd": mean_sd(full_values)[1],
+            "n": len(full_values),
+            "trials": full_values,
+        },
     }
 
     def figure(path: Path) -> None:

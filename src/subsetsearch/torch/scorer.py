@@ -2,8 +2,9 @@
 
 The paper's checkpoint ensembles come "at no extra cost at train time": each chosen epoch's model
 predicts the pool once and its predictions go straight into an EnsembleStats, so no checkpoint is
-kept. The statistics are saved atomically after every member with the (run, epoch) pairs they hold,
-so a restarted job never adds an epoch twice, and runs of several seeds add to one ensemble.
+kept. The statistics are saved atomically after every member with their resume ledger (the
+(run, epoch) members they hold, :mod:`subsetsearch.internal.ledger`), so a restarted job never adds
+an epoch twice, and runs of several seeds add to one ensemble.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from subsetsearch.internal.ledger import Ledger, parse_poolscorer_member, poolscorer_member
 from subsetsearch.stats import EnsembleStats, InvalidMemberError
 
 __all__ = ["IndexedDataset", "PoolScorer"]
-
-#: Key of ``EnsembleStats.metadata`` listing the [run, epoch] pairs the statistics hold.
-EPOCHS_KEY = "epochs"
 
 Unpack = Callable[[Any], tuple[Any, Any]]
 Forward = Callable[[torch.nn.Module, Any], torch.Tensor]
@@ -158,15 +157,12 @@ class PoolScorer:
         else:
             raise ValueError(f"stats must be an EnsembleStats or a .npz path, got {type(stats).__name__}")
         self.num_samples = _pool_size(self.loader, num_samples, self.stats)
-        if self.stats is not None:
-            self.stats.metadata.setdefault(EPOCHS_KEY, [])
+        self.ledger = Ledger() if self.stats is None else Ledger.of(self.stats.metadata)
 
     @property
     def held(self) -> list[tuple[str, int]]:
         """The (run, epoch) members the statistics hold, in the order they were added."""
-        if self.stats is None:
-            return []
-        return [(str(run), int(epoch)) for run, epoch in self.stats.metadata[EPOCHS_KEY]]
+        return [parse_poolscorer_member(name) for name in self.ledger.members]
 
     def on_epoch_end(self, model: torch.nn.Module, epoch: int) -> bool:
         """Add the model as a member if ``epoch`` is chosen and not held yet; save; True if added.
@@ -179,15 +175,16 @@ class PoolScorer:
             than earlier members saw. The statistics are then unchanged.
         """
         epoch = _epoch(epoch)
-        if epoch not in self.epochs or (self.run, epoch) in self.held:
+        name = poolscorer_member(self.run, epoch)
+        if epoch not in self.epochs or self.ledger.holds(name):
             return False
         member = self._score(model, epoch)
         if self.stats is None:
             self.stats = member
-            self.stats.metadata = {EPOCHS_KEY: []}
         else:
             self.stats.merge(member)
-        self.stats.metadata[EPOCHS_KEY].append([self.run, epoch])
+        self.ledger.add(name)
+        self.stats.metadata = self.ledger.save_to(self.stats.metadata)
         if self.path is not None:
             self.stats.save(self.path)
         return True

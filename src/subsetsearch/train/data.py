@@ -18,6 +18,18 @@ from subsetsearch.internal.files import InputError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -104,13 +116,15 @@ class LabeledImages:
 
 @dataclass(frozen=True)
 class Splits:
-    """What a search works on: the pool (the labeled set L), a validation set (may be empty), a test set."""
+    """What a search works on: the pool (the labeled set L), a validation set (may be empty), a
+    test set, and the names of the classes."""
 
     name: str
     pool: LabeledImages
     validation: LabeledImages
     test: LabeledImages
     num_classes: int
+    class_names: tuple[str, ...] = ()
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

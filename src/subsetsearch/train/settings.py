@@ -58,7 +58,8 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(5e-4, ge=0)
     schedule: Annotated[MilestoneSchedule | PatienceSchedule, Field(discriminator="kind")] = MilestoneSchedule()
     augment: AugmentConfig = AugmentConfig()
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where the hardware has it (CUDA, AVX512-BF16/AMX)
+    # auto: bf16 on CUDA, fp32 on every CPU (benchmarks/results/precision.json); bf16 is autocast
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: bool = True
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = Field(None, gt=0)  # torch CPU threads; None: torch's default

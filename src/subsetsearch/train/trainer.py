@@ -52,21 +52,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _cpu_has_fast_bf16() -> bool:
-    # On AVX2-only CPUs bf16 autocast was ~10x slower than fp32 for cnn_small (measured here).
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def use_bf16(config: TrainConfig, device: torch.device) -> bool:
+    """Whether to train and predict under bf16 autocast.
+
+    ``auto`` is bf16 on CUDA devices that support it and fp32 on every CPU. Measured on the demo
+    search (``benchmarks/results/precision.json``, a CPU with AVX512-BF16, three seeds): bf16 made
+    the search 0.73x as long but its build-up subsets trained models 0.24 points less accurate
+    (95% interval -0.26 to -0.22), and on CPUs without bf16 instructions it is emulated and several
+    times slower (``benchmarks/results/train_throughput.json``). fp32 on every CPU also keeps a
+    config's results from depending on which instructions the CPU has.
+    """
     if config.precision != "auto":
         return config.precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return _cpu_has_fast_bf16()
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 @dataclass
@@ -161,6 +159,11 @@ class Network:
     def bf16(self) -> bool:
         return use_bf16(self.train, self.device)
 
+    @property
+    def precision(self) -> str:
+        """The precision this network trains and predicts in: ``"bf16"`` (autocast) or ``"fp32"``."""
+        return "bf16" if self.bf16 else "fp32"
+
     def inputs(self, data: TensorData, x: torch.Tensor) -> torch.Tensor:
         out = (x.float() - data.mean) / data.std
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
@@ -232,45 +235,101 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return load_file(str(path)), meta
 
 
+@dataclass(frozen=True)
+class TrainSpec:
+    """One training run: where it lives, what it trains on and what it keeps.
+
+    Attributes
+    ----------
+    folder : Path
+        The run's folder (resumes from its ``state.safetensors``; done once ``done.json`` exists).
+    rows : ndarray of int
+        Pool rows to train on; repeats allowed (a multiset: a row listed k times is visited k times).
+    seed : int
+        Seeds the initial weights and every epoch's order and augmentation.
+    save_epochs : frozenset of int
+        Epochs whose weights are kept as ``epoch_EEE.safetensors`` (ensemble members).
+    keep_best : bool
+        Keep the best validation epoch as ``best.safetensors`` (a ``seeds`` ensemble's member).
+    save_last : bool
+        Keep the final weights as ``last.safetensors`` (subset models).
+    init_from : Path, optional
+        Start from these weights instead of a fresh initialisation (``pretrain``).
+    lr : float, optional
+        Base learning rate instead of ``train.lr``.
+    """
+
+    folder: Path
+    rows: np.ndarray
+    seed: int
+    save_epochs: frozenset[int] = frozenset()
+    keep_best: bool = False
+    save_last: bool = False
+    init_from: Path | None = None
+    lr: float | None = None
+
+
+@dataclass
+class _Run:
+    """A run in progress: the model, its optimizer and the bookkeeping saved with every epoch."""
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    meta: dict
+    base_lr: float
+
+
 def train_run(
-    folder: Path,
+    spec: TrainSpec,
     network: Network,
     data: TensorData,
-    rows: np.ndarray,
     *,
-    seed: int,
     validation: TensorData | None = None,
-    save_epochs: frozenset[int] = frozenset(),
-    keep_best: bool = False,
-    save_last: bool = False,
-    init_from: Path | None = None,
-    lr: float | None = None,
-    progress: ProgressFn | None = None,
     batch_loss: BatchLossFn | None = None,
+    progress: ProgressFn | None = None,
 ) -> RunRecord:
-    """Train one model on ``data`` rows ``rows`` (repeats allowed: a multiset) and store what is asked.
+    """Train one model on ``data`` rows ``spec.rows`` and store what ``spec`` asks for; resumable.
 
     ``batch_loss`` defaults to cross-entropy on augmented images (classification); the detector
-    passes its own. Resumes from ``folder/state.safetensors``; returns at once when ``folder/done.json`` exists.
+    passes its own. Returns at once when the run is done already.
     """
-    done = folder / "done.json"
+    done = spec.folder / "done.json"
     if done.is_file():
         record = json.loads(done.read_text())
         return RunRecord(record["history"], record["best_epoch"], record["seconds"])
-    folder.mkdir(parents=True, exist_ok=True)
+    if len(spec.rows) < 2:
+        raise InputError(f"cannot train on {len(spec.rows)} sample(s); raise the budget")
+    spec.folder.mkdir(parents=True, exist_ok=True)
+    run = _start(spec, network)
+    loss = batch_loss or classification_loss(network, data)
+    for epoch in range(run.meta["epoch"] + 1, network.train.epochs + 1):
+        if run.meta["stopped"]:
+            break
+        started = time.perf_counter()
+        entry = _train_epoch(run, spec, network, loss, epoch, progress)
+        if validation is not None and len(validation):
+            entry["val_accuracy"] = accuracy(predict(network, run.net, validation), validation.y.cpu().numpy())
+        run.meta["seconds"] += time.perf_counter() - started
+        entry["seconds"] = run.meta["seconds"]
+        run.meta["history"].append(entry)
+        _advance_schedule(run.meta, entry, epoch, network.train)
+        run.meta["epoch"] = epoch
+        _save_epoch(run, spec, epoch)
+    return _finish(run, spec)
+
+
+def _start(spec: TrainSpec, network: Network) -> _Run:
+    """A fresh model (or ``spec.init_from``'s), or the state of the last finished epoch."""
     config = network.train
-    rows = np.asarray(rows, dtype=np.int64)
-    if len(rows) < 2:
-        raise InputError(f"cannot train on {len(rows)} sample(s); raise the budget")
-    net = network.build(seed)
-    if init_from is not None:
-        load_weights(net, init_from)
-    base_lr = config.lr if lr is None else lr
+    net = network.build(spec.seed)
+    if spec.init_from is not None:
+        load_weights(net, spec.init_from)
+    base_lr = config.lr if spec.lr is None else spec.lr
     optimizer = torch.optim.SGD(
         net.parameters(), lr=base_lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     meta = new_run_state(base_lr)
-    state_path = folder / "state.safetensors"
+    state_path = spec.folder / "state.safetensors"
     if state_path.is_file():
         tensors, meta = _read_state(state_path)
         net.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -278,66 +337,69 @@ def train_run(
         saved = optimizer.state_dict()
         saved["state"] = {i: {"momentum_buffer": buffer} for i, buffer in buffers.items()}
         optimizer.load_state_dict(saved)
-    bf16 = network.bf16
-    device_type = network.device.type
-    batch_size = config.batch_size
-    if batch_loss is None:
-        batch_loss = classification_loss(network, data)
-    for epoch in range(meta["epoch"] + 1, config.epochs + 1):
-        if meta["stopped"]:
-            break
-        started = time.perf_counter()
-        if isinstance(config.schedule, PatienceSchedule):
-            current_lr = meta["lr"]
-        else:
-            drops = sum(1 for m in config.milestones() if m < epoch)
-            current_lr = base_lr * config.schedule.gamma**drops
-        for group in optimizer.param_groups:
-            group["lr"] = current_lr
-        order = epoch_order(rows, seed, epoch, batch_size)
-        generator = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-        net.train()
-        total_loss, batches = 0.0, math.ceil(len(order) / batch_size)
-        for b in range(batches):
-            index = torch.from_numpy(order[b * batch_size : (b + 1) * batch_size]).to(network.device)
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-                loss = batch_loss(net, index, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.detach()
-            if progress is not None:
-                progress(f"epoch {epoch}/{config.epochs}", b + 1, batches)
-        total_loss = float(total_loss)
-        if not math.isfinite(total_loss):
-            raise InputError(f"training diverged at epoch {epoch} (loss {total_loss}); lower train.lr")
-        entry = {"epoch": epoch, "lr": current_lr, "train_loss": total_loss / batches}
-        if validation is not None and len(validation):
-            entry["val_accuracy"] = accuracy(predict(network, net, validation), validation.y.cpu().numpy())
-        meta["seconds"] += time.perf_counter() - started
-        entry["seconds"] = meta["seconds"]
-        meta["history"].append(entry)
-        _advance_schedule(meta, entry, epoch, config)
-        meta["epoch"] = epoch
-        metadata = {"epoch": str(epoch), "seed": str(seed)}
-        if epoch in save_epochs:
-            _save_model(net, folder / f"epoch_{epoch:03d}.safetensors", metadata)
-        if keep_best and meta["best_epoch"] == epoch:
-            _save_model(net, folder / "best.safetensors", metadata)
-        tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-        for i, state in optimizer.state_dict()["state"].items():
-            if state.get("momentum_buffer") is not None:
-                tensors[f"momentum.{i}"] = state["momentum_buffer"].contiguous().cpu()
-        with atomic_path(state_path) as tmp:
-            save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
+    return _Run(net, optimizer, meta, base_lr)
+
+
+def _epoch_lr(run: _Run, config: TrainConfig, epoch: int) -> float:
+    if isinstance(config.schedule, PatienceSchedule):
+        return run.meta["lr"]
+    drops = sum(1 for m in config.milestones() if m < epoch)
+    return run.base_lr * config.schedule.gamma**drops
+
+
+def _train_epoch(
+    run: _Run, spec: TrainSpec, network: Network, loss_of: BatchLossFn, epoch: int, progress: ProgressFn | None
+) -> dict:
+    """One epoch over ``spec.rows`` in the order and augmentation seeded by (seed, epoch); its history entry."""
+    config = network.train
+    lr = _epoch_lr(run, config, epoch)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    order = epoch_order(np.asarray(spec.rows, dtype=np.int64), spec.seed, epoch, config.batch_size)
+    generator = torch.Generator().manual_seed(_epoch_seed(spec.seed, epoch))
+    run.net.train()
+    total_loss, batches = 0.0, math.ceil(len(order) / config.batch_size)
+    for b in range(batches):
+        index = torch.from_numpy(order[b * config.batch_size : (b + 1) * config.batch_size]).to(network.device)
+        with torch.autocast(network.device.type, dtype=torch.bfloat16, enabled=network.bf16):
+            loss = loss_of(run.net, index, generator)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        total_loss += loss.detach()
+        if progress is not None:
+            progress(f"epoch {epoch}/{config.epochs}", b + 1, batches)
+    total_loss = float(total_loss)
+    if not math.isfinite(total_loss):
+        raise InputError(f"training diverged at epoch {epoch} (loss {total_loss}); lower train.lr")
+    return {"epoch": epoch, "lr": lr, "train_loss": total_loss / batches}
+
+
+def _save_epoch(run: _Run, spec: TrainSpec, epoch: int) -> None:
+    """The checkpoints ``spec`` asks for at this epoch, then the state a resumed run continues from."""
+    metadata = {"epoch": str(epoch), "seed": str(spec.seed)}
+    if epoch in spec.save_epochs:
+        _save_model(run.net, spec.folder / f"epoch_{epoch:03d}.safetensors", metadata)
+    if spec.keep_best and run.meta["best_epoch"] == epoch:
+        _save_model(run.net, spec.folder / "best.safetensors", metadata)
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in run.net.state_dict().items()}
+    for i, state in run.optimizer.state_dict()["state"].items():
+        if state.get("momentum_buffer") is not None:
+            tensors[f"momentum.{i}"] = state["momentum_buffer"].contiguous().cpu()
+    with atomic_path(spec.folder / "state.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(run.meta)})
+
+
+def _finish(run: _Run, spec: TrainSpec) -> RunRecord:
+    meta = run.meta
     if meta["epoch"] < 1:
         raise RuntimeError("no epoch was trained")
-    if keep_best and not (folder / "best.safetensors").is_file():
-        raise RuntimeError(f"{folder}: best.safetensors missing")
-    if save_last:
-        _save_model(net, folder / "last.safetensors", {"epoch": str(meta["epoch"]), "seed": str(seed)})
+    if spec.keep_best and not (spec.folder / "best.safetensors").is_file():
+        raise RuntimeError(f"{spec.folder}: best.safetensors missing")
+    if spec.save_last:
+        _save_model(run.net, spec.folder / "last.safetensors", {"epoch": str(meta["epoch"]), "seed": str(spec.seed)})
     record = RunRecord(meta["history"], meta["best_epoch"] or meta["epoch"], meta["seconds"])
-    with atomic_path(done) as tmp:
+    with atomic_path(spec.folder / "done.json") as tmp:
         tmp.write_text(json.dumps(record.to_json(), indent=1))
     return record
 

@@ -1,0 +1,41 @@
+"""The statistics every benchmark reports: means with the sample std (ddof=1) and n, and
+comparisons between methods paired by seed with a 95% Student-t interval."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def mean_sd(values: Sequence[float]) -> dict:
+    """``{"mean", "sd", "n"}``: the sample standard deviation (ddof=1); sd is None for n < 2."""
+    v = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(v.mean()) if v.size else None,
+        "sd": float(v.std(ddof=1)) if v.size > 1 else None,
+        "n": int(v.size),
+    }
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> dict:
+    """``a - b`` over the seeds both hold: mean, sample sd, n, the 95% t-interval of the mean
+    difference (None for n < 2), and the seeds used."""
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b))
+    diff = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
+    out = {**mean_sd(diff), "seeds": seeds, "ci95": None}
+    if diff.size > 1:
+        half = float(stats.t.ppf(0.975, diff.size - 1) * diff.std(ddof=1) / np.sqrt(diff.size))
+        out["ci95"] = [float(diff.mean()) - half, float(diff.mean()) + half]
+    return out
+
+
+def text(summary: dict, scale: float = 1.0, digits: int = 2) -> str:
+    """'mean ± sd (n=…)' of a :func:`mean_sd` result, values times ``scale``."""
+    if summary["mean"] is None:
+        return "-"
+    mean = f"{scale * summary['mean']:.{digits}f}"
+    sd = f" ± {scale * summary['sd']:.{digits}f}" if summary["sd"] is not None else ""
+    return f"{mean}{sd} (n={summary['n']})"

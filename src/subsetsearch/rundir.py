@@ -1,0 +1,427 @@
+"""The run directory: its files, written by ``subsetsearch run`` and read by everything after it.
+
+A run directory describes itself: whatever ``subsetsearch report`` or a study needs is in it, so
+it can be read on a machine that has neither the dataset nor PyTorch (docs/architecture.md,
+"Run directory")::
+
+    config.yaml                   the resolved config (every default filled in), package version
+    dataset.npz                   what readers need of the data: class names, pool and test labels
+                                  (detection: each pool image's boxes per class)
+    iter_NN/members/run_R/        the step's acquisition training runs (checkpoints; train/trainer.py)
+    iter_NN/stats.npz             ensemble statistics of the scored rows, with their resume ledger
+    iter_NN/votes.npz             each member's predicted class of every scored row (consensus)
+    iter_NN/scores.npz            detection: the step's image scores, with their resume ledger
+    iter_NN/heatmaps.npz          detection: a few images, their boxes and per-class heatmaps (figures)
+    iter_NN/subset.parquet        the subset after step NN: index, multiplicity, score, iteration
+    iter_NN/metrics.json          sizes, multiplicities, members, seconds, device and precision
+    models/VARIANT/model_K/       a subset model: training run, test_probs.npy or test_metrics.json
+    subset.parquet                the final subset
+    metrics.json                  test results of every variant, cost of the search (written last)
+    report/                       ``subsetsearch report``: PNG figures and report.html
+
+Every file is written atomically (:func:`subsetsearch.internal.atomic.atomic_path`). Readers never
+fail on a missing file: each returns None (or nothing) and :attr:`RunDir.missing` says what is
+not there yet.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.stats import EnsembleStats
+
+CONFIG = "config.yaml"
+DATASET = "dataset.npz"
+METRICS = "metrics.json"
+SUBSET = "subset.parquet"
+STATS = "stats.npz"
+VOTES = "votes.npz"
+SCORES = "scores.npz"
+HEATMAPS = "heatmaps.npz"
+
+_VARIANT_STEP = re.compile(r"^(?P<base>.+)@iter_(?P<step>\d+)$")
+
+
+def step_dir(run_dir: Path, iteration: int) -> Path:
+    return Path(run_dir) / f"iter_{iteration:02d}"
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """``payload`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Arrays in an uncompressed ``.npz``, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+# -- subsets --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Subset:
+    """A multiset of pool rows in the order they were chosen (``subset.parquet``)."""
+
+    index: np.ndarray  # int64 [k] distinct rows
+    multiplicity: np.ndarray  # int64 [k]
+    score: np.ndarray  # float64 [k]; NaN where chosen at random
+    iteration: np.ndarray  # int64 [k]: the step at which the row came in
+
+    @classmethod
+    def empty(cls) -> Subset:
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
+
+    def add_unscored(self, rows: np.ndarray, iteration: int) -> Subset:
+        """Add rows chosen without a score (at random, or all of them): score NaN."""
+        return self.add(rows, np.full(len(rows), np.nan), iteration)
+
+    def add(self, rows: np.ndarray, scores: np.ndarray, iteration: int) -> Subset:
+        """Add distinct ``rows`` with their scores. A row already in the subset (automatic
+        duplication) gains one multiplicity and takes the new score; it keeps its first iteration."""
+        rows = np.asarray(rows, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float64)
+        position = {int(r): j for j, r in enumerate(self.index)}
+        old = np.array([position.get(int(r), -1) for r in rows], dtype=np.int64)
+        repeat = old >= 0
+        multiplicity, score = self.multiplicity.copy(), self.score.copy()
+        multiplicity[old[repeat]] += 1
+        score[old[repeat]] = scores[repeat]
+        new = ~repeat
+        return Subset(
+            np.concatenate([self.index, rows[new]]),
+            np.concatenate([multiplicity, np.ones(int(new.sum()), np.int64)]),
+            np.concatenate([score, scores[new]]),
+            np.concatenate([self.iteration, np.full(int(new.sum()), iteration, np.int64)]),
+        )
+
+    def multiplicity_counts(self) -> dict[str, int]:
+        """How many distinct samples appear once, twice, three times, four or more (paper Table VII)."""
+        m = self.multiplicity
+        return {"1": int(np.sum(m == 1)), "2": int(np.sum(m == 2)), "3": int(np.sum(m == 3)), "4+": int(np.sum(m >= 4))}
+
+    @property
+    def size(self) -> int:
+        return int(self.multiplicity.sum())
+
+    def training_rows(self) -> np.ndarray:
+        """Rows repeated by their multiplicity: what the trainer samples from."""
+        return np.repeat(self.index, self.multiplicity)
+
+    def write(self, path: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table(
+            {"index": self.index, "multiplicity": self.multiplicity, "score": self.score, "iteration": self.iteration}
+        )
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+
+    @classmethod
+    def read(cls, path: Path) -> Subset | None:
+        """The subset stored at ``path``, or None when there is none."""
+        if not Path(path).is_file():
+            return None
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        return cls(*(table[name].to_numpy() for name in ("index", "multiplicity", "score", "iteration")))
+
+
+# -- votes ----------------------------------------------------------------------------------------
+
+
+class MemberVotes:
+    """Each member's predicted class (argmax) on the scored rows, in member order: what the
+    checkpoint-consensus study reads (``iter_NN/votes.npz``: rows, names, votes [M, n]).
+
+    Members arrive a shard at a time; rows a member has not scored yet hold ``UNSET``.
+    """
+
+    UNSET = np.iinfo(np.uint16).max
+
+    def __init__(self, rows: np.ndarray, order: list[str]) -> None:
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.order = {name: k for k, name in enumerate(order)}
+        self.by_name: dict[str, np.ndarray] = {}
+
+    def set(self, name: str, positions: slice, votes: np.ndarray) -> None:
+        """Member ``name``'s votes for the scored rows at ``positions``."""
+        if name not in self.by_name:
+            self.by_name[name] = np.full(self.rows.size, self.UNSET, dtype=votes.dtype)
+        self.by_name[name][positions] = votes
+
+    def save(self, path: Path) -> None:
+        names = sorted(self.by_name, key=self.order.__getitem__)
+        stacked = np.stack([self.by_name[n] for n in names]) if names else np.zeros((0, self.rows.size), np.uint16)
+        write_npz(path, rows=self.rows, names=np.array(names, dtype=str), votes=stacked)
+
+    @classmethod
+    def load(cls, path: Path, rows: np.ndarray, order: list[str], keep: set[str]) -> MemberVotes:
+        """The saved votes of the members in ``keep`` (an empty record when the file is missing or
+        was written for other rows)."""
+        votes = cls(rows, order)
+        if not path.is_file():
+            return votes
+        with np.load(path) as saved:
+            if not np.array_equal(saved["rows"], votes.rows):
+                return votes
+            for name, row in zip(saved["names"].tolist(), saved["votes"], strict=True):
+                if name in keep:
+                    votes.by_name[name] = row
+        return votes
+
+
+# -- what readers need of the data ----------------------------------------------------------------
+
+
+@dataclass
+class DatasetRecord:
+    """What the report and the studies need of a run's data, kept in the run directory
+    (``dataset.npz``) so they never load the dataset.
+
+    Attributes
+    ----------
+    name : str
+    class_names : list of str
+    pool_labels : ndarray of shape (N,), int64, or None
+        Classification: the class of every pool row.
+    pool_boxes : ndarray of shape (N, K), int64, or None
+        Detection: how many boxes of each class every pool image holds.
+    test_labels : ndarray of shape (n,), int64, or None
+        Classification: the class of every test row.
+    """
+
+    name: str
+    class_names: list[str]
+    pool_labels: np.ndarray | None = None
+    pool_boxes: np.ndarray | None = None
+    test_labels: np.ndarray | None = None
+
+    @property
+    def pool_size(self) -> int:
+        return len(self.pool_labels if self.pool_labels is not None else self.pool_boxes)
+
+    @property
+    def per_class(self) -> np.ndarray:
+        """What class balance counts: each row's class [N], or each image's boxes per class [N, K]."""
+        return self.pool_labels if self.pool_labels is not None else self.pool_boxes
+
+    def save(self, path: Path) -> None:
+        arrays = {"name": np.array(self.name), "class_names": np.array(self.class_names, dtype=str)}
+        for key in ("pool_labels", "pool_boxes", "test_labels"):
+            if getattr(self, key) is not None:
+                arrays[key] = np.asarray(getattr(self, key), dtype=np.int64)
+        write_npz(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> DatasetRecord | None:
+        if not Path(path).is_file():
+            return None
+        with np.load(path) as saved:
+            arrays = {key: saved[key] for key in saved.files}
+        return cls(
+            str(arrays["name"]),
+            arrays["class_names"].tolist(),
+            arrays.get("pool_labels"),
+            arrays.get("pool_boxes"),
+            arrays.get("test_labels"),
+        )
+
+
+@dataclass
+class HeatmapRecord:
+    """A detection step's figure: a few pool images (the top-scored, then some at random), their
+    boxes, and each class's uncertainty heatmap over them (``iter_NN/heatmaps.npz``).
+
+    Attributes
+    ----------
+    index : ndarray of shape (n,), int64          pool rows of the images
+    image_scores : ndarray of shape (n,)          their acquisition scores
+    heatmaps : ndarray of shape (n, K, h, w)      per-class, per-location scores
+    mean_maps : ndarray of shape (n, K, h, w)     the members' mean centre maps
+    images : ndarray of shape (n, 1, S, S), uint8
+    boxes : ndarray of shape (B, 4), int64        ``[x0, y0, x1, y1]``, ends exclusive
+    box_labels : ndarray of shape (B,), int64
+    box_image : ndarray of shape (B,), int64      position in ``index`` of each box's image
+    """
+
+    index: np.ndarray
+    image_scores: np.ndarray
+    heatmaps: np.ndarray
+    mean_maps: np.ndarray
+    images: np.ndarray
+    boxes: np.ndarray
+    box_labels: np.ndarray
+    box_image: np.ndarray
+
+    def save(self, path: Path) -> None:
+        write_npz(path, **{key: np.asarray(value) for key, value in self.__dict__.items()})
+
+    @classmethod
+    def load(cls, path: Path) -> HeatmapRecord | None:
+        """The record at ``path``; None when missing or written before it carried its images."""
+        if not Path(path).is_file():
+            return None
+        with np.load(path) as saved:
+            if "images" not in saved.files:
+                return None
+            return cls(**{key: saved[key] for key in cls.__dataclass_fields__})
+
+
+# -- reading a run --------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """One ``iter_NN`` folder."""
+
+    iteration: int
+    folder: Path
+    metrics: dict
+
+    def subset(self) -> Subset | None:
+        return Subset.read(self.folder / SUBSET)
+
+    def stats(self) -> EnsembleStats | None:
+        path = self.folder / STATS
+        return EnsembleStats.load(path) if path.is_file() else None
+
+    def votes(self) -> tuple[np.ndarray, list[str], np.ndarray] | None:
+        """(scored rows, member names, votes [M, n]) of ``votes.npz``, or None."""
+        path = self.folder / VOTES
+        if not path.is_file():
+            return None
+        with np.load(path) as saved:
+            return saved["rows"], saved["names"].tolist(), saved["votes"]
+
+    def image_scores(self) -> np.ndarray | None:
+        """Detection: the step's image scores [N] (NaN where not scored), or None."""
+        path = self.folder / SCORES
+        if not path.is_file():
+            return None
+        with np.load(path) as saved:
+            return saved["scores"]
+
+    def heatmaps(self) -> HeatmapRecord | None:
+        return HeatmapRecord.load(self.folder / HEATMAPS)
+
+
+@dataclass
+class ModelRun:
+    """A trained subset model (``models/VARIANT/model_K``)."""
+
+    variant: str
+    k: int
+    folder: Path
+    history: list[dict]
+    seconds: float
+    test_probs: Path | None
+
+
+@dataclass
+class RunDir:
+    path: Path
+    config: dict
+    metrics: dict | None
+    steps: list[Step]
+    models: list[ModelRun]
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def task(self) -> str:
+        return self.config.get("task", "classification")
+
+    @property
+    def scheme(self) -> str:
+        return self.config.get("search", {}).get("scheme", "build_up")
+
+    def dataset(self) -> DatasetRecord | None:
+        """What the run recorded of its data (``dataset.npz``), or None for a run that has not."""
+        return DatasetRecord.load(self.path / DATASET)
+
+    def variants(self, test_labels: np.ndarray | None = None) -> dict[str, dict]:
+        """Subset models by variant: ``subset_size``, ``test_accuracy`` (list), ``train_seconds`` (list).
+
+        From the run's metrics.json when it finished; otherwise from the models trained so far
+        (their test accuracy needs ``test_labels``)."""
+        if self.metrics is not None:
+            return {name: dict(v) for name, v in self.metrics.get("variants", {}).items()}
+        out: dict[str, dict] = {}
+        for model in self.models:
+            entry = out.setdefault(model.variant, {"test_accuracy": [], "train_seconds": [], "partial": True})
+            entry["train_seconds"].append(model.seconds)
+            if model.test_probs is not None and test_labels is not None:
+                probs = np.load(model.test_probs)
+                entry["test_accuracy"].append(float(np.mean(np.argmax(probs, axis=1) == test_labels)))
+            detections = model.folder / "test_metrics.json"  # a detector's COCO metrics
+            if detections.is_file():
+                entry.setdefault("test_metrics", []).append(json.loads(detections.read_text()))
+        return out
+
+
+def variant_scores(variant: dict) -> tuple[str, list[float]]:
+    """(metric, one value per model) of a variant: test accuracy, or a detector's test wMAP."""
+    if "test_metrics" in variant:
+        return "wMAP", [m["wMAP"] for m in variant["test_metrics"]]
+    return "accuracy", list(variant.get("test_accuracy", []))
+
+
+def split_variant(name: str) -> tuple[str, int | None]:
+    """``build_up@iter_01`` -> (``build_up``, 1); ``build_up`` -> (``build_up``, None): the final subset."""
+    match = _VARIANT_STEP.match(name)
+    return (match["base"], int(match["step"])) if match else (name, None)
+
+
+def read_run(path: Path) -> RunDir:
+    """What ``path`` holds; ValueError when it is not a run directory (no config.yaml)."""
+    import yaml
+
+    path = Path(path)
+    config_path = path / CONFIG
+    if not config_path.is_file():
+        raise ValueError(f"'{path}' is not a run directory (no config.yaml); give the folder `subsetsearch run` wrote")
+    config = yaml.safe_load(config_path.read_text()) or {}
+    metrics_path = path / METRICS
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    steps = []
+    for folder in sorted(path.glob("iter_*")):
+        metrics_file = folder / METRICS
+        if metrics_file.is_file():
+            m = json.loads(metrics_file.read_text())
+            steps.append(Step(int(m["iteration"]), folder, m))
+    models = []
+    for done in sorted(path.glob("models/*/model_*/done.json")):
+        record = json.loads(done.read_text())
+        probs = done.parent / "test_probs.npy"
+        models.append(
+            ModelRun(
+                done.parent.parent.name,
+                int(done.parent.name.split("_")[1]),
+                done.parent,
+                record["history"],
+                float(record["seconds"]),
+                probs if probs.is_file() else None,
+            )
+        )
+    run = RunDir(path, config, metrics, steps, models)
+    budgets = config.get("search", {}).get("budgets", [])
+    expected = 1 if run.scheme == "full" else len(budgets)
+    if len(steps) < expected:
+        done = [s.iteration for s in steps]
+        run.missing.append(
+            f"steps: {len(steps)} of {expected} finished ({', '.join(f'iter_{i:02d}' for i in done) or 'none'}); "
+            "resume the run with the same `subsetsearch run` command to finish it"
+        )
+    if metrics is None:
+        run.missing.append("metrics.json: the run has not finished, so subset-model results are those trained so far")
+    return run
