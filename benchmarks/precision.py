@@ -11,6 +11,9 @@ the same seeds. The pairs run back to back (fp32 then bf16 of one seed), so the 
 drifts less between the two sides of a comparison. Comparisons are paired by seed: bf16 minus
 fp32 for accuracies, bf16 / fp32 for seconds, with a 95% t-interval.
 
+Where the difference comes from: for each bf16 run, step 1's bf16-trained checkpoints are scored
+again in fp32, and the rows the two scorings choose are compared (``rescored_in_fp32``).
+
 Results: ``benchmarks/results/precision.{json,png}``, rewritten after every finished run; run
 directories in ``benchmarks/.data/precision/`` (an interrupted benchmark resumes from them).
 """
@@ -128,6 +131,49 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def rescored_in_fp32(run_dir: Path) -> dict:
+    """Step 1 of a bf16 run: its bf16-trained checkpoints score the unselected rows again, in bf16
+    (as the run did) and in fp32; how many chosen rows the two scorings share (intersection /
+    union), and whether the bf16 rescoring chose what the run chose."""
+    from subsetsearch import acquire, select
+    from subsetsearch.pipeline.classify import ClassificationSearch
+    from subsetsearch.pipeline.config import parse_config
+    from subsetsearch.rundir import Subset
+    from subsetsearch.train import trainer
+
+    raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+    raw.pop("subsetsearch_version", None)
+    config = parse_config(raw, str(run_dir / "config.yaml"))
+    search = ClassificationSearch(config, run_dir)
+    search.info = search.prepare()
+    start, step = (
+        Subset.read(run_dir / "iter_00" / "subset.parquet"),
+        Subset.read(run_dir / "iter_01" / "subset.parquet"),
+    )
+    selected = np.zeros(search.info.pool_size, bool)
+    selected[start.index] = True
+    candidates = np.flatnonzero(~selected)
+    k = step.size - start.size
+    fp32 = trainer.Network(
+        config.model, config.train.model_copy(update={"precision": "fp32"}), 1, search.splits.num_classes, search.device
+    )
+    chosen = {}
+    for name, network in (("bf16", search.acq_net), ("fp32", fp32)):
+        probs = []
+        for member in search.member_files(1):
+            net = network.build(0)
+            trainer.load_weights(net, member.path)
+            probs.append(trainer.predict(network, net, search.pool, candidates))
+        scores = np.full(search.info.pool_size, np.nan)
+        scores[candidates] = acquire(np.stack(probs), config.search.function)
+        chosen[name] = set(select(scores, k, exclude=selected, seed=0).tolist())
+    in_run = set(step.index[step.iteration == 1].tolist())
+    return {
+        "chosen_shared": len(chosen["bf16"] & chosen["fp32"]) / len(chosen["bf16"] | chosen["fp32"]),
+        "bf16_rescoring_matches_the_run": chosen["bf16"] == in_run,
+    }
+
+
 def table(result: dict) -> str:
     summary = result["summary"]
     lines = [f"{'':<34}{'fp32':>26}{'bf16':>26}"]
@@ -149,6 +195,9 @@ def table(result: dict) -> str:
         lines.append(f"  bf16 - fp32 {key:<26}{100 * d['mean']:+.2f} points{interval} (n={d['n']})")
     overlap = ", ".join(f"seed {s}: {100 * v:.1f}%" for s, v in summary["subset_overlap"].items())
     lines.append(f"  final subsets shared by fp32 and bf16 (intersection / union): {overlap}")
+    if result.get("rescored_in_fp32"):
+        shared = ", ".join(f"seed {s}: {100 * v['chosen_shared']:.1f}%" for s, v in result["rescored_in_fp32"].items())
+        lines.append(f"  step 1 of the bf16 runs scored again in fp32, chosen rows shared: {shared}")
     return "\n".join(lines)
 
 
@@ -237,6 +286,11 @@ def main() -> None:
             result["runs"].append(record_of(work / config.name, seed, precision, time.perf_counter() - started))
             save(result, out)
             print(f"seed {seed} {precision}: done", flush=True)
+    result.setdefault("rescored_in_fp32", {})
+    for run in result["runs"]:
+        if run["precision"] == "bf16" and str(run["seed"]) not in result["rescored_in_fp32"]:
+            result["rescored_in_fp32"][str(run["seed"])] = rescored_in_fp32(work / f"bf16-seed{run['seed']}")
+            save(result, out)
     save(result, out)
     plot(result, out.with_suffix(".png"))
     print(table(result))

@@ -1,6 +1,10 @@
-"""The compiled logarithms against NumPy's own (accuracy claims in kernels.py)."""
+"""The compiled logarithms against NumPy's own (accuracy claims in kernels.py), and the kernel's
+results on another CPU's instruction set."""
+
+import os
 
 import numpy as np
+import pytest
 from numba import njit
 
 from subsetsearch.internal.kernels import _log
@@ -29,3 +33,42 @@ def test_float64_log_is_within_its_stated_error():
     error = np.abs(_log_each(x) - exact)
     assert (error <= 1e-15 * np.maximum(np.abs(exact), 1.0)).all()
     assert _log_each(np.array([1.0]))[0] == 0.0
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return set()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+@pytest.mark.skipif(not {"avx2", "fma", "f16c"} <= _cpu_flags(), reason="needs a CPU that runs AVX2 code")
+def test_statistics_from_given_predictions_are_the_same_compiled_for_an_avx2_cpu(tmp_path):
+    """Scores of given predictions do not depend on the CPU: the kernel compiled for an AVX2-only
+    CPU (haswell) gives the very integers, and so the very scores, of the kernel compiled for this one."""
+    import subprocess
+    import sys
+
+    from reference import random_members
+
+    from subsetsearch import EnsembleStats, acquire
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float16, np.float32, np.float64):
+        np.save(tmp_path / f"{np.dtype(dtype).name}.npy", random_members(rng, 5, 2000, 37, dtype))
+    code = (
+        "import sys, numpy as np; from subsetsearch import EnsembleStats\n"
+        "for name in ('float16', 'float32', 'float64'):\n"
+        "    s = EnsembleStats.from_members(np.load(f'{sys.argv[1]}/{name}.npy'))\n"
+        "    np.savez(f'{sys.argv[1]}/{name}_avx2.npz', p=s.probability_sums, e=s.entropy_sums, v=s.vote_counts)\n"
+    )
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=env)
+    for name in ("float16", "float32", "float64"):
+        here = EnsembleStats.from_members(np.load(tmp_path / f"{name}.npy"))
+        with np.load(tmp_path / f"{name}_avx2.npz") as saved:
+            there = EnsembleStats.from_arrays(saved["p"], saved["e"], saved["v"], here.member_counts.copy())
+        assert there.equals(here), name
+        np.testing.assert_array_equal(acquire(there, "mutual_information"), acquire(here, "mutual_information"))

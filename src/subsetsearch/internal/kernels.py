@@ -191,52 +191,71 @@ def accumulate(probs, rows, scale, tolerance, sum_fixed, entropy_fixed, votes, c
     reductions (they need no-NaN semantics) and no argmax scan (a scalar
     loop; it cost 0.4 ns an element, a third of the total): the vote comes
     from an integer maximum over ``_vote_key``.
+
+    Every sum over a row's classes is a sum of integers (each term rounded to fixed point first),
+    so its value does not depend on the order the terms are added in. A float sum would: LLVM
+    reassociates it for the vector width it picks, which differs between CPUs and, for the same
+    CPU, between a fresh compile and numba's cached one (measured: float32 rows came out
+    different in the last bits of a quarter of their sums). With integer sums the statistics of
+    given predictions are the same bits on every machine (tests/test_kernels.py).
     """
     n, num_classes = probs.shape
     sign = 1 if scale > 0 else -1
     half = np.float32(0.5) if scale > 0 else np.float32(-0.5)
+    limit = np.float32(1.0) + np.float32(tolerance)
+    unit = np.float32(PROBABILITY_SCALE)
     for i in prange(n):
         row = rows[i]
-        total = _load(probs[i, 0]) * np.float32(0.0)
-        negatives = 0
+        total = np.int64(0)  # the row's sum, in steps of 2**-30
+        invalid = 0
         top = _vote_key(probs[i, 0], 0, num_classes)
         for c in range(num_classes):
             x = _load(probs[i, c])
-            total += x  # NaN or inf makes the total fail the test below
-            negatives += 1 if x < 0 else 0
+            valid = x >= 0 and x <= limit  # NaN fails both
+            invalid += 0 if valid else 1
+            total += np.int64(np.int32((x if valid else np.float32(0.0)) * unit))
             top = max(top, _vote_key(probs[i, c], c, num_classes))
-        if negatives > 0 or not abs(total - 1) <= tolerance:
+        if invalid > 0 or not abs(total - PROBABILITY_SCALE) <= tolerance * PROBABILITY_SCALE:
             bad[i] = True
             continue
         bad[i] = False
         # renormalise: stored probabilities sum to 1 only to their precision
         # (float16: ~1e-3), and H <= log C holds only for a distribution
-        inverse = np.float32(1.0) / total
-        plogp = total * np.float32(0.0)
+        inverse = np.float32(PROBABILITY_SCALE / total)
+        entropy = np.int64(0)  # the member's entropy, in steps of 2**-32
         for c in range(num_classes):
             x = _load(probs[i, c]) * inverse
-            # max(x, tiny): 0 * log(tiny) = 0 gives 0 log 0 = 0 without a branch
-            plogp += x * _log(max(x, _TINY32))
+            # max(x, tiny): 0 * log(tiny) = 0 gives 0 log 0 = 0 without a branch; each term
+            # -x log x <= 1/e fits an int32 at 2**32 (rounded half away from zero: -0.5 for 0 < x < 1)
+            entropy += np.int64(np.int32(x * _log(max(x, _TINY32)) * np.float32(-ENTROPY_SCALE) + np.float32(0.5)))
         for c in range(num_classes):
             # round half away from zero, so subtracting undoes adding exactly
             sum_fixed[row, c] += np.int64(np.int32(_load(probs[i, c]) * inverse * scale + half))
         vote = _vote(top, probs[i], num_classes)
-        entropy_fixed[row] += sign * np.int64(max(-np.float64(plogp), 0.0) * ENTROPY_SCALE + 0.5)
+        entropy_fixed[row] += sign * max(entropy, np.int64(0))
         votes[row, vote] += sign
         counts[row] += sign
 
 
+#: Terms of H[p̄] are summed as rounded multiples of 2**-48: exact integer sums up to 2**15 classes
+#: per 2**63 (each -p log p <= 1/e), 4e-15 nats a term.
+_MEAN_ENTROPY_SCALE = 2.0**48
+
+
 @njit(parallel=True, fastmath=_FASTMATH, cache=True)
 def entropy_of_mean(sum_fixed, counts, out):
-    """out[i] = H[p̄_i] from fixed-point sums (n, C) and member counts (n,); NaN where counts is 0."""
+    """out[i] = H[p̄_i] from fixed-point sums (n, C) and member counts (n,); NaN where counts is 0.
+
+    The terms are summed as integers (see ``accumulate``), so the result is the same bits
+    whatever order the vector code adds them in."""
     n, num_classes = sum_fixed.shape
     for i in prange(n):
         if counts[i] == 0:
             out[i] = np.nan
             continue
         scale = 1.0 / (counts[i] * PROBABILITY_SCALE)
-        plogp = 0.0
+        total = np.int64(0)
         for c in range(num_classes):
             p = sum_fixed[i, c] * scale
-            plogp += p * _log_float64(max(p, _TINY64))
-        out[i] = -plogp
+            total += np.int64(p * _log_float64(max(p, _TINY64)) * -_MEAN_ENTROPY_SCALE + 0.5)
+        out[i] = total / _MEAN_ENTROPY_SCALE
