@@ -239,7 +239,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         ({"cells": {"x": {"search": {"scheme": "bogus"}}}}, "cell 'x': search.scheme"),
         ({"cells": {"x": {"model": {"depth": 3}}}}, "cell 'x': model.depth: unknown key"),
         ({"trials": 0}, "trials: Input should be greater than 0"),
-        ({"base": {**STUDY["base"], "search": {"budgets": [0.5, 2000]}}}, "search.budgets 2000 exceeds the pool (541 samples)"),
+        ({"base": {**STUDY["base"], "search": {"budgets": [0.5, 2000]}}}, "search.budgets 2000 exceeds the pool"),
     ],
 )
 def test_bad_study_configs_are_one_line_and_write_nothing(tmp_path, change, message):

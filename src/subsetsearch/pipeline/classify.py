@@ -20,7 +20,15 @@ from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.files import InputError
 from subsetsearch.internal.ledger import Ledger
 from subsetsearch.pipeline.config import RunConfig
-from subsetsearch.pipeline.search import Search, Seed, StepScoring, TaskInfo, VariantSpec, derive_seed
+from subsetsearch.pipeline.search import (
+    Search,
+    Seed,
+    StepScoring,
+    TaskInfo,
+    VariantSpec,
+    build_networks,
+    derive_seed,
+)
 from subsetsearch.rundir import STATS, VOTES, DatasetRecord, MemberVotes
 from subsetsearch.stats import EnsembleStats
 from subsetsearch.train import data as datasets
@@ -175,19 +183,9 @@ class ClassificationSearch(Search):
         self.validation = tensors(splits.validation) if len(splits.validation) else None
         self.test = tensors(splits.test)
         channels = splits.pool.x.shape[1]
-        self.acq_net = trainer.Network(cfg.model, cfg.train, channels, splits.num_classes, self.device)
-        self.subset_net = trainer.Network(
-            cfg.subset_model_config(), cfg.subset_train_config(), channels, splits.num_classes, self.device
-        )
+        self.acq_net, self.subset_net, info = build_networks(cfg, channels, splits.num_classes, self.device)
         self._scoring_net, self._scoring_member = None, None
-        return TaskInfo(
-            data_name=splits.name,
-            pool_size=len(splits.pool),
-            test_size=len(splits.test),
-            model_name=cfg.model.name,
-            device=str(self.device),
-            precision={"acquisition": self.acq_net.precision, "subset_model": self.subset_net.precision},
-        )
+        return info(splits.name, len(splits.pool), len(splits.test))
 
     def dataset_record(self) -> DatasetRecord:
         return DatasetRecord(

@@ -24,7 +24,16 @@ from subsetsearch.executors import ScoreTask
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.ledger import ALL_MEMBERS, Ledger
 from subsetsearch.pipeline.config import RunConfig
-from subsetsearch.pipeline.search import RunResult, Search, Seed, StepScoring, TaskInfo, VariantSpec, derive_seed
+from subsetsearch.pipeline.search import (
+    RunResult,
+    Search,
+    Seed,
+    StepScoring,
+    TaskInfo,
+    VariantSpec,
+    build_networks,
+    derive_seed,
+)
 from subsetsearch.rundir import HEATMAPS, SCORES, DatasetRecord, HeatmapRecord, write_npz
 
 if TYPE_CHECKING:
@@ -191,20 +200,10 @@ class DetectionSearch(Search):
             tensor(targets.mask),
         )
         self.test = DetectionTensors(tensor(self.test_images.x), self.pool.mean, self.pool.std, *[None] * 5)
-        self.acq_net = trainer.Network(cfg.model, cfg.train, 1, self.num_classes, self.device)
-        self.subset_net = trainer.Network(
-            cfg.subset_model_config(), cfg.subset_train_config(), 1, self.num_classes, self.device
-        )
+        self.acq_net, self.subset_net, info = build_networks(cfg, 1, self.num_classes, self.device)
         self._weights: tuple[int, list[dict]] | None = None
         self._scoring_net = None
-        return TaskInfo(
-            data_name="fashion_mnist_detection",
-            pool_size=len(self.images),
-            test_size=len(self.test_images),
-            model_name=cfg.model.name,
-            device=str(self.device),
-            precision={"acquisition": self.acq_net.precision, "subset_model": self.subset_net.precision},
-        )
+        return info("fashion_mnist_detection", len(self.images), len(self.test_images))
 
     def dataset_record(self) -> DatasetRecord:
         from subsetsearch.train import canvas

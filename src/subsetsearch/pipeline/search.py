@@ -51,7 +51,7 @@ from subsetsearch.rundir import CONFIG, DATASET, METRICS, SUBSET, DatasetRecord,
 from subsetsearch.selection import select
 
 if TYPE_CHECKING:
-    from subsetsearch.train.trainer import ProgressFn, RunRecord, TrainSpec
+    from subsetsearch.train.trainer import Network, ProgressFn, RunRecord, TrainSpec
 
 
 class Seed(enum.IntEnum):
@@ -80,6 +80,24 @@ class TaskInfo:
     model_name: str
     device: str
     precision: dict[str, str]  # {"acquisition": "fp32" | "bf16", "subset_model": ...}
+
+
+def build_networks(
+    config: RunConfig, channels: int, num_classes: int, device: object
+) -> tuple[Network, Network, Callable[..., TaskInfo]]:
+    """The acquisition and subset-model networks a config describes, and a maker of the task's
+    :class:`TaskInfo` (``info(data_name, pool_size, test_size)``) that records where and in which
+    precision they run."""
+    from subsetsearch.train.trainer import Network
+
+    acquisition = Network(config.model, config.train, channels, num_classes, device)
+    subset = Network(config.subset_model_config(), config.subset_train_config(), channels, num_classes, device)
+
+    def info(data_name: str, pool_size: int, test_size: int) -> TaskInfo:
+        precision = {"acquisition": acquisition.precision, "subset_model": subset.precision}
+        return TaskInfo(data_name, pool_size, test_size, config.model.name, str(device), precision)
+
+    return acquisition, subset, info
 
 
 @dataclass(frozen=True)
@@ -140,6 +158,7 @@ class StepScoring(abc.ABC):
         self.ledger = Ledger()
         self.autosave = Autosave(state_elements)
         self.progress: Callable[[str, int, int], None] | None = None
+        self.total_units = 0
 
     @abc.abstractmethod
     def tasks(self) -> list[ScoreTask]:
@@ -163,7 +182,10 @@ class StepScoring(abc.ABC):
         """True once the state's file exists."""
 
     def todo(self) -> list[ScoreTask]:
-        return [task for task in self.tasks() if not self.ledger.holds(task.member, task.shard)]
+        """The units not held yet (and, as a side effect, how many units the step has)."""
+        every = self.tasks()
+        self.total_units = len(every)
+        return [task for task in every if not self.ledger.holds(task.member, task.shard)]
 
     def add(self, task: ScoreTask, result: Any) -> None:
         """Merge a finished unit, record it, and save when :class:`Autosave` says so."""
@@ -171,8 +193,7 @@ class StepScoring(abc.ABC):
         self.ledger.add(task.member, task.shard, num_shards=self.num_shards)
         self.ledger.seconds += result.seconds
         if self.progress is not None:
-            total = len({t.member for t in self.tasks()}) * self.num_shards
-            self.progress(self.unit_label, self.ledger.units(self.num_shards), total)
+            self.progress(self.unit_label, self.ledger.units(self.num_shards), self.total_units)
         if self.autosave.due():
             self.save()
             self.autosave.saved()
