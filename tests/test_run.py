@@ -251,11 +251,14 @@ def load_test_labels(config):
 def test_multiset_subset_round_trips_and_expands(tmp_path):
     subset = Subset(np.array([4, 1, 9]), np.array([1, 3, 2]), np.array([0.5, np.nan, 0.25]), np.array([0, 1, 1]))
     assert subset.size == 6
-    assert subset.training_rows().tolist() == [4, 1, 1, 1, 9, 9]
+    assert subset.training_rows().tolist() == [1, 1, 1, 4, 9, 9]  # ascending: the order chosen does not matter
     subset.write(tmp_path / "s.parquet")
     back = Subset.read(tmp_path / "s.parquet")
     assert back.index.tolist() == [4, 1, 9] and back.multiplicity.tolist() == [1, 3, 2]
     assert np.isnan(back.score[1]) and back.iteration.tolist() == [0, 1, 1]
+    # the same multiset chosen in another order (scores that differ in their last bits) trains alike
+    reordered = Subset(np.array([9, 4, 1]), np.array([2, 1, 3]), np.zeros(3), np.zeros(3, np.int64))
+    assert np.array_equal(reordered.training_rows(), subset.training_rows())
 
 
 def test_budget_past_the_pool_and_another_configs_run_dir_are_refused(tmp_path):

@@ -113,8 +113,14 @@ class Subset:
         return int(self.multiplicity.sum())
 
     def training_rows(self) -> np.ndarray:
-        """Rows repeated by their multiplicity: what the trainer samples from."""
-        return np.repeat(self.index, self.multiplicity)
+        """Rows repeated by their multiplicity, in ascending row order: what the trainer samples from.
+
+        The order rows were chosen in does not reach training: scores that differ in their last
+        bits (another machine, another build of the kernels) can reorder equally chosen rows, and
+        the trainer's seeded epoch order would then visit the same multiset in another order.
+        """
+        order = np.argsort(self.index, kind="stable")
+        return np.repeat(self.index[order], self.multiplicity[order])
 
     def write(self, path: Path) -> None:
         import pyarrow as pa

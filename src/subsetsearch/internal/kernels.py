@@ -131,6 +131,18 @@ def _load_overload(x):
     return lambda x: x
 
 
+def _like(x, value):  # pragma: no cover - replaced by the overload inside compiled code
+    raise NotImplementedError
+
+
+@overload(_like, inline="always")
+def _like_overload(x, value):
+    """``value`` in the precision of ``x`` (a loaded probability: float32 or float64)."""
+    if x == types.float64:
+        return lambda x, value: np.float64(value)
+    return lambda x, value: np.float32(value)
+
+
 def _vote_key(raw, c, num_classes):  # pragma: no cover - replaced by the overload inside compiled code
     raise NotImplementedError
 
@@ -195,9 +207,12 @@ def accumulate(probs, rows, scale, tolerance, sum_fixed, entropy_fixed, votes, c
     Every sum over a row's classes is a sum of integers (each term rounded to fixed point first),
     so its value does not depend on the order the terms are added in. A float sum would: LLVM
     reassociates it for the vector width it picks, which differs between CPUs and, for the same
-    CPU, between a fresh compile and numba's cached one (measured: float32 rows came out
-    different in the last bits of a quarter of their sums). With integer sums the statistics of
-    given predictions are the same bits on every machine (tests/test_kernels.py).
+    CPU, between a fresh compile and numba's cached one (seen: the float32 statistics of the
+    same members differed in their last bits between the two). With integer sums the statistics
+    of given predictions are the same bits on every machine (tests/test_kernels.py), and the
+    rounded (not truncated) row total keeps the normalisation unbiased
+    (benchmarks/results/kernel_change.json: entropies within 3e-7 nats of float64 for float32
+    members).
     """
     n, num_classes = probs.shape
     sign = 1 if scale > 0 else -1
@@ -206,14 +221,14 @@ def accumulate(probs, rows, scale, tolerance, sum_fixed, entropy_fixed, votes, c
     unit = np.float32(PROBABILITY_SCALE)
     for i in prange(n):
         row = rows[i]
-        total = np.int64(0)  # the row's sum, in steps of 2**-30
+        total = np.int64(0)  # the row's sum, in rounded steps of 2**-30 (unbiased: the divisor below)
         invalid = 0
         top = _vote_key(probs[i, 0], 0, num_classes)
         for c in range(num_classes):
             x = _load(probs[i, c])
             valid = x >= 0 and x <= limit  # NaN fails both
             invalid += 0 if valid else 1
-            total += np.int64(np.int32((x if valid else np.float32(0.0)) * unit))
+            total += np.int64(np.int32((x if valid else np.float32(0.0)) * unit + np.float32(0.5)))
             top = max(top, _vote_key(probs[i, c], c, num_classes))
         if invalid > 0 or not abs(total - PROBABILITY_SCALE) <= tolerance * PROBABILITY_SCALE:
             bad[i] = True
@@ -221,7 +236,7 @@ def accumulate(probs, rows, scale, tolerance, sum_fixed, entropy_fixed, votes, c
         bad[i] = False
         # renormalise: stored probabilities sum to 1 only to their precision
         # (float16: ~1e-3), and H <= log C holds only for a distribution
-        inverse = np.float32(PROBABILITY_SCALE / total)
+        inverse = _like(_load(probs[i, 0]), PROBABILITY_SCALE / total)
         entropy = np.int64(0)  # the member's entropy, in steps of 2**-32
         for c in range(num_classes):
             x = _load(probs[i, c]) * inverse

@@ -6,21 +6,18 @@ the acquisition ensembles and scoring the pool on the executor, resuming from th
 run's metrics. A task (:mod:`~subsetsearch.pipeline.classify`, :mod:`~subsetsearch.pipeline.detect`)
 supplies the rest through these hooks (docs/architecture.md, "The search skeleton"):
 
-==========================  ===========================================================  ==========
-hook                        what it does                                                 runs on
-==========================  ===========================================================  ==========
-``prepare(threads)``        load the data, build the networks; returns a :class:`TaskInfo`  driver, workers
-``dataset_record()``        what readers need of the data (``dataset.npz``)               driver
-``train_model(spec, ...)``  train one model: an acquisition run (workers) or a subset     workers, driver
-                            model (driver, from ``evaluate``)
-``step_scoring(i, rows)``   the :class:`StepScoring` of step i: its units of work, how      driver
-                            results merge, the file it resumes from
-``score_unit(task)``        one unit of scoring work                                     workers
-``after_scoring(i, ...)``   optional: keep what a step's figures need                    driver
-``evaluate(variant)``       train and test the subset models of one variant              driver
-``summary_lines(...)``      the variants' rows of the command-line summary               driver
-``finish_run(result)``      optional: after the run's metrics are written                driver
-==========================  ===========================================================  ==========
+- ``prepare(threads)``: load the data and build the networks; returns a :class:`TaskInfo`
+  (driver, and each worker once);
+- ``dataset_record()``: what readers need of the data, ``dataset.npz`` (driver);
+- ``train_model(spec, acquisition=, progress=)``: train one model with the task's data and loss,
+  an acquisition run (workers) or a subset model (driver, from ``evaluate``);
+- ``step_scoring(i, rows)``: the :class:`StepScoring` of step i, its units of work, how their
+  results merge and the file it resumes from (driver);
+- ``score_unit(task)``: one unit of scoring work (workers);
+- ``evaluate(variant)``: train and test the subset models of one variant (driver);
+- ``summary_lines(variants)``: the command-line summary's rows (driver);
+- optional: ``after_scoring(i, rows, scores)`` keeps what a step's figures need,
+  ``finish_run(result)`` runs after the run's metrics are written (driver).
 
 Every file is written atomically and every step checks for its output first, so a run killed at
 any moment and started again continues to the same final subset.

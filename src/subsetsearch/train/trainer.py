@@ -57,10 +57,10 @@ def use_bf16(config: TrainConfig, device: torch.device) -> bool:
 
     ``auto`` is bf16 on CUDA devices that support it and fp32 on every CPU. Measured on the demo
     search (``benchmarks/results/precision.json``, a CPU with AVX512-BF16, three seeds): bf16 made
-    the search 0.73x as long but its build-up subsets trained models 0.24 points less accurate
-    (95% interval -0.26 to -0.22), and on CPUs without bf16 instructions it is emulated and several
-    times slower (``benchmarks/results/train_throughput.json``). fp32 on every CPU also keeps a
-    config's results from depending on which instructions the CPU has.
+    the search 0.69x as long, with subsets neither better nor worse that three seeds could tell,
+    but a CPU's flags do not promise that speed (emulated, bf16 is several times slower:
+    ``benchmarks/results/train_throughput.json``), and fp32 on every CPU keeps a config's results
+    from depending on which instructions the CPU has.
     """
     if config.precision != "auto":
         return config.precision == "bf16"
