@@ -56,9 +56,9 @@ def use_bf16(config: TrainConfig, device: torch.device) -> bool:
     """Whether to train and predict under bf16 autocast.
 
     ``auto`` is bf16 on CUDA devices that support it and fp32 on every CPU. Measured on the demo
-    search (``benchmarks/results/precision.json``, a CPU with AVX512-BF16, three seeds): bf16 made
-    the search 0.69x as long, with subsets neither better nor worse that three seeds could tell,
-    but a CPU's flags do not promise that speed (emulated, bf16 is several times slower:
+    search (``benchmarks/results/precision.json``, a CPU with AVX512-BF16, three seeds): bf16 scored
+    in 0.44x the time but did not train reliably faster, with subsets neither better nor worse that
+    three seeds could tell, and a CPU's flags do not promise even that (emulated, bf16 is slower:
     ``benchmarks/results/train_throughput.json``), and fp32 on every CPU keeps a config's results
     from depending on which instructions the CPU has.
     """
