@@ -241,7 +241,7 @@ def accumulate(probs, rows, scale, tolerance, sum_fixed, entropy_fixed, votes, c
         for c in range(num_classes):
             x = _load(probs[i, c]) * inverse
             # max(x, tiny): 0 * log(tiny) = 0 gives 0 log 0 = 0 without a branch; each term
-            # -x log x <= 1/e fits an int32 at 2**32 (rounded half away from zero: -0.5 for 0 < x < 1)
+            # -x log x <= 1/e fits an int32 in steps of 2**-32 (rounded: add 0.5, truncate)
             entropy += np.int64(np.int32(x * _log(max(x, _TINY32)) * np.float32(-ENTROPY_SCALE) + np.float32(0.5)))
         for c in range(num_classes):
             # round half away from zero, so subtracting undoes adding exactly
@@ -252,9 +252,9 @@ def accumulate(probs, rows, scale, tolerance, sum_fixed, entropy_fixed, votes, c
         counts[row] += sign
 
 
-#: Terms of H[p̄] are summed as rounded multiples of 2**-48: exact integer sums up to 2**15 classes
-#: per 2**63 (each -p log p <= 1/e), 4e-15 nats a term.
-_MEAN_ENTROPY_SCALE = 2.0**48
+#: Terms of H[p̄] are summed as rounded multiples of 2**-40 (1e-12 nats a term): each -p log p <= 1/e,
+#: so an int64 holds the sum of up to 2**24 classes.
+_MEAN_ENTROPY_SCALE = 2.0**40
 
 
 @njit(parallel=True, fastmath=_FASTMATH, cache=True)
