@@ -7,14 +7,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from subsetsearch.report import analyses
+
 
 def mean_sd(values: Sequence[float]) -> dict:
-    """``{"mean", "sd", "n"}``: the sample standard deviation (ddof=1); sd is None for n < 2."""
-    v = np.asarray(values, dtype=np.float64)
+    """``{"mean", "sd", "n"}`` of :func:`subsetsearch.report.analyses.mean_sd` (the sample standard
+    deviation, ddof=1), with None where it gives NaN (no value; one value for the sd)."""
+    mean, sd = analyses.mean_sd(list(values))
     return {
-        "mean": float(v.mean()) if v.size else None,
-        "sd": float(v.std(ddof=1)) if v.size > 1 else None,
-        "n": int(v.size),
+        "mean": None if np.isnan(mean) else mean,
+        "sd": None if np.isnan(sd) else sd,
+        "n": len(values),
     }
 
 

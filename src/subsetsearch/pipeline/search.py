@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -155,7 +156,6 @@ class StepScoring(abc.ABC):
         self.ledger = Ledger()
         self.autosave = Autosave(state_elements)
         self.progress: Callable[[str, int, int], None] | None = None
-        self.total_units = 0
 
     @abc.abstractmethod
     def tasks(self) -> list[ScoreTask]:
@@ -178,11 +178,14 @@ class StepScoring(abc.ABC):
     def saved(self) -> bool:
         """True once the state's file exists."""
 
+    @functools.cached_property
+    def total_units(self) -> int:
+        """How many units the step has, done or not."""
+        return len(self.tasks())
+
     def todo(self) -> list[ScoreTask]:
-        """The units not held yet (and, as a side effect, how many units the step has)."""
-        every = self.tasks()
-        self.total_units = len(every)
-        return [task for task in every if not self.ledger.holds(task.member, task.shard)]
+        """The units not held yet."""
+        return [task for task in self.tasks() if not self.ledger.holds(task.member, task.shard)]
 
     def add(self, task: ScoreTask, result: Any) -> None:
         """Merge a finished unit, record it, and save when :class:`Autosave` says so."""
