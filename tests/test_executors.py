@@ -298,6 +298,26 @@ def test_ray_missing_is_one_line(monkeypatch):
         RayExecutor().score(_Raises(), [ScoreTask(0, "m", 0, np.arange(3))], _ignore)
 
 
+def test_a_cluster_that_refuses_the_client_is_one_line_naming_the_token(monkeypatch):
+    """Ray reports a refused token only as "Failed to connect" (seen with Ray 2.60 and a wrong token)."""
+    import types
+
+    from subsetsearch.executors.ray import RayExecutor
+
+    def refuse(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379\nmore lines")
+
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=refuse)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    with pytest.raises(ExecutorError) as caught:
+        RayExecutor(address="10.0.0.1:6379").score(_Raises(), [ScoreTask(0, "m", 0, np.arange(3))], _ignore)
+    assert str(caught.value) == (
+        "could not start or reach 10.0.0.1:6379: Failed to connect to Ray cluster at 10.0.0.1:6379; check the "
+        "address, and that this client holds the cluster's token with RAY_AUTH_MODE=token set "
+        "(docs: Scale out, Ray's token authentication)"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

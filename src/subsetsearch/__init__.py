@@ -10,6 +10,6 @@ from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, acquire
 from subsetsearch.selection import select
 from subsetsearch.stats import EnsembleStats
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["ACQUISITION_FUNCTIONS", "EnsembleStats", "__version__", "acquire", "select"]

@@ -1,7 +1,11 @@
-"""Command line: ``subsetsearch run``, ``score``, ``study`` and ``report``.
+"""Command line: ``subsetsearch run``, ``score``, ``study``, ``report`` and ``schema``.
 
 No logic lives here: arguments go to ``subsetsearch.pipeline``; a bad input
-comes back as one line on stderr and exit code 2, never a traceback.
+comes back as one line on stderr and exit code 2, never a traceback. ``score``
+and ``schema`` need the core only; ``run``, ``study`` and ``report`` need the
+``train`` extra (``report`` only its pydantic, PyYAML and matplotlib), checked
+before any work starts: one line naming the ``pip install`` that fixes it,
+exit code 1.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import typer
 from subsetsearch import __version__
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS
 from subsetsearch.executors.base import ExecutorError
+from subsetsearch.internal.extras import MissingExtraError, extra_of, install_line, require_extra
 from subsetsearch.internal.files import InputError
 
 EXIT_BAD_INPUT = 2
+#: What ``report`` imports of the train extra: it reads run directories, never PyTorch.
+REPORT_MODULES = ("pydantic", "yaml", "matplotlib")
 
 app = typer.Typer(
     add_completion=False,
@@ -127,6 +134,7 @@ def run(
     ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
 ) -> None:
     """Run a whole subset search; on an existing run directory, resume it."""
+    require_extra("train", what="subsetsearch run")
     from subsetsearch.pipeline.config import load_config, with_executor
     from subsetsearch.pipeline.run import run_config, summary
 
@@ -164,6 +172,7 @@ def study(
     ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
 ) -> None:
     """Run every cell of a study (resumable), then write its table, figure and report."""
+    require_extra("train", what="subsetsearch study")
     from subsetsearch.pipeline.report import build_report
     from subsetsearch.pipeline.study import load_study_config, run_study
 
@@ -179,9 +188,26 @@ def report(
     ],
 ) -> None:
     """Write RUN_DIR/report/: PNG figures and one self-contained report.html (finished or partial runs)."""
+    require_extra("train", what="subsetsearch report", only=REPORT_MODULES)
     from subsetsearch.pipeline.report import build_report
 
     typer.echo(build_report(run_dir).summary)
+
+
+@app.command()
+def schema(
+    study: Annotated[
+        bool, typer.Option("--study", help="The schema of a study config (subsetsearch study) instead.")
+    ] = False,
+) -> None:
+    """Print the JSON Schema of the run config (or --study config), for editors that validate YAML."""
+    import json
+
+    if study:
+        from subsetsearch.pipeline.study import study_schema as make_schema
+    else:
+        from subsetsearch.pipeline.config import config_schema as make_schema
+    typer.echo(json.dumps(make_schema(), indent=2, ensure_ascii=False))
 
 
 class _MemberProgress:
@@ -215,6 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"subsetsearch: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except MissingExtraError as error:
+        print(f"subsetsearch: error: {error}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as error:  # an optional package imported deep inside: name its extra
+        extra = extra_of(error.name or "")
+        if extra is None:
+            raise
+        missing = (error.name or "").partition(".")[0]
+        print(f"subsetsearch: error: {missing} is not installed here; run: {install_line(extra)}", file=sys.stderr)
+        return 1
     except ExecutorError as error:  # a worker lost too often, or Ray missing: one line
         print(f"subsetsearch: error: {error}", file=sys.stderr)
         return 1

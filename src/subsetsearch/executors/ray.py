@@ -91,7 +91,13 @@ class RayExecutor(Executor):
                     ray.init(num_cpus=os.cpu_count(), **options)
             except (ConnectionError, RuntimeError, ValueError) as error:
                 where = self.address or "a local Ray"
-                raise ExecutorError(f"could not start or reach {where}: {str(error).splitlines()[0]}") from None
+                hint = ""
+                if self.address:  # Ray says only "Failed to connect" when the cluster refuses the token
+                    hint = (
+                        "; check the address, and that this client holds the cluster's token with "
+                        "RAY_AUTH_MODE=token set (docs: Scale out, Ray's token authentication)"
+                    )
+                raise ExecutorError(f"could not start or reach {where}: {str(error).splitlines()[0]}{hint}") from None
             self._started_ray = not self.address
         return ray
 

@@ -30,18 +30,25 @@ class DataConfig(_Strict):
     """Where the labeled set L and the test set come from."""
 
     dataset: Literal["fashion_mnist", "digits", "arrays", "image_folder"] = "fashion_mnist"
-    path: Path | None = None  # fashion_mnist: folder of IDX files; arrays: .npz/.npy; image_folder: folder
-    labels: Path | None = None  # arrays given as .npy: the labels
-    test_path: Path | None = None  # arrays / image_folder: a separate test set
+    path: Path | None = None
+    """Dataset fashion_mnist: folder of IDX files; arrays: .npz/.npy; image_folder: folder."""
+    labels: Path | None = None
+    """Arrays given as .npy: the labels."""
+    test_path: Path | None = None
+    """Arrays / image_folder: a separate test set."""
     test_labels: Path | None = None
-    test_fraction: float = Field(0.2, gt=0, lt=1)  # held out as test set when there is no test split
-    validation_fraction: float = Field(0.0, ge=0, lt=0.5)  # held out of the pool for best-epoch / patience
-    limit: int | None = Field(None, gt=0)  # a seeded sample of the pool (small runs)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    """Held out as test set when there is no test split."""
+    validation_fraction: float = Field(0.0, ge=0, lt=0.5)
+    """Held out of the pool for best-epoch / patience."""
+    limit: int | None = Field(None, gt=0)
+    """A seeded sample of the pool (small runs)."""
     test_limit: int | None = Field(None, gt=0)
-    image_size: tuple[int, int] | None = None  # image_folder: resize to (height, width)
-    # arrays: keep .npy images on disk, read a batch at a time (true) or load them (false); default:
-    # on disk when the file is larger than a quarter of the available memory. Zarr images stay on disk.
+    image_size: tuple[int, int] | None = None
+    """Dataset image_folder: resize to (height, width)."""
     on_disk: bool | None = None
+    """Dataset arrays: keep .npy images on disk, read a batch at a time (true) or load them (false); default:
+    on disk when the file is larger than a quarter of the available memory. Zarr images stay on disk."""
 
     @model_validator(mode="after")
     def _paths(self) -> DataConfig:
@@ -56,13 +63,19 @@ class DetectionConfig(_Strict):
     """The built-in detection set (task: detection): Fashion-MNIST objects on canvases, long-tailed
     classes (see subsetsearch.train.canvas). ``data.path`` may point at the IDX files."""
 
-    images: int = Field(20000, ge=10)  # training canvases (the pool) from Fashion-MNIST's training items
-    test_images: int = Field(2000, ge=10)  # test canvases from its test items
-    size: int = Field(64, ge=32, multiple_of=8)  # canvas side in pixels
+    images: int = Field(20000, ge=10)
+    """Training canvases (the pool) from Fashion-MNIST's training items."""
+    test_images: int = Field(2000, ge=10)
+    """Test canvases from its test items."""
+    size: int = Field(64, ge=32, multiple_of=8)
+    """Canvas side in pixels."""
     max_objects: int = Field(4, ge=1)
-    scale: tuple[int, int] = (10, 36)  # smallest and largest side of a pasted item
-    clutter: float = Field(0.5, ge=0)  # mean number of unlabeled items per canvas
-    noise: float = Field(8.0, ge=0)  # background noise (0..255 scale)
+    scale: tuple[int, int] = (10, 36)
+    """Smallest and largest side of a pasted item."""
+    clutter: float = Field(0.5, ge=0)
+    """Mean number of unlabeled items per canvas."""
+    noise: float = Field(8.0, ge=0)
+    """Background noise (0..255 scale)."""
 
     @model_validator(mode="after")
     def _scale(self) -> DetectionConfig:
@@ -77,8 +90,10 @@ class EnsembleConfig(_Strict):
 
     kind: Literal["seeds", "checkpoints", "combined"] = "checkpoints"
     runs: int = Field(1, gt=0)
-    start: int | None = Field(None, gt=0)  # first checkpoint epoch (1-based); default: the second half's first
-    stop: int | None = Field(None, gt=0)  # last checkpoint epoch, inclusive; default: the last epoch
+    start: int | None = Field(None, gt=0)
+    """First checkpoint epoch (1-based); default: the second half's first."""
+    stop: int | None = Field(None, gt=0)
+    """Last checkpoint epoch, inclusive; default: the last epoch."""
     step: int = Field(1, gt=0)
 
     @model_validator(mode="after")
@@ -91,15 +106,18 @@ class EnsembleConfig(_Strict):
 
 
 class SearchConfig(_Strict):
-    # auto_duplication: build_up that scores the whole pool each step, chosen samples included,
-    # so the subset becomes a multiset
     scheme: Literal["build_up", "auto_duplication", "pretrain", "compress", "random", "full"] = "build_up"
-    function: str = "mutual_information"
-    # counts (integers: 5000) or fractions of the pool (a decimal point or %: 0.25, 1.0, "25%");
-    # internal/budgets.py is the one parser
-    budgets: list[int | float | str] = Field(default_factory=lambda: [0.125, 0.25, 0.5])
-    skip_top: float = Field(0.0, ge=0, lt=1)  # outliers: the top fraction of scores set aside
-    finetune_lr: float | None = Field(None, gt=0)  # pretrain: the subset model's rate (default train.lr / 10)
+    """How the subset is found. auto_duplication: build_up that scores the whole pool each step, chosen
+    samples included, so the subset becomes a multiset."""
+    function: str = Field("mutual_information", json_schema_extra={"enum": list(ACQUISITION_FUNCTIONS)})
+    """The acquisition function."""
+    budgets: list[int | float | str] = Field([0.125, 0.25, 0.5])  # pydantic copies the default
+    """Subset sizes, step by step: counts (integers: 5000) or fractions of the pool (a decimal point or
+    %: 0.25, 1.0, "25%"). build_up: the first is the random start."""
+    skip_top: float = Field(0.0, ge=0, lt=1)
+    """Outliers: the top fraction of scores set aside."""
+    finetune_lr: float | None = Field(None, gt=0)
+    """Scheme pretrain: the subset model's rate (default train.lr / 10)."""
 
     @field_validator("function")
     @classmethod
@@ -133,9 +151,12 @@ class SubsetModelConfig(_Strict):
     """The model(s) trained on the final subset; several make an ensemble of subset models."""
 
     models: int = Field(1, gt=0)
-    steps: Literal["final", "all"] = "final"  # all: a subset model (and baselines) for every step's subset
-    model: ModelConfig | None = None  # default: the acquisition model
-    train: TrainConfig | None = None  # default: the acquisition training
+    steps: Literal["final", "all"] = "final"
+    """final: subset models for the final subset; all: a subset model (and baselines) for every step's subset."""
+    model: ModelConfig | None = None
+    """Default: the acquisition model."""
+    train: TrainConfig | None = None
+    """Default: the acquisition training."""
 
 
 class ExecutorConfig(_Strict):
@@ -143,10 +164,14 @@ class ExecutorConfig(_Strict):
     started on one executor may resume on another (bit-identical when ``train.threads`` is set)."""
 
     name: Literal["local", "ray"] = "local"
-    address: str | None = None  # ray: an existing cluster ("auto", "ray://head:10001"); none starts a local Ray
-    workers: int | None = Field(None, gt=0)  # ray: actors (default: the cluster's CPUs / cpus_per_worker, or GPUs)
-    cpus_per_worker: float = Field(1.0, gt=0)  # ray: fractions allowed
-    gpus_per_worker: float | None = Field(None, ge=0)  # ray: default 1 where the cluster has GPUs, else 0
+    address: str | None = None
+    """Executor ray: an existing cluster ("auto", "ray://head:10001"); none starts a local Ray."""
+    workers: int | None = Field(None, gt=0)
+    """Executor ray: actors (default: the cluster's CPUs / cpus_per_worker, or GPUs)."""
+    cpus_per_worker: float = Field(1.0, gt=0)
+    """Executor ray: CPUs per actor, fractions allowed."""
+    gpus_per_worker: float | None = Field(None, ge=0)
+    """Executor ray: GPUs per actor; default 1 where the cluster has GPUs, else 0."""
 
     def make(self) -> Executor:
         """The executor this section describes (subsetsearch.executors)."""
@@ -166,19 +191,26 @@ PLACEMENT_KEYS = ("run_dir", "executor")
 
 
 class RunConfig(_Strict):
+    """A ``subsetsearch run`` config: the data, the models and their training, the search, the subset
+    models and where the work runs."""
+
     name: str = "run"
+    """Names the run (and its default directory)."""
     task: Literal["classification", "detection"] = "classification"
     seed: int = 0
-    run_dir: Path | None = None  # default: runs/<name>
+    """Seeds every random choice of the run: splits, random starts, networks, tie-breaks."""
+    run_dir: Path | None = None
+    """Default: runs/<name>."""
     data: DataConfig = DataConfig()
-    detection: DetectionConfig | None = None  # task: detection (default settings when absent)
+    detection: DetectionConfig | None = None
+    """The built-in detection set of task detection (default settings when absent)."""
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
     search: SearchConfig = SearchConfig()
     subset_model: SubsetModelConfig = SubsetModelConfig()
-    # baselines trained beside the subset model
-    compare: list[Literal["random", "full"]] = Field(default_factory=list)
+    compare: list[Literal["random", "full"]] = Field([])  # pydantic copies the default
+    """Baselines trained beside the subset model."""
     executor: ExecutorConfig = ExecutorConfig()
 
     @model_validator(mode="before")
@@ -352,6 +384,20 @@ def with_executor(config: RunConfig, name: str | None, address: str | None) -> R
     if not changes:
         return config
     return config.model_copy(update={"executor": config.executor.model_copy(update=changes)})
+
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def config_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of a run config, generated from the pydantic models.
+
+    Editors validate config YAML with it (``subsetsearch schema``; ``docs/schemas/``). It states
+    each key's type, range and default; the checks across keys (``ensemble.stop`` within
+    ``train.epochs``, say) happen when the config is loaded.
+    """
+    schema = RunConfig.model_json_schema(mode="validation")
+    return {"$schema": JSON_SCHEMA_DIALECT, **schema, "title": "subsetsearch run config"}
 
 
 def dump_config(config: RunConfig) -> dict:

@@ -27,7 +27,15 @@ from pydantic import Field, ValidationError, field_validator
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.files import InputError
-from subsetsearch.pipeline.config import PLACEMENT_KEYS, RunConfig, executor_changes, format_validation_error, read_yaml
+from subsetsearch.pipeline.config import (
+    JSON_SCHEMA_DIALECT,
+    PLACEMENT_KEYS,
+    RunConfig,
+    config_schema,
+    executor_changes,
+    format_validation_error,
+    read_yaml,
+)
 from subsetsearch.pipeline.progress import Reporter
 from subsetsearch.train.settings import _Strict
 
@@ -37,12 +45,19 @@ _CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 class StudyConfig(_Strict):
+    """A ``subsetsearch study`` config: one of the paper's studies as a grid of runs."""
+
     study: Literal[STUDIES]  # type: ignore[valid-type]
+    """The analysis that reads the cells."""
     name: str = "study"
-    trials: int = Field(1, gt=0)  # seeds 0..trials-1 of every cell
-    study_dir: Path | None = None  # default: runs/<name>
-    base: dict = Field(default_factory=dict)  # a run config shared by the cells
-    cells: dict[str, dict]  # cell name -> the run-config keys it changes (nested, merged into base)
+    trials: int = Field(1, gt=0)
+    """Seeds 0..trials-1 of every cell."""
+    study_dir: Path | None = None
+    """Default: runs/<name>."""
+    base: dict = Field(default_factory=dict)
+    """A run config shared by the cells."""
+    cells: dict[str, dict]
+    """Cell name -> the run-config keys it changes (nested, merged into base)."""
 
     @field_validator("cells")
     @classmethod
@@ -63,6 +78,23 @@ class StudyConfig(_Strict):
 
     def resolved_dir(self) -> Path:
         return self.study_dir if self.study_dir is not None else Path("runs") / self.name
+
+
+def study_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of a study config; ``base`` and each cell are run configs.
+
+    Every run-config key has a default, so the schema of a whole run config also describes the
+    partial ones a cell gives (the merged config is checked when the study is loaded).
+    """
+    run = config_schema()
+    schema = StudyConfig.model_json_schema(mode="validation")
+    definitions = {**run.pop("$defs", {}), **schema.pop("$defs", {})}
+    run.pop("$schema")
+    definitions["RunConfig"] = run
+    properties = schema["properties"]
+    properties["base"] = {**properties["base"], "$ref": "#/$defs/RunConfig"}
+    properties["cells"] = {**properties["cells"], "additionalProperties": {"$ref": "#/$defs/RunConfig"}}
+    return {"$schema": JSON_SCHEMA_DIALECT, **schema, "title": "subsetsearch study config", "$defs": definitions}
 
 
 def _merge(base: dict, change: dict) -> dict:

@@ -4,6 +4,10 @@
 the PyTorch Lightning callback (``pip install 'subsetsearch[lightning]'``).
 """
 
-from subsetsearch.torch.scorer import IndexedDataset, PoolScorer
+from subsetsearch.internal.extras import require_extra
+
+require_extra("train", what="subsetsearch.torch")
+
+from subsetsearch.torch.scorer import IndexedDataset, PoolScorer  # noqa: E402  (after the check)
 
 __all__ = ["IndexedDataset", "PoolScorer"]

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
+from subsetsearch.internal.extras import MissingExtraError, install_line
 from subsetsearch.stats import EnsembleStats
 from subsetsearch.torch.scorer import PoolScorer
 
@@ -21,8 +22,8 @@ except ImportError:  # the standalone package of Lightning before 2.0's rename
     try:
         from pytorch_lightning import Callback, LightningModule, Trainer
     except ImportError:
-        raise ImportError(
-            "subsetsearch.torch.lightning needs PyTorch Lightning; install it: pip install 'subsetsearch[lightning]'"
+        raise MissingExtraError(
+            f"subsetsearch.torch.lightning needs PyTorch Lightning, not installed; run: {install_line('lightning')}"
         ) from None
 
 __all__ = ["PoolScoringCallback"]

@@ -13,12 +13,17 @@ DETECTOR_NAMES = ("centernet_unet",)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # use_attribute_docstrings: the docstring under a field is its description in the JSON Schema
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ModelConfig(_Strict):
-    name: str = "cnn_small"
-    width: int | None = Field(None, gt=0)  # channels of the first layer; None: the model's default
+    """A network: one of the built-in models and its width."""
+
+    name: str = Field("cnn_small", json_schema_extra={"enum": list(MODEL_NAMES)})
+    """The architecture (centernet_unet detects; the others classify)."""
+    width: int | None = Field(None, gt=0)
+    """Channels of the first layer; None: the model's default."""
 
     @field_validator("name")
     @classmethod
@@ -46,23 +51,32 @@ class PatienceSchedule(_Strict):
 
 
 class AugmentConfig(_Strict):
-    crop_padding: int = Field(2, ge=0)  # random crop of the image padded by this many pixels
-    flip: bool = True  # random horizontal flip
+    """Training augmentation."""
+
+    crop_padding: int = Field(2, ge=0)
+    """Random crop of the image padded by this many pixels."""
+    flip: bool = True
+    """Random horizontal flip."""
 
 
 class TrainConfig(_Strict):
-    epochs: int = Field(10, gt=0)  # milestones: the epochs; patience: the cap
+    """How a network is trained: SGD with momentum, a learning-rate schedule, augmentation, precision."""
+
+    epochs: int = Field(10, gt=0)
+    """Schedule milestones: the epochs; patience: the cap."""
     batch_size: int = Field(128, gt=1)
     lr: float = Field(0.1, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     schedule: Annotated[MilestoneSchedule | PatienceSchedule, Field(discriminator="kind")] = MilestoneSchedule()
     augment: AugmentConfig = AugmentConfig()
-    # auto: bf16 on CUDA, fp32 on every CPU (benchmarks/results/precision.json); bf16 is autocast
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """auto: bf16 on CUDA, fp32 on every CPU (benchmarks/results/precision.json); bf16 is autocast."""
     channels_last: bool = True
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int | None = Field(None, gt=0)  # torch CPU threads; None: torch's default
+    device: str = "auto"
+    """auto (CUDA when present), cpu, cuda or cuda:N."""
+    threads: int | None = Field(None, gt=0)
+    """Torch CPU threads; None: torch's default."""
 
     @field_validator("schedule", mode="before")
     @classmethod
