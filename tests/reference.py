@@ -1,4 +1,4 @@
-"""Independent references for tests: the four functions computed directly on a stacked [M, N, C]
+"""Independent references for tests: every function computed directly on a stacked [M, N, C]
 array, and files written from their format's spec.
 
 This is the textbook formulation (the equations of docs/architecture.md, float64 throughout),
@@ -81,3 +81,38 @@ def idx_bytes(array: np.ndarray) -> bytes:
     """An uint8 IDX file (the MNIST format) holding ``array``, written from the format's spec."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     return header + array.astype(np.uint8).tobytes()
+
+
+def normalised(members: np.ndarray) -> np.ndarray:
+    members = np.asarray(members, dtype=np.float64)
+    return members / members.sum(axis=2, keepdims=True)
+
+
+def other_scores(members: np.ndarray, labels: np.ndarray | None, function: str, window: int = 10) -> np.ndarray:
+    """The scores users compare with (least_confidence, margin, el2n, forgetting, dyn_unc,
+    variability, hard_to_learn) computed from the whole [M, N, C] array as their papers define them."""
+    p = normalised(members)  # [M, N, C]
+    m, n, c = p.shape
+    true = None if labels is None else p[:, np.arange(n), labels]  # [M, N]
+    if function == "el2n":
+        onehot = np.eye(c)[labels]
+        return np.sqrt(((p - onehot) ** 2).sum(axis=2)).mean(axis=0)
+    if function == "hard_to_learn":
+        return 1.0 - true.mean(axis=0)
+    if function == "variability":
+        return true.std(axis=0)
+    if function == "forgetting":
+        # argmax with ties to the lowest class: np.argmax returns the first maximum
+        correct = p.argmax(axis=2) == labels
+        forgets = (correct[:-1] & ~correct[1:]).sum(axis=0).astype(float)
+        return np.where(correct.any(axis=0), forgets, float(m))
+    if function == "dyn_unc":
+        stds = [true[s : s + window].std(axis=0) for s in range(m - window + 1)]
+        return np.mean(stds, axis=0)
+    mean = p.mean(axis=0)
+    if function == "least_confidence":
+        return 1.0 - mean.max(axis=1)
+    if function == "margin":
+        ordered = np.sort(mean, axis=1)
+        return 1.0 - (ordered[:, -1] - ordered[:, -2])
+    raise AssertionError(function)

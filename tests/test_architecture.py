@@ -21,6 +21,7 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 LAYERS = {
     "subsetsearch.internal": "internal",
     "subsetsearch.stats": "core",
+    "subsetsearch.dynamics": "core",
     "subsetsearch.acquisition": "core",
     "subsetsearch.selection": "core",
     "subsetsearch.detection": "core",

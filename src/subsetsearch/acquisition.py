@@ -9,6 +9,18 @@ With M members' softmax outputs p_m(y|x), p̄ = mean_m p_m, natural log and
 - ``error_count``        1 - (members whose argmax == y) / M       (needs labels)
 
 A vote is a member's argmax, ties going to the lowest class index.
+
+Beside them, the scores users compare them with (higher = selected first; p_m[y] is member m's
+probability of the label; :class:`~subsetsearch.dynamics.TrainingDynamics` streams what the
+label-based ones need):
+
+- ``least_confidence``   1 - max_c p̄_c
+- ``margin``             1 - (p̄_(1) - p̄_(2)), the two largest entries of p̄
+- ``el2n``               mean_m ||p_m - onehot(y)||_2                 (Paul et al. 2021)
+- ``forgetting``         times right at member m-1 and wrong at m; M if never right (Toneva et al. 2019)
+- ``dyn_unc``            mean over windows of J consecutive members of std(p_m[y])   (He et al. 2023)
+- ``variability``        std_m p_m[y]                                (cartography, Swayamdipta et al. 2020)
+- ``hard_to_learn``      1 - mean_m p_m[y]                           (cartography)
 """
 
 from __future__ import annotations
@@ -17,34 +29,49 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from subsetsearch.dynamics import DEFAULT_WINDOW, DYNAMICS_FUNCTIONS, ORDERED_FUNCTIONS, TrainingDynamics
 from subsetsearch.stats import EnsembleStats
 
-__all__ = ["ACQUISITION_FUNCTIONS", "acquire"]
+__all__ = ["ACQUISITION_FUNCTIONS", "FUNCTIONS", "NEEDS_LABELS", "NEEDS_ORDER", "acquire"]
 
-#: Names accepted by :func:`acquire`, in the paper's order.
+#: The paper's four functions, in its order.
 ACQUISITION_FUNCTIONS = ("entropy", "mutual_information", "variation_ratios", "error_count")
+#: Scores of the mean prediction that users know from uncertainty sampling (no labels needed).
+MEAN_FUNCTIONS = ("least_confidence", "margin")
+#: Every function :func:`acquire` computes: the paper's, then the others.
+FUNCTIONS = ACQUISITION_FUNCTIONS + MEAN_FUNCTIONS + DYNAMICS_FUNCTIONS
+#: Functions that need the pool's labels.
+NEEDS_LABELS = ("error_count", *DYNAMICS_FUNCTIONS)
+#: Functions that need the members in order.
+NEEDS_ORDER = ORDERED_FUNCTIONS
 
 
 def acquire(
-    predictions: EnsembleStats | np.ndarray | Sequence[np.ndarray],
+    predictions: EnsembleStats | TrainingDynamics | np.ndarray | Sequence[np.ndarray],
     function: str,
     *,
     labels: np.ndarray | None = None,
     from_logits: bool = False,
+    window: int = DEFAULT_WINDOW,
 ) -> np.ndarray:
     """Score every sample of the pool with an acquisition function.
 
     Parameters
     ----------
-    predictions : EnsembleStats, or array-like of shape (M, N, C), or a sequence of M arrays (N, C)
+    predictions : EnsembleStats, TrainingDynamics, array-like of shape (M, N, C), or a sequence of M arrays (N, C)
         The accumulated member predictions (the streaming form: members added one at a time to
-        an :class:`EnsembleStats`), or every member's probabilities at once (float16/32/64).
-    function : {"entropy", "mutual_information", "variation_ratios", "error_count"}
-        The acquisition function; higher means more informative.
+        an :class:`EnsembleStats`, or to a :class:`~subsetsearch.dynamics.TrainingDynamics` for
+        the label-based functions), or every member's probabilities at once (float16/32/64), in
+        member order.
+    function : str
+        One of :data:`FUNCTIONS` (see the module's docstring); higher means selected first.
     labels : array-like of shape (N,), int, optional
-        Ground-truth classes in [0, C); required by ``error_count`` only.
+        Ground-truth classes in [0, C); required by ``error_count`` and the label-based functions
+        given arrays (a TrainingDynamics holds its own).
     from_logits : bool, default False
         ``predictions`` given as arrays hold logits: a stable softmax is applied first.
+    window : int, default 10
+        ``dyn_unc``'s window J, from 2 to the number of members (given arrays).
 
     Returns
     -------
@@ -71,17 +98,30 @@ def acquire(
     >>> float(acquire(members, "variation_ratios")[0])
     0.5
     """
-    if function not in ACQUISITION_FUNCTIONS:
+    if function not in FUNCTIONS:
+        raise ValueError(f"unknown acquisition function {function!r}; choose one of: {', '.join(FUNCTIONS)}")
+    if isinstance(predictions, (EnsembleStats, TrainingDynamics)) and from_logits:
         raise ValueError(
-            f"unknown acquisition function {function!r}; choose one of: {', '.join(ACQUISITION_FUNCTIONS)}"
+            f"from_logits applies to arrays of predictions; a {type(predictions).__name__} holds probabilities"
         )
-    if isinstance(predictions, EnsembleStats):
-        if from_logits:
-            raise ValueError("from_logits applies to arrays of predictions; an EnsembleStats holds probabilities")
-        stats = predictions
-    else:
-        stats = EnsembleStats.from_members(predictions, from_logits=from_logits)
+    if function in DYNAMICS_FUNCTIONS:
+        return _dynamics_scores(predictions, function, labels, from_logits, window)
+    if isinstance(predictions, TrainingDynamics):
+        raise ValueError(
+            f"{function} needs an EnsembleStats (or the member arrays); a TrainingDynamics holds labels only"
+        )
+    stats = (
+        predictions
+        if isinstance(predictions, EnsembleStats)
+        else EnsembleStats.from_members(predictions, from_logits=from_logits)
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
+        if function in MEAN_FUNCTIONS:
+            mean = stats.mean_probs()
+            if function == "least_confidence":
+                return 1.0 - mean.max(axis=1)
+            top_two = -np.partition(-mean, 1, axis=1)[:, :2]
+            return 1.0 - (top_two[:, 0] - top_two[:, 1])
         if function == "entropy":
             return stats.entropy_of_mean()
         if function == "mutual_information":
@@ -94,10 +134,32 @@ def acquire(
         return 1.0 - votes[np.arange(stats.num_samples), labels] / counts
 
 
-def check_labels(labels: np.ndarray | None, num_samples: int, num_classes: int) -> np.ndarray:
+def _dynamics_scores(predictions, function: str, labels, from_logits: bool, window: int) -> np.ndarray:
+    if isinstance(predictions, TrainingDynamics):
+        return predictions.scores(function)
+    if isinstance(predictions, EnsembleStats):
+        raise ValueError(
+            f"{function} needs each member's probability of the label: give a TrainingDynamics or the member "
+            "arrays, not an EnsembleStats (which keeps sums over members only)"
+        )
+    members = predictions if isinstance(predictions, np.ndarray) else list(predictions)
+    if len(members) == 0:
+        raise ValueError("give at least one member")
+    num_samples, num_classes = np.shape(members[0])
+    labels = check_labels(labels, num_samples, num_classes, function=function)
+    dynamics = TrainingDynamics(labels, num_classes=num_classes, window=window, ordered=function in ORDERED_FUNCTIONS)
+    for member in members:
+        dynamics.update(np.asarray(member), from_logits=from_logits)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return dynamics.scores(function)
+
+
+def check_labels(
+    labels: np.ndarray | None, num_samples: int, num_classes: int, *, function: str = "error_count"
+) -> np.ndarray:
     """Return ``labels`` as int64 (N,) or raise ValueError saying what is wrong."""
     if labels is None:
-        raise ValueError("error_count needs the labels of the pool (labels=..., --labels on the command line)")
+        raise ValueError(f"{function} needs the labels of the pool (labels=..., --labels on the command line)")
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != num_samples:
         raise ValueError(f"labels must have shape ({num_samples},), got {labels.shape}")

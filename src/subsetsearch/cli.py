@@ -17,7 +17,8 @@ from typing import Annotated
 import typer
 
 from subsetsearch import __version__
-from subsetsearch.acquisition import ACQUISITION_FUNCTIONS
+from subsetsearch.acquisition import FUNCTIONS, NEEDS_LABELS, NEEDS_ORDER
+from subsetsearch.dynamics import DEFAULT_WINDOW
 from subsetsearch.executors.base import ExecutorError
 from subsetsearch.internal.extras import MissingExtraError, extra_of, install_line, require_extra
 from subsetsearch.internal.files import InputError
@@ -52,7 +53,16 @@ def _root(
 
 @app.command()
 def score(
-    function: Annotated[str, typer.Option("--function", "-f", help=f"One of: {', '.join(ACQUISITION_FUNCTIONS)}.")],
+    function: Annotated[
+        str,
+        typer.Option(
+            "--function",
+            "-f",
+            help=f"One of: {', '.join(FUNCTIONS)}; several joined by commas (the first chooses the subset, "
+            "--scores-out gets all), or all (every function the inputs allow; mutual_information chooses). "
+            f"Need --labels: {', '.join(NEEDS_LABELS)}; follow the members' order: {', '.join(NEEDS_ORDER)}.",
+        ),
+    ],
     budget: Annotated[
         str,
         typer.Option("--budget", "-b", help="Fraction of the pool (0.4 or 40%) or a count (500, no decimal point)."),
@@ -73,8 +83,15 @@ def score(
     ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the tie-breaking order.")] = 0,
     scores_out: Annotated[
-        Path | None, typer.Option("--scores-out", help="Every sample's score, .csv or .parquet: index, score.")
+        Path | None,
+        typer.Option(
+            "--scores-out",
+            help="Every sample's score, .csv or .parquet: index, score (several functions: index and a column each).",
+        ),
     ] = None,
+    window: Annotated[
+        int, typer.Option("--window", help="dyn_unc's window J: consecutive members per std, from 2 to M.")
+    ] = DEFAULT_WINDOW,
     state: Annotated[
         Path | None,
         typer.Option(

@@ -18,6 +18,13 @@ import numpy as np
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.files import npy_header
 from subsetsearch.internal.kernels import ENTROPY_SCALE, PROBABILITY_SCALE, accumulate, entropy_of_mean
+from subsetsearch.internal.probabilities import (
+    check_probability_matrix,
+    logits_problem,
+    probability_problem,
+    softmax_rows,
+    sum_tolerance,
+)
 
 __all__ = ["EnsembleStats", "InvalidMemberError", "MappedStats"]
 
@@ -29,8 +36,6 @@ _UINT16_MAX = np.iinfo(np.uint16).max
 _BLOCK_ELEMENTS = 1 << 19
 # Members added in one pass by from_members: the same grouping as ``subsetsearch score``.
 _MEMBERS_PER_PASS = 16
-# Row sums further than this from 1 are rejected (float16 carries ~3 digits).
-_SUM_TOLERANCE = {np.dtype(np.float16): 1e-2, np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-3}
 
 
 class InvalidMemberError(ValueError):
@@ -300,7 +305,7 @@ class EnsembleStats:
         :meth:`update`; a failing member's position in ``members`` is
         ``InvalidMemberError.member``.
         """
-        members = [_as_float_matrix(probs, self.num_classes) for probs in members]
+        members = [check_probability_matrix(probs, self.num_classes) for probs in members]
         if not members:
             return
         if len({probs.shape[0] for probs in members}) != 1:
@@ -323,13 +328,13 @@ class EnsembleStats:
     def _add_chunk(self, chunk: np.ndarray, rows: np.ndarray, from_logits: bool, sign: int) -> str | None:
         """Add (sign=+1) or subtract (-1) a chunk; on bad rows undo it and describe them."""
         if from_logits:
-            values = _softmax(chunk)
+            values = softmax_rows(chunk)
             if values is None:
-                return _logits_problem(chunk, rows)
+                return logits_problem(chunk, rows)
             tolerance = 1e-3
         else:
             values = np.ascontiguousarray(chunk)
-            tolerance = _SUM_TOLERANCE[values.dtype]
+            tolerance = sum_tolerance(values.dtype)
             if values.dtype == np.float16:
                 values = values.view(np.uint16)
         bad = np.zeros(rows.size, dtype=np.bool_)
@@ -337,7 +342,7 @@ class EnsembleStats:
         accumulate(values, rows, np.float32(sign * PROBABILITY_SCALE), tolerance, *arrays)
         if sign > 0 and bad.any():
             accumulate(values, rows, np.float32(-PROBABILITY_SCALE), tolerance, *arrays)
-            return _probability_problem(np.asarray(chunk), rows, bad, tolerance)
+            return probability_problem(np.asarray(chunk), rows, bad, tolerance)
         return None
 
     def _rows(self, index: np.ndarray | slice | None, n: int | None) -> np.ndarray:
@@ -611,44 +616,3 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
-
-
-def _as_float_matrix(probs: np.ndarray, num_classes: int) -> np.ndarray:
-    if not isinstance(probs, np.ndarray):
-        probs = np.asarray(probs)
-    if probs.ndim != 2 or probs.shape[1] != num_classes:
-        raise ValueError(f"probs must have shape (n, {num_classes}), got {probs.shape}")
-    if probs.dtype not in _SUM_TOLERANCE:
-        raise ValueError(f"probs must be float16, float32 or float64, got {probs.dtype}")
-    return probs
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray | None:
-    """Row softmax computed after subtracting the row maximum; None if not finite."""
-    dtype = np.float64 if logits.dtype == np.float64 else np.float32
-    z = np.array(logits, dtype=dtype)
-    if not np.isfinite(z).all():
-        return None
-    z -= z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
-
-
-def _logits_problem(chunk: np.ndarray, rows: np.ndarray) -> str:
-    first = int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
-    return f"logits of sample {rows[first]} are not finite (NaN or inf)"
-
-
-def _probability_problem(chunk: np.ndarray, rows: np.ndarray, bad: np.ndarray, tolerance: float) -> str:
-    first = int(np.flatnonzero(bad)[0])
-    values = chunk[first].astype(np.float64)
-    where = f"sample {rows[first]}"
-    if not np.isfinite(values).all():
-        return f"probabilities of {where} contain NaN or inf"
-    if values.min() < 0:
-        return f"probabilities of {where} contain a negative value ({values.min():.4g})"
-    return (
-        f"probabilities of {where} sum to {values.sum():.6g}, not 1 (tolerance {tolerance:g}); "
-        "if these are logits, pass from_logits=True (--logits on the command line)"
-    )

@@ -274,3 +274,148 @@ def entropy_of_mean(sum_fixed, counts, out):
             p = sum_fixed[i, c] * scale
             total += np.int64(p * _log_float64(max(p, _TINY64)) * -_MEAN_ENTROPY_SCALE + 0.5)
         out[i] = total / _MEAN_ENTROPY_SCALE
+
+
+# ------------------------------------------------------------------ training dynamics
+#: The squared distance of a member's row to the label's one-hot vector is summed over classes in
+#: rounded steps of 2**-50 (each term <= 1, the row's total <= 2, so an int64 never overflows).
+SQUARE_SCALE = 2.0**50
+#: Squares of the label's probability are summed over members in rounded steps of 2**-40.
+TRUE_SQUARE_SCALE = 2.0**40
+
+
+@njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def member_terms(probs, labels, tolerance, true_fixed, distance_fixed, correct, bad):
+    """Per row of one member: the label's probability, the distance to the label, right or not.
+
+    probs : (n, C) float32, float64, or uint16 holding float16 bits; labels : (n,) int64.
+    true_fixed : (n,) int64 out, p[y] of the row divided by its sum, in rounded steps of 2**-30.
+    distance_fixed : (n,) int64 out, ||p - onehot(y)||_2 in rounded steps of 2**-30 (EL2N).
+    correct : (n,) bool out, the row's argmax (ties to the lowest class) is y.
+    bad : (n,) bool out, the row is not a probability vector (same rule as ``accumulate``).
+
+    Every sum over a row's classes is a sum of integers, as in ``accumulate``: the terms are the
+    same bits on every CPU.
+    """
+    n, num_classes = probs.shape
+    limit = np.float32(1.0) + np.float32(tolerance)
+    unit = np.float32(PROBABILITY_SCALE)
+    for i in prange(n):
+        total = np.int64(0)
+        invalid = 0
+        top = _vote_key(probs[i, 0], 0, num_classes)
+        for c in range(num_classes):
+            x = _load(probs[i, c])
+            valid = x >= 0 and x <= limit
+            invalid += 0 if valid else 1
+            total += np.int64(np.int32((x if valid else np.float32(0.0)) * unit + np.float32(0.5)))
+            top = max(top, _vote_key(probs[i, c], c, num_classes))
+        if invalid > 0 or not abs(total - PROBABILITY_SCALE) <= tolerance * PROBABILITY_SCALE:
+            bad[i] = True
+            continue
+        bad[i] = False
+        inverse = PROBABILITY_SCALE / total
+        label = labels[i]
+        square = np.int64(0)
+        for c in range(num_classes):
+            p = np.float64(_load(probs[i, c])) * inverse
+            d = p - (1.0 if c == label else 0.0)
+            square += np.int64(d * d * SQUARE_SCALE + 0.5)
+        true = np.float64(_load(probs[i, label])) * inverse
+        true_fixed[i] = np.int64(true * PROBABILITY_SCALE + 0.5)
+        distance_fixed[i] = np.int64(math.sqrt(square / SQUARE_SCALE) * PROBABILITY_SCALE + 0.5)
+        correct[i] = _vote(top, probs[i], num_classes) == label
+
+
+@njit(cache=True)
+def _window_std(values, start, count, last):
+    """Population std of values[start:start+count] followed by ``last``; a fixed order of additions."""
+    length = count + 1
+    total = last
+    for j in range(count):
+        total += values[start + j]
+    mean = total / length
+    square = (last - mean) * (last - mean)
+    for j in range(count):
+        square += (values[start + j] - mean) * (values[start + j] - mean)
+    return math.sqrt(square / length)
+
+
+@njit(cache=True)
+def add_windows(rows, true_values, head, recent, held, window_fixed, windows):
+    """Push one member's label probabilities into each row's last ``J - 1`` and first ``J - 1``.
+
+    rows : (n,) int64; true_values : (n,) float64, exact multiples of 2**-30.
+    head, recent : (N, J - 1) float64, the row's first and last values, oldest first.
+    held : (N,) int64, the row's member count before this member.
+    window_fixed : (N,) int64, sum of the std of every full window, in rounded steps of 2**-30.
+    windows : (N,) int64, the number of full windows.
+    """
+    span = recent.shape[1]  # J - 1
+    for i in range(rows.size):
+        row = rows[i]
+        value = true_values[i]
+        count = held[row]
+        if count < span:
+            head[row, count] = value
+            recent[row, count] = value
+            continue
+        std = _window_std(recent[row], 0, span, value)
+        window_fixed[row] += np.int64(std * PROBABILITY_SCALE + 0.5)
+        windows[row] += 1
+        for j in range(span - 1):
+            recent[row, j] = recent[row, j + 1]
+        if span > 0:
+            recent[row, span - 1] = value
+
+
+@njit(cache=True)
+def join_windows(rows, first_head, first_recent, first_held, second_head, second_recent, second_held, out):
+    """Where a stream of members is joined to the one after it: per row, the windows that span the
+    join, and the joined stream's first and last ``J - 1`` values.
+
+    out : (n, 3 + 2 (J - 1)) float64 per row: [std sum in steps of 2**-30, windows, unused,
+    head..., recent...] (the std sum is an exact integer below 2**53).
+    """
+    span = first_head.shape[1]
+    joined = np.empty(4 * span + 2)
+    for i in range(rows.size):
+        a, b = rows[i], i
+        count_a, count_b = first_held[a], second_held[b]
+        tail_a = min(count_a, span)
+        head_b = min(count_b, span)
+        # the last values of the first stream, then the first values of the second
+        for j in range(tail_a):
+            joined[j] = first_recent[a, j]
+        for j in range(head_b):
+            joined[tail_a + j] = second_head[b, j]
+        total = np.int64(0)
+        count = 0
+        length = tail_a + head_b
+        for start in range(tail_a):  # windows of J values that begin in the first stream ...
+            end = start + span  # ... and end (inclusive) in the second
+            if end < tail_a or end >= length:
+                continue
+            std = _window_std(joined, start, span, joined[end])
+            total += np.int64(std * PROBABILITY_SCALE + 0.5)
+            count += 1
+        out[i, 0] = total
+        out[i, 1] = count
+        # first J - 1 of the joined stream
+        filled = 0
+        for j in range(min(count_a, span)):
+            out[i, 3 + filled] = first_head[a, j]
+            filled += 1
+        for j in range(min(count_b, span - filled)):
+            out[i, 3 + filled] = second_head[b, j]
+            filled += 1
+        # last J - 1 of the joined stream: the second's own when it holds J - 1, else topped up
+        if count_b >= span:
+            for j in range(span):
+                out[i, 3 + span + j] = second_recent[b, j]
+        else:
+            keep = min(count_a, span - count_b)  # of the first stream's last values
+            for j in range(keep):
+                out[i, 3 + span + j] = first_recent[a, tail_a - keep + j]
+            for j in range(count_b):
+                out[i, 3 + span + keep + j] = second_recent[b, j]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, acquire, check_labels
+from subsetsearch.acquisition import FUNCTIONS, NEEDS_LABELS, NEEDS_ORDER, acquire, check_labels
+from subsetsearch.dynamics import DEFAULT_WINDOW, DYNAMICS_FUNCTIONS, TrainingDynamics
 from subsetsearch.executors.base import score_shards
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.budgets import parse_budget
@@ -43,13 +44,73 @@ class ScoreResult:
     """What ``score_files`` chose and from what."""
 
     indices: np.ndarray  # (k,) int64, best first
-    scores: np.ndarray  # (N,) float64, every sample's score
+    scores: np.ndarray  # (N,) float64, every sample's score by the function that chose
     pool_size: int  # candidates: N minus excluded
     num_members: int
     labels: np.ndarray | None
+    function: str = ""  # the function that chose
+    all_scores: dict[str, np.ndarray] | None = None  # every function's scores, in --scores-out order
 
 
 Members = Sequence[str | os.PathLike] | Sequence[MemberSource]
+
+
+@dataclass(frozen=True)
+class FunctionPlan:
+    """The functions one pass computes: ``functions[0]`` chooses the subset; all go to --scores-out."""
+
+    functions: tuple[str, ...]
+    window: int = DEFAULT_WINDOW
+
+    @property
+    def stats_functions(self) -> tuple[str, ...]:
+        """Computed from the ensemble statistics (EnsembleStats)."""
+        return tuple(f for f in self.functions if f not in DYNAMICS_FUNCTIONS)
+
+    @property
+    def dynamics_functions(self) -> tuple[str, ...]:
+        """Computed from the label's probability per member (TrainingDynamics)."""
+        return tuple(f for f in self.functions if f in DYNAMICS_FUNCTIONS)
+
+    @property
+    def ordered(self) -> bool:
+        return any(f in NEEDS_ORDER for f in self.functions)
+
+
+#: What ``--function all`` puts first (it chooses the subset): the paper's default.
+ALL_FIRST = "mutual_information"
+
+
+def plan_functions(text: str, *, has_labels: bool, num_members: int, window: int = DEFAULT_WINDOW) -> FunctionPlan:
+    """``--function``: one name, names joined by commas, or ``all`` (every function the inputs allow).
+
+    InputError for an unknown name, a label-based function without --labels (naming it), or a
+    --window outside 2..members where dyn_unc is asked for by name.
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+        raise InputError(f"--window must be an integer of at least 2, got {window!r}")
+    if text.strip() == "all":
+        names = [f for f in FUNCTIONS if has_labels or f not in NEEDS_LABELS]
+        if num_members < window and "dyn_unc" in names:
+            names.remove("dyn_unc")  # not allowed by these inputs: fewer members than the window
+        names.sort(key=lambda f: f != ALL_FIRST)
+        return FunctionPlan(tuple(names), window)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise InputError("--function is empty; give a function, several joined by commas, or all")
+    for name in names:
+        if name not in FUNCTIONS:
+            raise InputError(f"unknown --function {name!r}; choose one of: {', '.join(FUNCTIONS)}, or all")
+    if len(set(names)) != len(names):
+        raise InputError(f"--function names a function twice: {text}")
+    for name in names:
+        if name in NEEDS_LABELS and not has_labels:
+            raise InputError(f"--function {name} needs --labels y.npy (the pool's classes)")
+    if "dyn_unc" in names and not 2 <= window <= num_members:
+        raise InputError(
+            f"dyn_unc: --window {window} must lie from 2 to the number of members ({num_members}); give --window J"
+        )
+    return FunctionPlan(tuple(names), window)
 
 
 def _sources(members: Members) -> list[MemberSource]:
@@ -98,30 +159,138 @@ def accumulate_members(
     :class:`~subsetsearch.internal.ledger.Autosave` says so and after the last member, and a rerun
     skips the members held. ``shape`` is ``member_shape(paths)`` where the caller has it already.
     """
+    stats, _ = accumulate(paths, shape=shape, from_logits=from_logits, state_path=state_path, on_progress=on_progress)
+    assert stats is not None
+    return stats
+
+
+@dataclass(frozen=True)
+class DynamicsRequest:
+    """What a pass feeds a :class:`~subsetsearch.dynamics.TrainingDynamics`: the pool's labels, the
+    Dyn-Unc window, and whether the members' order is kept (forgetting, dyn_unc)."""
+
+    labels: np.ndarray
+    window: int = DEFAULT_WINDOW
+    ordered: bool = True
+
+
+def dynamics_path(state_path: str | os.PathLike) -> Path:
+    """Where ``--state x.npz`` keeps the label statistics: ``x.dynamics.npz`` beside it."""
+    state_path = Path(state_path)
+    return state_path.with_name(state_path.stem + ".dynamics.npz")
+
+
+def accumulate(
+    paths: Members,
+    *,
+    shape: tuple[int, int] | None = None,
+    from_logits: bool = False,
+    state_path: str | os.PathLike | None = None,
+    on_progress: ProgressFn | None = None,
+    stats: bool = True,
+    dynamics: DynamicsRequest | None = None,
+) -> tuple[EnsembleStats | None, TrainingDynamics | None]:
+    """One pass over the members for the ensemble statistics (``stats``) and the label statistics
+    (``dynamics``), each member read once, a shard of rows at a time.
+
+    Each keeps its own ledger and, with ``state_path``, its own file (the label statistics in
+    ``dynamics_path(state_path)``), saved atomically; a rerun reads a member again only for the
+    statistics that lack it. A member's position in its stream is its place among ``paths``.
+    """
     sources = _sources(paths)
     num_samples, num_classes = member_shape(sources) if shape is None else shape
-    stats, ledger = _resume(state_path, num_samples, num_classes, from_logits, sources)
-    todo = [source for source in sources if not ledger.holds(source.key)]
+    held_stats, stats_ledger = (None, Ledger())
+    if stats:
+        held_stats, stats_ledger = _resume(state_path, num_samples, num_classes, from_logits, sources)
+    held_dynamics, dynamics_ledger = (None, Ledger())
+    if dynamics is not None:
+        held_dynamics, dynamics_ledger = _resume_dynamics(state_path, dynamics, num_classes, from_logits, sources)
+    position = {source.key: p for p, source in enumerate(sources)}
+
+    def lacking(source: MemberSource) -> bool:
+        return (stats and not stats_ledger.holds(source.key)) or (
+            dynamics is not None and not dynamics_ledger.holds(source.key)
+        )
+
+    todo = [source for source in sources if lacking(source)]
     progress = on_progress or (lambda done, total: None)
     progress(len(sources) - len(todo), len(sources))
     autosave = Autosave(num_samples * num_classes)
     for start in range(0, len(todo), MEMBERS_PER_PASS):
         group = todo[start : start + MEMBERS_PER_PASS]
         members = [source.open() for source in group]
+        for_stats = [j for j, source in enumerate(group) if stats and not stats_ledger.holds(source.key)]
+        for_dynamics = [
+            j for j, source in enumerate(group) if dynamics is not None and not dynamics_ledger.holds(source.key)
+        ]
         for rows in shard_slices(num_samples, num_classes):
-            _add_members(stats, [member[rows] for member in members], group, rows, from_logits)
+            values = [np.asarray(member[rows]) for member in members]
+            if for_stats:
+                _add_members(
+                    held_stats, [values[j] for j in for_stats], [group[j] for j in for_stats], rows, from_logits
+                )
+            for j in for_dynamics:
+                _add_to_dynamics(held_dynamics, values[j], group[j], rows, position[group[j].key], from_logits)
         del members  # unmap before the next group
-        for source in group:
+        for j, source in enumerate(group):
             source.close()
-            ledger.add(source.key)
+            if j in for_stats:
+                stats_ledger.add(source.key)
+            if j in for_dynamics:
+                dynamics_ledger.add(source.key)
         if state_path is not None and autosave.due():
-            _save_state(stats, ledger, state_path)
+            _save_states(held_stats, stats_ledger, held_dynamics, dynamics_ledger, state_path)
             autosave.saved()
         progress(len(sources) - len(todo) + start + len(group), len(sources))
-    stats.metadata = ledger.save_to(stats.metadata)
+    if held_stats is not None:
+        held_stats.metadata = stats_ledger.save_to(held_stats.metadata)
+    if held_dynamics is not None:
+        held_dynamics.metadata = dynamics_ledger.save_to(held_dynamics.metadata)
     if state_path is not None:
-        stats.save(state_path)
-    return stats
+        _save_states(held_stats, stats_ledger, held_dynamics, dynamics_ledger, state_path)
+    return held_stats, held_dynamics
+
+
+def _save_states(stats, stats_ledger, dynamics, dynamics_ledger, state_path) -> None:
+    if stats is not None:
+        _save_state(stats, stats_ledger, state_path)
+    if dynamics is not None:
+        dynamics.metadata = dynamics_ledger.save_to(dynamics.metadata)
+        dynamics.save(dynamics_path(state_path))
+
+
+def _add_to_dynamics(
+    dynamics: TrainingDynamics, values: np.ndarray, source, rows: slice | None, position: int, from_logits: bool
+) -> None:
+    try:
+        dynamics.update(values, index=rows, position=position, from_logits=from_logits)
+    except InvalidMemberError as error:
+        raise InputError(f"{source.label}: {error}") from None
+    except ValueError as error:  # a member out of order: the state was made from another order
+        raise InputError(f"{source.label}: {error}; give the members in the order of the --state") from None
+
+
+def _resume_dynamics(state_path, request: DynamicsRequest, num_classes: int, from_logits: bool, sources, *, path=None):
+    """The label statistics saved beside ``state_path`` (or at ``path``) and their ledger, or new ones."""
+    settings = {"num_classes": num_classes, "window": request.window, "ordered": request.ordered}
+    if path is None:
+        path = None if state_path is None else dynamics_path(state_path)
+    if path is None or not path.exists():
+        dynamics = TrainingDynamics(request.labels, **settings)
+        dynamics.metadata = {"from_logits": from_logits}
+        return dynamics, Ledger()
+    try:
+        dynamics = TrainingDynamics.load(path)
+    except ValueError as error:
+        raise InputError(f"--state: {error}; remove it to start over") from None
+    held = {"num_classes": dynamics.num_classes, "window": dynamics.window, "ordered": dynamics.ordered}
+    if held != settings or not np.array_equal(dynamics.labels, request.labels):
+        what = "other labels" if held == settings else f"window {dynamics.window}, ordered={dynamics.ordered}"
+        raise InputError(f"--state '{path}' holds label statistics of {what}; use another --state (or remove it)")
+    ledger = Ledger.of(dynamics.metadata)
+    shapes = ((dynamics.num_samples, dynamics.num_classes), (request.labels.size, num_classes))
+    _check_state(path, "file", shapes, dynamics.metadata, ledger, sources, from_logits)
+    return dynamics, ledger
 
 
 def _save_state(stats: EnsembleStats, ledger: Ledger, path: str | os.PathLike) -> None:
@@ -141,11 +310,12 @@ def accumulate_mapped(
     state_dir: str | os.PathLike,
     *,
     shape: tuple[int, int],
-    function: str,
+    function: str | None,
     labels: np.ndarray | None = None,
     from_logits: bool = False,
     on_progress: ProgressFn | None = None,
-) -> tuple[MappedStats, Path]:
+    dynamics: DynamicsRequest | None = None,
+) -> tuple[MappedStats | None, Path | None, TrainingDynamics | None]:
     """Score members whose statistics do not fit in memory: out of core, one shard of rows at a time.
 
     For each shard (``shard_slices``) every member's rows are read (memory-mapped ``.npy`` or Zarr
@@ -158,40 +328,83 @@ def accumulate_mapped(
     twice: rows are overwritten, not added, and a shard that already held members on disk is first
     saved to ``pending.npz`` (a redo record) so a commit cut short is finished on the next start.
 
-    Returns the store and the path of the scores (float64 [N], by ``function``).
+    ``function`` None: no ensemble statistics (only label statistics asked for). ``dynamics``: the
+    label statistics too, O(N) (O(N·J) for dyn_unc) and so held in memory, saved with their own
+    ledger of (member, shard) pairs in ``state_dir/dynamics.npz`` when Autosave says so and at
+    the end; members are read once for both.
+
+    Returns the store and the path of the scores (float64 [N], by ``function``), and the label
+    statistics.
     """
     num_samples, num_classes = shape
     sources = _sources(paths)
-    store, ledger = _open_store(state_dir, num_samples, num_classes, from_logits, sources)
-    scores_path = store.directory / "scores.npy"
-    if not scores_path.is_file():
-        with atomic_path(scores_path) as tmp:
-            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(num_samples,)).flush()
-    scored_as = function if function != "error_count" else f"{function}|{_labels_key(labels)}"
+    position = {source.key: p for p, source in enumerate(sources)}
     shards = shard_slices(num_samples, num_classes)
-    scored: dict[str, str | None] = dict(store.metadata.get("scored", {}))
+    store, ledger, scores_path, scored, scored_as = None, Ledger(), None, {}, None
+    if function is not None:
+        store, ledger = _open_store(state_dir, num_samples, num_classes, from_logits, sources)
+        scores_path = store.directory / "scores.npy"
+        if not scores_path.is_file():
+            with atomic_path(scores_path) as tmp:
+                np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(num_samples,)).flush()
+        scored_as = function if function != "error_count" else f"{function}|{_labels_key(labels)}"
+        scored = dict(store.metadata.get("scored", {}))
+    elif not Path(state_dir).is_dir():
+        Path(state_dir).mkdir(parents=True)
+    held_dynamics, dynamics_ledger = None, Ledger()
+    if dynamics is not None:
+        state = Path(state_dir) / "dynamics.npz"
+        held_dynamics, dynamics_ledger = _resume_dynamics(
+            state, dynamics, num_classes, from_logits, sources, path=state
+        )
     progress = on_progress or (lambda done, total: None)
-    progress(ledger.units(len(shards)), len(shards) * len(sources))
+    total_units = len(shards) * len(sources) * ((function is not None) + (dynamics is not None))
+
+    def units() -> int:
+        return ledger.units(len(shards)) + dynamics_ledger.units(len(shards))
+
+    progress(units(), total_units)
     autosave = Autosave(num_samples * num_classes)
+    dynamics_autosave = Autosave(num_samples * num_classes)
     for s, rows in enumerate(shards):
-        todo = [source for source in sources if not ledger.holds(source.key, s)]
-        if not todo and scored.get(str(s)) == scored_as:
+        todo = [source for source in sources if store is not None and not ledger.holds(source.key, s)]
+        dynamics_todo = [
+            source for source in sources if held_dynamics is not None and not dynamics_ledger.holds(source.key, s)
+        ]
+        rescore = store is not None and scored.get(str(s)) != scored_as
+        if not todo and not dynamics_todo and not rescore:
             continue
-        on_disk = any(ledger.holds(source.key, s) for source in sources)
-        shard = store.read(rows) if on_disk else EnsembleStats(rows.stop - rows.start, num_classes)
-        for start in range(0, len(todo), MEMBERS_PER_PASS):
-            group = todo[start : start + MEMBERS_PER_PASS]
+        on_disk = store is not None and any(ledger.holds(source.key, s) for source in sources)
+        shard = None
+        if store is not None:
+            shard = store.read(rows) if on_disk else EnsembleStats(rows.stop - rows.start, num_classes)
+        needed = [source for source in sources if source in todo or source in dynamics_todo]  # in order
+        for start in range(0, len(needed), MEMBERS_PER_PASS):
+            group = needed[start : start + MEMBERS_PER_PASS]
             members = [source.open() for source in group]
-            _add_members(shard, [member[rows] for member in members], group, None, from_logits)
+            values = [np.asarray(member[rows]) for member in members]
             del members  # unmap: the shard's pages leave this process
-            for source in group:
-                ledger.add(source.key, s, num_shards=len(shards))
-            scored[str(s)] = None
-            if start + len(group) < len(todo) and autosave.due():
-                _commit(store, s, rows, shard, _store_metadata(store, ledger, scored), on_disk)
-                on_disk = True
-                autosave.saved()
-            progress(ledger.units(len(shards)), len(shards) * len(sources))
+            for_stats = [j for j, source in enumerate(group) if source in todo]
+            if for_stats:
+                _add_members(shard, [values[j] for j in for_stats], [group[j] for j in for_stats], None, from_logits)
+            for j, source in enumerate(group):
+                if source in dynamics_todo:
+                    _add_to_dynamics(held_dynamics, values[j], source, rows, position[source.key], from_logits)
+                    dynamics_ledger.add(source.key, s, num_shards=len(shards))
+                if source in todo:
+                    ledger.add(source.key, s, num_shards=len(shards))
+            if for_stats:
+                scored[str(s)] = None
+                if start + len(group) < len(needed) and autosave.due():
+                    _commit(store, s, rows, shard, _store_metadata(store, ledger, scored), on_disk)
+                    on_disk = True
+                    autosave.saved()
+            if held_dynamics is not None and dynamics_autosave.due():
+                _save_dynamics(held_dynamics, dynamics_ledger, state)
+                dynamics_autosave.saved()
+            progress(units(), total_units)
+        if store is None:
+            continue
         mapped_scores = np.lib.format.open_memmap(scores_path, mode="r+")
         mapped_scores[rows] = acquire(shard, function, labels=None if labels is None else labels[rows])
         mapped_scores.flush()
@@ -204,7 +417,14 @@ def accumulate_mapped(
             store.save_metadata()
     for source in sources:
         source.close()
-    return store, scores_path
+    if held_dynamics is not None:
+        _save_dynamics(held_dynamics, dynamics_ledger, state)
+    return store, scores_path, held_dynamics
+
+
+def _save_dynamics(dynamics: TrainingDynamics, ledger: Ledger, path: Path) -> None:
+    dynamics.metadata = ledger.save_to(dynamics.metadata)
+    dynamics.save(path)
 
 
 def _store_metadata(store: MappedStats, ledger: Ledger, scored: dict) -> dict:
@@ -245,7 +465,8 @@ def _redo_pending(store: MappedStats) -> None:
 def _open_store(state_dir, num_samples, num_classes, from_logits, sources) -> tuple[MappedStats, Ledger]:
     state_dir = Path(state_dir)
     if not (state_dir / "metadata.json").is_file():
-        if state_dir.exists() and (not state_dir.is_dir() or any(state_dir.iterdir())):
+        others = [] if not state_dir.is_dir() else [f for f in state_dir.iterdir() if f.name != "dynamics.npz"]
+        if state_dir.exists() and (not state_dir.is_dir() or others):
             raise InputError(f"--state '{state_dir}' exists and is not a statistics directory; give a new directory")
         store = MappedStats.create(state_dir, num_samples, num_classes)
         store.metadata = {"from_logits": from_logits, "scored": {}}
@@ -331,6 +552,7 @@ class ScoreRequest:
     scores_out: Path | None = None
     state: Path | None = None
     saved_stats: Sequence[str | os.PathLike] = ()
+    window: int = DEFAULT_WINDOW
 
 
 @dataclass
@@ -347,54 +569,95 @@ class _Inputs:
     pool_size: int
     k: int
     mapped: bool
+    plan: FunctionPlan
+    saved_dynamics: TrainingDynamics | None = None
 
 
 def score_files(request: ScoreRequest, *, on_progress: ProgressFn | None = None) -> ScoreResult:
-    """Score members and write the chosen subset (columns ``index``, ``score``, best first).
+    """Score members by one or several functions in one pass and write the subset the first chose
+    (columns ``index``, ``score``, best first) and, with ``--scores-out``, every function's scores.
 
     Every check runs first (:func:`check_request`), so a bad input costs seconds and writes nothing.
     """
     inputs = check_request(request)
+    plan = inputs.plan
     num_samples = inputs.shape[0]
+    dynamics_request = None
+    if plan.dynamics_functions and inputs.saved_dynamics is None:
+        dynamics_request = DynamicsRequest(inputs.labels, plan.window, plan.ordered)
+    stats_first = plan.stats_functions[0] if plan.stats_functions else None
+    scores: dict[str, np.ndarray] = {}
     if inputs.mapped:
-        _, scores_path = accumulate_mapped(
+        store, scores_path, dynamics = accumulate_mapped(
             inputs.sources,
             request.state,
             shape=inputs.shape,
-            function=request.function,
+            function=stats_first,
             labels=inputs.labels,
             from_logits=request.logits,
             on_progress=on_progress,
+            dynamics=dynamics_request,
         )
-        scores = np.load(scores_path, mmap_mode="r")
+        for function in plan.stats_functions:
+            if function == stats_first:
+                scores[function] = np.load(scores_path, mmap_mode="r")
+            else:  # another pass over the statistics on disk, a shard at a time
+                scores[function] = _mapped_scores(store, function, inputs.labels)
+    else:
+        stats, dynamics = inputs.saved, inputs.saved_dynamics
+        if inputs.saved is None:
+            stats, dynamics = accumulate(
+                inputs.sources,
+                shape=inputs.shape,
+                from_logits=request.logits,
+                state_path=request.state,
+                on_progress=on_progress,
+                stats=bool(plan.stats_functions),
+                dynamics=dynamics_request,
+            )
+        for function in plan.stats_functions:
+            scores[function] = acquire(stats, function, labels=inputs.labels)
+    for function in plan.dynamics_functions:
+        try:
+            scores[function] = acquire(dynamics, function)
+        except ValueError as error:  # dyn_unc over rows with fewer members than the window
+            raise InputError(str(error)) from None
+    first = plan.functions[0]
+    chosen_by = scores[first]
+    if inputs.mapped and first == stats_first:
         step = max(1, SHARD_ELEMENTS // 8)
-        chunks = ((start, np.array(scores[start : start + step])) for start in range(0, num_samples, step))
+        chunks = ((start, np.array(chosen_by[start : start + step])) for start in range(0, num_samples, step))
         chosen = select_chunks(
             chunks, inputs.k, num_samples=num_samples, exclude=inputs.exclude, skip_top=request.skip_top,
             seed=request.seed,
         )  # fmt: skip
     else:
-        stats = inputs.saved or accumulate_members(
-            inputs.sources,
-            shape=inputs.shape,
-            from_logits=request.logits,
-            state_path=request.state,
-            on_progress=on_progress,
-        )
-        scores = acquire(stats, request.function, labels=inputs.labels)
-        chosen = select(scores, inputs.k, exclude=inputs.exclude, skip_top=request.skip_top, seed=request.seed)
-    tables = [(inputs.out, {"index": chosen, "score": scores[chosen]})]
+        chosen = select(chosen_by, inputs.k, exclude=inputs.exclude, skip_top=request.skip_top, seed=request.seed)
+    tables = [(inputs.out, {"index": chosen, "score": chosen_by[chosen]})]
     if inputs.scores_out is not None:
-        tables.append((inputs.scores_out, {"index": np.arange(num_samples, dtype=np.int64), "score": scores}))
+        index = np.arange(num_samples, dtype=np.int64)
+        columns = {"score": scores[first]} if len(plan.functions) == 1 else {f: scores[f] for f in plan.functions}
+        tables.append((inputs.scores_out, {"index": index, **columns}))
     write_tables(tables)
-    num_members = len(inputs.sources) if inputs.saved is None else int(inputs.saved.member_counts.max())
-    return ScoreResult(chosen, scores, inputs.pool_size, num_members, inputs.labels)
+    if inputs.saved is not None:
+        num_members = int(inputs.saved.member_counts.max())
+    elif inputs.saved_dynamics is not None:
+        num_members = int(inputs.saved_dynamics.member_counts.max())
+    else:
+        num_members = len(inputs.sources)
+    return ScoreResult(chosen, chosen_by, inputs.pool_size, num_members, inputs.labels, first, scores)
+
+
+def _mapped_scores(store: MappedStats, function: str, labels: np.ndarray | None) -> np.ndarray:
+    """``function`` of statistics kept on disk, read a shard of rows at a time."""
+    scores = np.empty(store.num_samples, dtype=np.float64)
+    for rows in shard_slices(store.num_samples, store.num_classes):
+        scores[rows] = acquire(store.read(rows), function, labels=None if labels is None else labels[rows])
+    return scores
 
 
 def check_request(request: ScoreRequest) -> _Inputs:
     """Every check of a request that needs no pass over the members' values; InputError (one line)."""
-    if request.function not in ACQUISITION_FUNCTIONS:
-        raise InputError(f"unknown --function {request.function!r}; choose one of: {', '.join(ACQUISITION_FUNCTIONS)}")
     if not 0.0 <= request.skip_top < 1.0:
         raise InputError(f"--skip-top must be a fraction in [0, 1), got {request.skip_top}")
     out = check_table_path(request.out, "--out")
@@ -407,6 +670,13 @@ def check_request(request: ScoreRequest) -> _Inputs:
     sources = [] if saved is not None else member_sources(request.members)
     shape = (saved.num_samples, saved.num_classes) if saved is not None else member_shape(sources)
     labels = _labels(request, shape)
+    num_members = int(saved.member_counts.max()) if saved is not None else len(sources)
+    plan = plan_functions(
+        request.function, has_labels=labels is not None, num_members=num_members, window=request.window
+    )
+    saved_dynamics = None
+    if saved is not None and plan.dynamics_functions:
+        saved_dynamics = load_saved_dynamics(request.saved_stats, plan, labels)
     exclude = np.zeros(shape[0], dtype=bool)
     if request.exclude is not None:
         indices = read_column(request.exclude, "exclude file", names=("index",))
@@ -427,19 +697,17 @@ def check_request(request: ScoreRequest) -> _Inputs:
         )
     mapped = request.state is not None and Path(request.state).suffix.lower() != ".npz"
     needed = shape[0] * shape[1] * STATS_BYTES_PER_ELEMENT
-    if saved is None and not mapped and needed > MEMORY_SHARE * available_memory():
+    if saved is None and not mapped and plan.stats_functions and needed > MEMORY_SHARE * available_memory():
         raise InputError(
             f"the ensemble statistics of {shape[0]} x {shape[1]} need {needed / 1e9:.1f} GB, more than "
             f"{MEMORY_SHARE:.0%} of the memory available; give --state DIR (a directory) to keep them on disk"
         )
-    return _Inputs(out, scores_out, sources, saved, shape, labels, exclude, pool_size, k, mapped)
+    return _Inputs(out, scores_out, sources, saved, shape, labels, exclude, pool_size, k, mapped, plan, saved_dynamics)
 
 
 def _labels(request: ScoreRequest, shape: tuple[int, int]) -> np.ndarray | None:
     if request.labels is None:
-        if request.function == "error_count":
-            raise InputError("--function error_count needs --labels y.npy (the pool's classes)")
-        return None
+        return None  # plan_functions names a function that needs them
     labels = read_column(request.labels, "labels file", request.labels_column)
     try:
         return check_labels(labels, *shape)
@@ -483,8 +751,47 @@ def load_saved_stats(paths: Sequence[str | os.PathLike]) -> EnsembleStats:
     return merged
 
 
+def load_saved_dynamics(paths: Sequence[str | os.PathLike], plan: FunctionPlan, labels: np.ndarray) -> TrainingDynamics:
+    """The label statistics saved beside each ``--stats`` file (``x.dynamics.npz``), merged.
+
+    InputError if one is missing (the PoolScorer had no labels), if they were made with other
+    labels or another window than asked for, or if ordered statistics of several runs would have to
+    be joined (forgetting and dyn_unc follow one run's members in order).
+    """
+    merged = None
+    for path in paths:
+        sibling = dynamics_path(path)
+        try:
+            dynamics = TrainingDynamics.load(sibling)
+        except ValueError:
+            raise InputError(
+                f"--stats '{path}' has no label statistics beside it ('{sibling}') for "
+                f"{', '.join(plan.dynamics_functions)}: give the PoolScorer labels (labels= or (x, y, index) batches)"
+            ) from None
+        if not np.array_equal(dynamics.labels, labels):
+            raise InputError(f"--stats '{path}': its label statistics were made with other labels than --labels")
+        if plan.ordered and not dynamics.ordered:
+            raise InputError(f"--stats '{path}': its label statistics were kept without the members' order")
+        if "dyn_unc" in plan.functions and dynamics.window != plan.window:
+            raise InputError(
+                f"--stats '{path}' kept dyn_unc with window {dynamics.window}; give --window {dynamics.window}"
+            )
+        if merged is None:
+            merged = dynamics
+            continue
+        try:
+            merged.merge(dynamics)
+        except ValueError:
+            raise InputError(
+                f"--stats '{path}' and '{paths[0]}' hold members of several runs; forgetting and dyn_unc follow one "
+                "run in order: score each run's file on its own"
+            ) from None
+    return merged
+
+
 def summary(result: ScoreResult, function: str) -> str:
     """A few lines a person reads after ``subsetsearch score``."""
+    function = result.function or function
     k = result.indices.size
     chosen = result.scores[result.indices]
     lines = [
@@ -493,6 +800,9 @@ def summary(result: ScoreResult, function: str) -> str:
         f"{function}: chosen {chosen.min():.4g} to {chosen.max():.4g} (mean {chosen.mean():.4g}); "
         f"whole pool mean {np.nanmean(result.scores):.4g}",
     ]
+    others = [f for f in (result.all_scores or {}) if f != function]
+    if others:
+        lines.append(f"also scored (--scores-out): {', '.join(others)}")
     if result.labels is not None:
         num_classes = int(result.labels.max()) + 1
         share = np.bincount(result.labels[result.indices], minlength=num_classes) / k

@@ -1,0 +1,54 @@
+"""Checks shared by the core's accumulators: a member's rows as probabilities, or logits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Row sums further than this from 1 are rejected (float16 carries ~3 digits).
+SUM_TOLERANCE = {np.dtype(np.float16): 1e-2, np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-3}
+
+
+def sum_tolerance(dtype: np.dtype) -> float:
+    """How far from 1 a row of ``dtype`` may sum."""
+    return SUM_TOLERANCE[np.dtype(dtype)]
+
+
+def check_probability_matrix(probs: np.ndarray, num_classes: int) -> np.ndarray:
+    if not isinstance(probs, np.ndarray):
+        probs = np.asarray(probs)
+    if probs.ndim != 2 or probs.shape[1] != num_classes:
+        raise ValueError(f"probs must have shape (n, {num_classes}), got {probs.shape}")
+    if probs.dtype not in SUM_TOLERANCE:
+        raise ValueError(f"probs must be float16, float32 or float64, got {probs.dtype}")
+    return probs
+
+
+def softmax_rows(logits: np.ndarray) -> np.ndarray | None:
+    """Row softmax computed after subtracting the row maximum; None if not finite."""
+    dtype = np.float64 if logits.dtype == np.float64 else np.float32
+    z = np.array(logits, dtype=dtype)
+    if not np.isfinite(z).all():
+        return None
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def logits_problem(chunk: np.ndarray, rows: np.ndarray) -> str:
+    first = int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+    return f"logits of sample {rows[first]} are not finite (NaN or inf)"
+
+
+def probability_problem(chunk: np.ndarray, rows: np.ndarray, bad: np.ndarray, tolerance: float) -> str:
+    first = int(np.flatnonzero(bad)[0])
+    values = chunk[first].astype(np.float64)
+    where = f"sample {rows[first]}"
+    if not np.isfinite(values).all():
+        return f"probabilities of {where} contain NaN or inf"
+    if values.min() < 0:
+        return f"probabilities of {where} contain a negative value ({values.min():.4g})"
+    return (
+        f"probabilities of {where} sum to {values.sum():.6g}, not 1 (tolerance {tolerance:g}); "
+        "if these are logits, pass from_logits=True (--logits on the command line)"
+    )
