@@ -41,6 +41,8 @@ DATASET = "dataset.npz"
 METRICS = "metrics.json"
 SUBSET = "subset.parquet"
 STATS = "stats.npz"
+#: A step's label statistics (el2n, forgetting, dyn_unc, ...), with their own ledger.
+DYNAMICS = "dynamics.npz"
 VOTES = "votes.npz"
 SCORES = "scores.npz"
 HEATMAPS = "heatmaps.npz"

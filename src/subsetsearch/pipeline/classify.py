@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from subsetsearch.acquisition import acquire
+from subsetsearch.acquisition import NEEDS_LABELS, NEEDS_ORDER, acquire
+from subsetsearch.dynamics import DYNAMICS_FUNCTIONS, TrainingDynamics
 from subsetsearch.executors import ScoreTask, score_shards
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.files import InputError
@@ -29,7 +30,7 @@ from subsetsearch.pipeline.search import (
     build_networks,
     derive_seed,
 )
-from subsetsearch.rundir import STATS, VOTES, DatasetRecord, MemberVotes
+from subsetsearch.rundir import DYNAMICS, STATS, VOTES, DatasetRecord, MemberVotes
 from subsetsearch.stats import EnsembleStats
 from subsetsearch.train import data as datasets
 
@@ -83,11 +84,12 @@ def load_splits(config: RunConfig) -> datasets.Splits:
 @dataclass
 class ShardScore:
     """One member on one shard: its statistics over the shard's rows, each row's predicted class,
-    and the seconds it took."""
+    the seconds it took, and (for a label-based function) its label statistics over the rows."""
 
     stats: EnsembleStats
     votes: np.ndarray
     seconds: float
+    dynamics: TrainingDynamics | None = None
 
 
 @dataclass
@@ -119,7 +121,15 @@ class Variant:
 
 class StatsScoring(StepScoring):
     """A classification step's scoring: (member, shard) units merged into ``stats.npz``, whose
-    metadata holds the ledger, and the members' votes in ``votes.npz``."""
+    metadata holds the ledger, and the members' votes in ``votes.npz``.
+
+    A label-based function (``el2n``, ``forgetting``, ...) also keeps a
+    :class:`~subsetsearch.dynamics.TrainingDynamics` in ``dynamics.npz`` with its own ledger, saved
+    before the statistics, so it holds at least the units they hold. A unit the statistics hold and
+    the dynamics lack (a run killed between the two saves) is scored again for the dynamics only.
+    Ordered functions take each shard's members in ensemble order: a unit that arrives early (Ray
+    finishes units in any order) waits in memory until the units before it are merged.
+    """
 
     unit_label = "(member, shard) pairs"
 
@@ -135,7 +145,16 @@ class StatsScoring(StepScoring):
         self.ledger = Ledger.of(self.stats.metadata)
         self.votes = MemberVotes.load(self.votes_path, score_rows, self.names, self.ledger.started())
         self.function = search.config.search.function
-        self.labels = search.splits.pool.y if self.function == "error_count" else None
+        self.labels = search.splits.pool.y if self.function in NEEDS_LABELS else None
+        self.dynamics, self.dynamics_ledger, self._early = None, Ledger(), {}
+        if self.function in DYNAMICS_FUNCTIONS:
+            self.dynamics_path = search.step_dir(iteration) / DYNAMICS
+            if self.dynamics_path.is_file():
+                self.dynamics = TrainingDynamics.load(self.dynamics_path)
+            else:
+                window, ordered = search.config.search.window, self.function in NEEDS_ORDER
+                self.dynamics = TrainingDynamics(search.splits.pool.y, num_classes=c, window=window, ordered=ordered)
+            self.dynamics_ledger = Ledger.of(self.dynamics.metadata)
 
     def tasks(self) -> list[ScoreTask]:
         return [
@@ -144,16 +163,50 @@ class StatsScoring(StepScoring):
             for s, shard in enumerate(self.shards)
         ]
 
+    def todo(self) -> list[ScoreTask]:
+        """Units either the statistics or the dynamics lack."""
+        return [task for task in self.tasks() if not self._held(task)]
+
+    def _held(self, task: ScoreTask) -> bool:
+        held = self.ledger.holds(task.member, task.shard)
+        return held and (self.dynamics is None or self.dynamics_ledger.holds(task.member, task.shard))
+
     def merge(self, task: ScoreTask, result: ShardScore) -> None:
-        self.stats.merge(result.stats, index=task.rows)
-        self.votes.set(task.member, self.shards[task.shard], result.votes)
+        if not self.ledger.holds(task.member, task.shard):
+            self.stats.merge(result.stats, index=task.rows)
+            self.votes.set(task.member, self.shards[task.shard], result.votes)
+        if self.dynamics is None or self.dynamics_ledger.holds(task.member, task.shard):
+            return
+        self._early[(task.shard, task.member)] = (task, result.dynamics)
+        if self.dynamics.ordered:  # merge what is next in ensemble order, as far as it goes
+            for name in self.names:
+                if self.dynamics_ledger.holds(name, task.shard):
+                    continue
+                if (task.shard, name) not in self._early:
+                    break
+                self._merge_dynamics(*self._early.pop((task.shard, name)))
+        else:
+            self._merge_dynamics(*self._early.pop((task.shard, task.member)))
+
+    def _merge_dynamics(self, task: ScoreTask, dynamics: TrainingDynamics) -> None:
+        self.dynamics.merge(dynamics, index=task.rows)
+        self.dynamics_ledger.add(task.member, task.shard, num_shards=self.num_shards)
+
+    def record(self, task: ScoreTask, result: ShardScore) -> None:
+        if not self.ledger.holds(task.member, task.shard):
+            super().record(task, result)
 
     def save(self) -> None:
-        self.votes.save(self.votes_path)  # first: the votes always hold every member the statistics hold
+        if self.dynamics is not None:  # first: the dynamics hold every unit the statistics hold, or more
+            self.dynamics.metadata = self.dynamics_ledger.save_to(self.dynamics.metadata)
+            self.dynamics.save(self.dynamics_path)
+        self.votes.save(self.votes_path)  # then the votes: they hold every member the statistics hold
         self.stats.metadata = self.ledger.save_to(self.stats.metadata)
         self.stats.save(self.path)
 
     def scores(self) -> np.ndarray:
+        if self.dynamics is not None:
+            return acquire(self.dynamics, self.function)
         return acquire(self.stats, self.function, labels=self.labels)
 
     @property
@@ -217,8 +270,17 @@ class ClassificationSearch(Search):
         probs = trainer.predict(self.acq_net, self._scoring_net, self.pool, task.rows)
         stats = EnsembleStats(len(task.rows), self.splits.num_classes)
         stats.update(probs)
+        dynamics = None
+        search = self.config.search
+        if search.function in DYNAMICS_FUNCTIONS:
+            ordered = search.function in NEEDS_ORDER
+            labels = self.splits.pool.y[task.rows]
+            dynamics = TrainingDynamics(labels, num_classes=probs.shape[1], window=search.window, ordered=ordered)
+            position = [member.name for member in self.member_files(task.iteration)].index(task.member)
+            dynamics.update(probs, position=position)  # the member's place in the ensemble's epoch order
         dtype = np.uint16 if probs.shape[1] < MemberVotes.UNSET else np.uint32
-        return ShardScore(stats, np.argmax(probs, axis=1).astype(dtype), time.perf_counter() - started)
+        votes = np.argmax(probs, axis=1).astype(dtype)
+        return ShardScore(stats, votes, time.perf_counter() - started, dynamics)
 
     def evaluate(self, variant: VariantSpec) -> Variant:
         from subsetsearch.train import trainer

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from subsetsearch.acquisition import ACQUISITION_FUNCTIONS
+from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, FUNCTIONS, NEEDS_ORDER
+from subsetsearch.dynamics import DEFAULT_WINDOW
 from subsetsearch.internal.budgets import check_config_budget
 from subsetsearch.internal.files import InputError
 from subsetsearch.train.settings import (
@@ -109,11 +110,14 @@ class SearchConfig(_Strict):
     scheme: Literal["build_up", "auto_duplication", "pretrain", "compress", "random", "full"] = "build_up"
     """How the subset is found. auto_duplication: build_up that scores the whole pool each step, chosen
     samples included, so the subset becomes a multiset."""
-    function: str = Field("mutual_information", json_schema_extra={"enum": list(ACQUISITION_FUNCTIONS)})
-    """The acquisition function."""
+    function: str = Field("mutual_information", json_schema_extra={"enum": list(FUNCTIONS)})
+    """The acquisition function: the paper's four, or a score users compare with (least_confidence, margin,
+    el2n, forgetting, dyn_unc, variability, hard_to_learn; the last five use the pool's labels)."""
     budgets: list[int | float | str] = Field([0.125, 0.25, 0.5])  # pydantic copies the default
     """Subset sizes, step by step: counts (integers: 5000) or fractions of the pool (a decimal point or
     %: 0.25, 1.0, "25%"). build_up: the first is the random start."""
+    window: int = Field(DEFAULT_WINDOW, ge=2)
+    """dyn_unc: the window J of consecutive checkpoints, at most the ensemble's members."""
     skip_top: float = Field(0.0, ge=0, lt=1)
     """Outliers: the top fraction of scores set aside."""
     finetune_lr: float | None = Field(None, gt=0)
@@ -122,8 +126,8 @@ class SearchConfig(_Strict):
     @field_validator("function")
     @classmethod
     def _function(cls, name: str) -> str:
-        if name not in ACQUISITION_FUNCTIONS:
-            raise ValueError(f"unknown acquisition function '{name}'; choose one of {', '.join(ACQUISITION_FUNCTIONS)}")
+        if name not in FUNCTIONS:
+            raise ValueError(f"unknown acquisition function '{name}'; choose one of {', '.join(FUNCTIONS)}")
         return name
 
     @field_validator("budgets")
@@ -248,9 +252,25 @@ class RunConfig(_Strict):
                 f"search.function: {self.search.function} measures disagreement between members, and this ensemble "
                 "has 1, so every sample would score 0 (a random subset); use entropy, or more members"
             )
+        self._check_order(members)
         self._check_task()
         return self
 
+    def _check_order(self, members: int) -> None:
+        """Functions that follow the members' order need one run's checkpoints, in epoch order."""
+        function = self.search.function
+        if self.search.scheme in ("random", "full"):
+            return
+        if function in NEEDS_ORDER and self.ensemble.kind != "checkpoints":
+            raise ValueError(
+                f"search.function: {function} follows one training run's checkpoints in epoch order; "
+                "use ensemble.kind: checkpoints"
+            )
+        if function == "dyn_unc" and not self.search.window <= members:
+            raise ValueError(
+                f"search.window: dyn_unc's window {self.search.window} is larger than the ensemble's {members} "
+                "checkpoints; lower search.window or add checkpoints (ensemble.start, ensemble.step)"
+            )
     def ensemble_members(self) -> int:
         """Members of each acquisition ensemble (fewer when a patience schedule stops a run early)."""
         if self.ensemble.kind == "seeds":
@@ -268,6 +288,11 @@ class RunConfig(_Strict):
             return
         if self.data.dataset != "fashion_mnist":
             raise ValueError("data.dataset: task: detection builds its canvases from fashion_mnist; use it")
+        if self.search.function not in ACQUISITION_FUNCTIONS:
+            raise ValueError(
+                f"search.function: detection scores centre maps with the paper's functions "
+                f"({', '.join(ACQUISITION_FUNCTIONS)}); '{self.search.function}' needs class labels per image"
+            )
         if self.search.scheme not in DETECTION_SCHEMES:
             raise ValueError(
                 f"search.scheme: '{self.search.scheme}' is not available for detection; "

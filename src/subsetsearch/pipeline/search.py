@@ -178,6 +178,11 @@ class StepScoring(abc.ABC):
     def saved(self) -> bool:
         """True once the state's file exists."""
 
+    def record(self, task: ScoreTask, result: Any) -> None:
+        """Enter a merged unit in the ledger (and its seconds)."""
+        self.ledger.add(task.member, task.shard, num_shards=self.num_shards)
+        self.ledger.seconds += result.seconds
+
     @functools.cached_property
     def total_units(self) -> int:
         """How many units the step has, done or not."""
@@ -190,8 +195,7 @@ class StepScoring(abc.ABC):
     def add(self, task: ScoreTask, result: Any) -> None:
         """Merge a finished unit, record it, and save when :class:`Autosave` says so."""
         self.merge(task, result)
-        self.ledger.add(task.member, task.shard, num_shards=self.num_shards)
-        self.ledger.seconds += result.seconds
+        self.record(task, result)
         if self.progress is not None:
             self.progress(self.unit_label, self.ledger.units(self.num_shards), self.total_units)
         if self.autosave.due():
