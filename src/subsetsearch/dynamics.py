@@ -40,7 +40,7 @@ from subsetsearch.internal.probabilities import (
 )
 from subsetsearch.stats import InvalidMemberError
 
-__all__ = ["DYNAMICS_FUNCTIONS", "ORDERED_FUNCTIONS", "TrainingDynamics"]
+__all__ = ["DYNAMICS_FUNCTIONS", "ORDERED_FUNCTIONS", "TrainingDynamics", "dynamics_path"]
 
 #: Functions of the label's probability over members; all need labels.
 DYNAMICS_FUNCTIONS = ("el2n", "forgetting", "dyn_unc", "variability", "hard_to_learn")
@@ -439,6 +439,13 @@ class TrainingDynamics:
         except (KeyError, ValueError, TypeError):
             raise ValueError(f"'{path}' is not a saved TrainingDynamics file of format {_FORMAT_VERSION}") from None
         return dynamics
+
+
+def dynamics_path(stats_path: str | os.PathLike) -> Path:
+    """Where label statistics are kept beside saved ensemble statistics: ``x.npz`` -> ``x.dynamics.npz``
+    (``subsetsearch score --state``, ``PoolScorer``; ``score --stats`` looks there)."""
+    stats_path = Path(stats_path)
+    return stats_path.with_name(stats_path.stem + ".dynamics.npz")
 
 
 def _values(probs: np.ndarray, from_logits: bool) -> tuple[np.ndarray | None, float]:

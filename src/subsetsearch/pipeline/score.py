@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from subsetsearch.acquisition import FUNCTIONS, NEEDS_LABELS, NEEDS_ORDER, acquire, check_labels
-from subsetsearch.dynamics import DEFAULT_WINDOW, DYNAMICS_FUNCTIONS, TrainingDynamics
+from subsetsearch.dynamics import DEFAULT_WINDOW, DYNAMICS_FUNCTIONS, TrainingDynamics, dynamics_path
 from subsetsearch.executors.base import score_shards
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.budgets import parse_budget
@@ -172,12 +172,6 @@ class DynamicsRequest:
     labels: np.ndarray
     window: int = DEFAULT_WINDOW
     ordered: bool = True
-
-
-def dynamics_path(state_path: str | os.PathLike) -> Path:
-    """Where ``--state x.npz`` keeps the label statistics: ``x.dynamics.npz`` beside it."""
-    state_path = Path(state_path)
-    return state_path.with_name(state_path.stem + ".dynamics.npz")
 
 
 def accumulate(

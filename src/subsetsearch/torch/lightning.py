@@ -43,9 +43,15 @@ class PoolScoringCallback(Callback):
     ----------
     scorer : PoolScorer
 
+    outputs_of : callable (outputs of training_step) -> Tensor (n, C), optional
+        With ``members="train"``: the class outputs of a training batch, from what your
+        ``training_step`` returns; default ``outputs["logits"]`` (return ``{"loss": loss,
+        "logits": logits}``). The batch's pool indices come from the batch (``unpack=``).
+
     Notes
     -----
     In a multi-process run only global rank 0 scores (the whole pool), and every rank waits for it.
+    With ``members="train"`` every rank's training outputs and indices are gathered to rank 0.
 
     Examples
     --------
@@ -60,10 +66,28 @@ class PoolScoringCallback(Callback):
         pool: Dataset | DataLoader,
         epochs: Iterable[int],
         stats: EnsembleStats | str | os.PathLike,
+        *,
+        outputs_of: Any = None,
         **options: Any,
     ) -> None:
         super().__init__()
         self.scorer = PoolScorer(pool, epochs, stats, **options)
+        self.outputs_of = outputs_of or _logits_of
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.scorer.members != "train" or trainer.sanity_checking:
+            return
+        if trainer.current_epoch not in self.scorer.epochs:
+            return
+        logits = self.outputs_of(outputs)
+        index = self.scorer.unpack(batch)[1]
+        if trainer.world_size > 1:  # every rank's batch, on rank 0
+            logits = pl_module.all_gather(logits.detach()).flatten(0, 1)
+            index = pl_module.all_gather(index).flatten(0, 1)
+        if trainer.is_global_zero:
+            self.scorer.on_train_batch(logits, index, trainer.current_epoch)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
@@ -71,3 +95,13 @@ class PoolScoringCallback(Callback):
         if trainer.is_global_zero:
             self.scorer.on_epoch_end(pl_module, trainer.current_epoch)
         trainer.strategy.barrier("subsetsearch_pool_scoring")
+
+
+def _logits_of(outputs: Any):
+    """The class outputs a training step returned: ``outputs["logits"]``."""
+    if isinstance(outputs, dict) and "logits" in outputs:
+        return outputs["logits"]
+    raise ValueError(
+        "members='train' needs the training batch's class outputs: return {'loss': loss, 'logits': logits} "
+        "from training_step, or give outputs_of="
+    )

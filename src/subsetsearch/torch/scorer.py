@@ -5,6 +5,12 @@ predicts the pool once and its predictions go straight into an EnsembleStats, so
 kept. The statistics are saved atomically after every member with their resume ledger (the
 (run, epoch) members they hold, :mod:`subsetsearch.internal.ledger`), so a restarted job never adds
 an epoch twice, and runs of several seeds add to one ensemble.
+
+With ``labels`` the scorer also keeps a :class:`~subsetsearch.dynamics.TrainingDynamics` (EL2N,
+forgetting, Dyn-Unc, cartography), beside the statistics in ``x.dynamics.npz``. With
+``members="train"`` a member is not an extra pass over the pool but the outputs the model gave on
+its own training batches during the epoch (``on_train_batch``), as forgetting and cartography were
+defined: no inference at all.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from subsetsearch.dynamics import DEFAULT_WINDOW, TrainingDynamics, dynamics_path
 from subsetsearch.internal.ledger import Ledger, parse_poolscorer_member, poolscorer_member
 from subsetsearch.stats import EnsembleStats, InvalidMemberError
 
@@ -84,11 +91,26 @@ class PoolScorer:
         How to get the class outputs from the model; default ``model(inputs)``.
     unpack : callable (batch) -> (inputs, index), optional
         How to split a batch; default ``(batch[0], batch[-1])``.
+    labels : array-like of shape (N,), int, optional
+        The pool's classes: also keep the label statistics of the members
+        (:class:`~subsetsearch.dynamics.TrainingDynamics`, in epoch order), saved beside a
+        ``stats`` path as ``x.dynamics.npz`` for ``subsetsearch score --stats x.npz --function el2n``.
+        They follow one run's epochs: give each run its own ``stats`` file.
+    window : int, default 10
+        Dyn-Unc's window J of the label statistics.
+    members : {"eval", "train"}, default "eval"
+        ``"eval"``: at the end of a chosen epoch the model predicts the whole pool (eval mode, one
+        inference pass). ``"train"``: the epoch's member is what the model output on its training
+        batches, handed over with :meth:`on_train_batch` (train mode, augmented inputs, weights
+        changing through the epoch, no inference pass); rows an epoch did not train on are not in
+        its member. One statistics file holds members of one kind.
 
     Attributes
     ----------
     stats : EnsembleStats or None
         The statistics (None until the first member when they start empty from a path).
+    dynamics : TrainingDynamics or None
+        The label statistics, with ``labels``.
     path : Path or None
         Where they are saved.
 
@@ -128,7 +150,13 @@ class PoolScorer:
         num_workers: int = 0,
         forward: Forward | None = None,
         unpack: Unpack | None = None,
+        labels: Any = None,
+        window: int = DEFAULT_WINDOW,
+        members: str = "eval",
     ) -> None:
+        if members not in ("eval", "train"):
+            raise ValueError(f"members must be 'eval' or 'train', got {members!r}")
+        self.members = members
         if isinstance(pool, DataLoader):
             self.loader = pool
         elif isinstance(pool, Dataset):
@@ -158,42 +186,147 @@ class PoolScorer:
             raise ValueError(f"stats must be an EnsembleStats or a .npz path, got {type(stats).__name__}")
         self.num_samples = _pool_size(self.loader, num_samples, self.stats)
         self.ledger = Ledger() if self.stats is None else Ledger.of(self.stats.metadata)
+        kind = None if self.stats is None else self.stats.metadata.get("pool_scorer_members", "eval")
+        if kind is not None and self.ledger.members and kind != members:
+            raise ValueError(f"the statistics hold members='{kind}' members; give members='{kind}' or another file")
+        self.dynamics: TrainingDynamics | None = None
+        self.dynamics_ledger = Ledger()
+        if labels is not None:
+            labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+            if labels.shape != (self.num_samples,):
+                raise ValueError(f"labels must have shape ({self.num_samples},), the pool's size; got {labels.shape}")
+            saved = None if self.path is None else dynamics_path(self.path)
+            if saved is not None and saved.exists():
+                self.dynamics = TrainingDynamics.load(saved)
+                if not np.array_equal(self.dynamics.labels, labels) or self.dynamics.window != window:
+                    raise ValueError(f"'{saved}' holds label statistics of other labels or another window")
+                self.dynamics_ledger = Ledger.of(self.dynamics.metadata)
+            else:
+                self._labels, self._window = labels, window
+        self._with_labels = labels is not None
+        self._pending: tuple[int, EnsembleStats | None, TrainingDynamics | None, np.ndarray] | None = None
 
     @property
     def held(self) -> list[tuple[str, int]]:
         """The (run, epoch) members the statistics hold, in the order they were added."""
         return [parse_poolscorer_member(name) for name in self.ledger.members]
 
-    def on_epoch_end(self, model: torch.nn.Module, epoch: int) -> bool:
-        """Add the model as a member if ``epoch`` is chosen and not held yet; save; True if added.
+    def on_epoch_end(self, model: torch.nn.Module | None, epoch: int) -> bool:
+        """Add the epoch's member if ``epoch`` is chosen and not held yet; save; True if added.
+
+        ``members="eval"``: the model predicts the pool now. ``members="train"``: the training
+        batches recorded with :meth:`on_train_batch` during the epoch become the member (``model``
+        is not used and may be None).
 
         Raises
         ------
         ValueError
             If the model's outputs are not finite, not (n, C) for a batch of n, or not the classes
             of the statistics; or the pool yields an index out of range or twice, or other samples
-            than earlier members saw. The statistics are then unchanged.
+            than earlier members saw; or (``"train"``) no batch of a chosen epoch was recorded.
+            The statistics are then unchanged.
         """
         epoch = _epoch(epoch)
         name = poolscorer_member(self.run, epoch)
-        if epoch not in self.epochs or self.ledger.holds(name):
+        if epoch not in self.epochs or not self._lacks(name):
+            self._pending = None
             return False
-        member = self._score(model, epoch)
-        if self.stats is None:
-            self.stats = member
+        if self.members == "train":
+            if self._pending is None or self._pending[0] != epoch:
+                raise ValueError(f"epoch {epoch}: no training batch was recorded; call on_train_batch for its batches")
+            _, member, dynamics, _ = self._pending
+            self._pending = None
         else:
-            self.stats.merge(member)
-        self.ledger.add(name)
-        self.stats.metadata = self.ledger.save_to(self.stats.metadata)
-        if self.path is not None:
-            self.stats.save(self.path)
+            member, dynamics = self._score(model, epoch)
+        self._commit(name, member, dynamics)
         return True
 
-    def _score(self, model: torch.nn.Module, epoch: int) -> EnsembleStats:
-        """The member's statistics on their own: one pass over the pool."""
+    def on_train_batch(self, outputs: torch.Tensor, index: Any, epoch: int) -> None:
+        """Record the model's outputs on one training batch of a chosen epoch (``members="train"``).
+
+        Parameters
+        ----------
+        outputs : Tensor of shape (n, C)
+            The class outputs the training step computed (logits, or probabilities with
+            ``from_logits=False``); detached and copied to the CPU here.
+        index : Tensor or array of shape (n,), int
+            The batch's pool indices.
+        epoch : int
+            The epoch being trained; its end (``on_epoch_end``) adds the member.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`on_epoch_end`, and if a row comes twice in one epoch (a sampler with
+            replacement) or the scorer was made with ``members="eval"``.
+        """
+        if self.members != "train":
+            raise ValueError("on_train_batch records training-pass members: make the PoolScorer with members='train'")
+        epoch = _epoch(epoch)
+        if epoch not in self.epochs or not self._lacks(poolscorer_member(self.run, epoch)):
+            return
+        if self._pending is None or self._pending[0] != epoch:
+            self._pending = (epoch, None, None, np.zeros(self.num_samples, dtype=bool))
+        _, member, dynamics, seen = self._pending
+        rows = self._rows(index, seen, epoch)
+        with torch.no_grad():
+            values = outputs.detach().float().cpu().numpy()
+        if values.ndim != 2 or values.shape[0] != rows.size:
+            raise ValueError(
+                f"epoch {epoch}: outputs of shape {tuple(values.shape)} for a batch of {rows.size} samples; "
+                "give the (n, C) class outputs"
+            )
+        if member is None:
+            member, dynamics = self._empty(values.shape[1], epoch)
+            self._pending = (epoch, member, dynamics, seen)
+        self._add(member, dynamics, values, rows, epoch)
+
+    def _lacks(self, name: str) -> bool:
+        """The member is missing from the statistics, or from the label statistics."""
+        return not self.ledger.holds(name) or (self._with_labels and not self.dynamics_ledger.holds(name))
+
+    def _commit(self, name: str, member: EnsembleStats, dynamics: TrainingDynamics | None) -> None:
+        """Merge a whole member into what lacks it; save the label statistics first, then the statistics."""
+        if dynamics is not None and not self.dynamics_ledger.holds(name):
+            if self.dynamics is None:
+                self.dynamics = dynamics
+            else:
+                try:
+                    self.dynamics.merge(dynamics)
+                except ValueError:
+                    raise ValueError(
+                        f"{name}: the label statistics follow one run's epochs in order and hold later epochs "
+                        f"already; give each run its own stats= file"
+                    ) from None
+            self.dynamics_ledger.add(name)
+            self.dynamics.metadata = self.dynamics_ledger.save_to(self.dynamics.metadata)
+            if self.path is not None:
+                self.dynamics.save(dynamics_path(self.path))
+        if not self.ledger.holds(name):
+            if self.stats is None:
+                self.stats = member
+            else:
+                self.stats.merge(member)
+            self.ledger.add(name)
+            self.stats.metadata = {**self.ledger.save_to(self.stats.metadata), "pool_scorer_members": self.members}
+            if self.path is not None:
+                self.stats.save(self.path)
+
+    def _add(self, member: EnsembleStats, dynamics: TrainingDynamics | None, values, rows, epoch: int) -> None:
+        try:
+            member.update(values, index=rows, from_logits=self.from_logits)
+            if dynamics is not None:
+                dynamics.update(values, index=rows, position=epoch, from_logits=self.from_logits)
+        except InvalidMemberError as error:
+            raise ValueError(f"epoch {epoch}: {error}") from None
+
+    def _score(self, model: torch.nn.Module, epoch: int) -> tuple[EnsembleStats, TrainingDynamics | None]:
+        """The member's statistics (and label statistics) on their own: one pass over the pool."""
+        if model is None:
+            raise ValueError(f"epoch {epoch}: members='eval' scores the model: pass it to on_epoch_end")
         device = _device_of(model)
         seen = np.zeros(self.num_samples, dtype=bool)
-        member = None
+        member = dynamics = None
         was_training = model.training
         model.eval()
         try:
@@ -209,24 +342,30 @@ class PoolScorer:
                             f"{rows.size} samples; it must give (n, C) class outputs (see forward=)"
                         )
                     if member is None:
-                        member = self._empty(values.shape[1], epoch)
-                    try:
-                        member.update(values, index=rows, from_logits=self.from_logits)
-                    except InvalidMemberError as error:
-                        raise ValueError(f"epoch {epoch}: {error}") from None
+                        member, dynamics = self._empty(values.shape[1], epoch)
+                    self._add(member, dynamics, values, rows, epoch)
         finally:
             model.train(was_training)
         if member is None:
             raise ValueError(f"epoch {epoch}: the pool yielded no sample")
         self._check_coverage(seen, epoch)
-        return member
+        return member, dynamics
 
-    def _empty(self, num_classes: int, epoch: int) -> EnsembleStats:
+    def _empty(self, num_classes: int, epoch: int) -> tuple[EnsembleStats, TrainingDynamics | None]:
+        """A member's own accumulators: statistics, and label statistics with ``labels``."""
         if self.stats is not None and num_classes != self.stats.num_classes:
             raise ValueError(
                 f"epoch {epoch}: the model gave {num_classes} classes but the statistics hold {self.stats.num_classes}"
             )
-        return EnsembleStats(self.num_samples, num_classes)
+        dynamics = None
+        if self._with_labels:
+            labels = self.dynamics.labels if self.dynamics is not None else self._labels
+            window = self.dynamics.window if self.dynamics is not None else self._window
+            try:
+                dynamics = TrainingDynamics(labels, num_classes=num_classes, window=window)
+            except ValueError as error:
+                raise ValueError(f"labels: {error}") from None
+        return EnsembleStats(self.num_samples, num_classes), dynamics
 
     def _rows(self, index: Any, seen: np.ndarray, epoch: int) -> np.ndarray:
         rows = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index)
