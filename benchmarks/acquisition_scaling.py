@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/acquisition_scaling.py            # N=100k, C=100, M=10,50,100
     .venv/bin/python benchmarks/acquisition_scaling.py --quick    # N=20k, M=4,8: a smoke run
+    .venv/bin/python benchmarks/acquisition_scaling.py --functions  # every function in one pass, M=20
 
 Every method runs in a fresh process that reads the same member .npy files
 (float32 and float16, written once, then in the page cache) and computes
@@ -16,6 +17,12 @@ entropy, mutual information and variation ratios:
 - ``one_by_one``: ``EnsembleStats.update`` once per member, then ``acquire``.
 - ``subsetsearch``: ``accumulate_members`` + ``acquire`` (what ``score`` runs:
   ``EnsembleStats.update_members`` over 16 members at a time).
+
+``--functions`` compares, at N=100k, C=100, M=20 float32 members, what ``score`` does for one
+function (``one_function``: the ensemble statistics, mutual information) with what it does for all
+eleven at once (``all_functions``: the statistics and the ordered label statistics, window 10,
+each member read once, every function computed), beside the floor; results in
+``benchmarks/results/acquisition_functions.{json,png}``.
 
 Time is the best of ``--repeats`` runs; memory is the peak of anonymous
 resident memory (RssAnon, sampled every 2 ms) above the process's start, so
@@ -39,6 +46,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 METHODS = ("floor", "floor_native", "stacked", "numpy_stream", "one_by_one", "subsetsearch")
+FUNCTION_METHODS = ("floor", "one_function", "all_functions")
 NOTES = [
     "max_abs_diff_vs_stacked: subsetsearch divides each stored row by its sum, the stacked reference does not; "
     "float16 rows sum to 1 only within ~1e-3, hence differences of ~1e-4 in mutual information there.",
@@ -113,6 +121,28 @@ def method_subsetsearch(paths):
     return acquire(stats, "mutual_information"), acquire(stats, "variation_ratios")
 
 
+def _labels(paths) -> np.ndarray:
+    n, c = np.load(paths[0], mmap_mode="r").shape
+    return np.random.default_rng(1).integers(0, c, size=n)
+
+
+def method_one_function(paths):
+    from subsetsearch import acquire
+    from subsetsearch.pipeline.score import accumulate
+
+    stats, _ = accumulate(paths)
+    return (acquire(stats, "mutual_information"),)
+
+
+def method_all_functions(paths):
+    from subsetsearch.acquisition import DYNAMICS_FUNCTIONS, FUNCTIONS, acquire
+    from subsetsearch.pipeline.score import DynamicsRequest, accumulate
+
+    labels = _labels(paths)
+    stats, dynamics = accumulate(paths, dynamics=DynamicsRequest(labels, window=10, ordered=True))
+    return tuple(acquire(dynamics if f in DYNAMICS_FUNCTIONS else stats, f, labels=labels) for f in FUNCTIONS)
+
+
 # ------------------------------------------------------------ measuring a run
 def _rss_anon() -> int:
     with open("/proc/self/status") as status:
@@ -125,7 +155,7 @@ def _rss_anon() -> int:
 def child(method: str, paths: list[str], repeats: int, scores_path: str) -> None:
     """Run one method in this (fresh) process; print time and peak memory as JSON."""
     function = globals()[f"method_{method}"]
-    if method in ("subsetsearch", "one_by_one"):  # compile (or load the cache) outside the timing
+    if method in ("subsetsearch", "one_by_one", "one_function", "all_functions"):  # compile outside the timing
         function(paths[:1])
     baseline = _rss_anon()
     peak = [baseline]
@@ -191,7 +221,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "acquisition_scaling")
     parser.add_argument("--quick", action="store_true", help="N=20k, M=4,8, into results/quick_*")
     parser.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON of an earlier run")
-    parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--functions", action="store_true", help="every function in one pass against one, M=20")
+    parser.add_argument("--child", choices=METHODS + FUNCTION_METHODS[1:], help=argparse.SUPPRESS)
     parser.add_argument("--scores", help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,6 +231,9 @@ def main() -> None:
         return
     if args.replot:
         plot(json.loads(args.out.with_suffix(".json").read_text())["results"], args.out.with_suffix(".png"))
+        return
+    if args.functions:
+        functions_part(args)
         return
     if args.quick:
         args.num_samples, args.members, args.repeats = 20_000, [4, 8], 1
@@ -262,6 +296,52 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     plot(results, args.out.with_suffix(".png"))
     print(json.dumps({"summary": summary, "paper_scale": report["paper_scale"]}, indent=2))
+
+
+def functions_part(args) -> None:
+    """Every function in one pass against one function: time and peak memory, each in a fresh process."""
+    n, c, m = args.num_samples, args.num_classes, 20
+    paths = write_members(args.data_dir, n, c, m)["float32"][:m]
+    method_floor(paths)  # into the page cache
+    row = {"num_samples": n, "num_classes": c, "num_members": m, "dtype": "float32", "window": 10}
+    for method in FUNCTION_METHODS:
+        row[method] = run_child(method, paths, args.repeats, str(args.data_dir / f"scores_{method}.npy"))
+        print(f"{method:14s} {row[method]['seconds']:8.3f} s {row[method]['peak_bytes'] / 2**30:7.3f} GiB", flush=True)
+    row["all_over_one_time"] = row["all_functions"]["seconds"] / row["one_function"]["seconds"]
+    row["all_over_one_memory"] = row["all_functions"]["peak_bytes"] / row["one_function"]["peak_bytes"]
+    row["one_function_vs_floor"] = row["one_function"]["seconds"] / row["floor"]["seconds"]
+    row["all_functions_vs_floor"] = row["all_functions"]["seconds"] / row["floor"]["seconds"]
+    report = {
+        "command": "python benchmarks/acquisition_scaling.py --functions",
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "result": row,
+        "note": "all_functions: EnsembleStats and an ordered TrainingDynamics (window 10) fed from one read of "
+        "each member, then all eleven functions; one_function: EnsembleStats, then mutual_information. "
+        "Peak memory is anonymous RSS above the child's start.",
+    }
+    out = args.out.with_name("acquisition_functions")
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_functions(row, out.with_suffix(".png"))
+    print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}, indent=2))
+
+
+def plot_functions(row, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(9, 3.5))
+    names = ["floor", "one_function", "all_functions"]
+    ax_time.bar(names, [row[n]["seconds"] for n in names], color=["grey", "C0", "C1"])
+    ax_time.set_ylabel("seconds (best of repeats)")
+    ax_time.set_title(f"all / one: {row['all_over_one_time']:.2f}× time", fontsize=9)
+    ax_mem.bar(names[1:], [row[n]["peak_bytes"] / 2**30 for n in names[1:]], color=["C0", "C1"])
+    ax_mem.set_ylabel("peak extra memory (GiB)")
+    ax_mem.set_title(f"all / one: {row['all_over_one_memory']:.2f}× memory", fontsize=9)
+    fig.suptitle(f"N={row['num_samples']:,}, C={row['num_classes']}, M={row['num_members']} float32", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def summarise(results, member_counts):

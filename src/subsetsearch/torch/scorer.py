@@ -103,7 +103,8 @@ class PoolScorer:
         inference pass). ``"train"``: the epoch's member is what the model output on its training
         batches, handed over with :meth:`on_train_batch` (train mode, augmented inputs, weights
         changing through the epoch, no inference pass); rows an epoch did not train on are not in
-        its member. One statistics file holds members of one kind.
+        its member. The epoch's outputs wait in a float32 [N, C] buffer (4 bytes per sample and
+        class) and are added at its end. One statistics file holds members of one kind.
 
     Attributes
     ----------
@@ -204,7 +205,8 @@ class PoolScorer:
             else:
                 self._labels, self._window = labels, window
         self._with_labels = labels is not None
-        self._pending: tuple[int, EnsembleStats | None, TrainingDynamics | None, np.ndarray] | None = None
+        #: (epoch, its recorded training outputs [N, C] float32 or None, the rows they hold)
+        self._pending: tuple[int, np.ndarray | None, np.ndarray] | None = None
 
     @property
     def held(self) -> list[tuple[str, int]]:
@@ -232,10 +234,7 @@ class PoolScorer:
             self._pending = None
             return False
         if self.members == "train":
-            if self._pending is None or self._pending[0] != epoch:
-                raise ValueError(f"epoch {epoch}: no training batch was recorded; call on_train_batch for its batches")
-            _, member, dynamics, _ = self._pending
-            self._pending = None
+            member, dynamics = self._training_member(epoch)
         else:
             member, dynamics = self._score(model, epoch)
         self._commit(name, member, dynamics)
@@ -265,21 +264,41 @@ class PoolScorer:
         epoch = _epoch(epoch)
         if epoch not in self.epochs or not self._lacks(poolscorer_member(self.run, epoch)):
             return
-        if self._pending is None or self._pending[0] != epoch:
-            self._pending = (epoch, None, None, np.zeros(self.num_samples, dtype=bool))
-        _, member, dynamics, seen = self._pending
-        rows = self._rows(index, seen, epoch)
         with torch.no_grad():
             values = outputs.detach().float().cpu().numpy()
-        if values.ndim != 2 or values.shape[0] != rows.size:
+        seen = self._pending_seen(epoch)
+        size = len(index)
+        if values.ndim != 2 or values.shape[0] != size:
             raise ValueError(
-                f"epoch {epoch}: outputs of shape {tuple(values.shape)} for a batch of {rows.size} samples; "
+                f"epoch {epoch}: outputs of shape {tuple(values.shape)} for a batch of {size} samples; "
                 "give the (n, C) class outputs"
             )
-        if member is None:
-            member, dynamics = self._empty(values.shape[1], epoch)
-            self._pending = (epoch, member, dynamics, seen)
-        self._add(member, dynamics, values, rows, epoch)
+        _, buffer, _ = self._pending
+        classes = self.stats.num_classes if self.stats is not None else values.shape[1]
+        if values.shape[1] != (classes if buffer is None else buffer.shape[1]):
+            raise ValueError(f"epoch {epoch}: outputs of {values.shape[1]} classes, but the statistics hold {classes}")
+        rows = self._rows(index, seen, epoch)  # marks the rows seen: last, once the batch is known good
+        if buffer is None:
+            buffer = np.zeros((self.num_samples, values.shape[1]), dtype=np.float32)
+            self._pending = (epoch, buffer, seen)
+        buffer[rows] = values  # a copy per batch; the statistics are computed once, at the epoch's end
+
+    def _pending_seen(self, epoch: int) -> np.ndarray:
+        """The rows the epoch's recorded batches hold so far (a new epoch starts empty)."""
+        if self._pending is None or self._pending[0] != epoch:
+            self._pending = (epoch, None, np.zeros(self.num_samples, dtype=bool))
+        return self._pending[2]
+
+    def _training_member(self, epoch: int) -> tuple[EnsembleStats, TrainingDynamics | None]:
+        """The epoch's recorded training outputs as a member: the rows the epoch trained on."""
+        if self._pending is None or self._pending[0] != epoch or self._pending[1] is None:
+            raise ValueError(f"epoch {epoch}: no training batch was recorded; call on_train_batch for its batches")
+        _, buffer, seen = self._pending
+        self._pending = None
+        rows = np.flatnonzero(seen)
+        member, dynamics = self._empty(buffer.shape[1], epoch)
+        self._add(member, dynamics, buffer[rows], rows, epoch)
+        return member, dynamics
 
     def _lacks(self, name: str) -> bool:
         """The member is missing from the statistics, or from the label statistics."""
