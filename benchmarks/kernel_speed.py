@@ -154,14 +154,21 @@ def main() -> None:
                 [sys.executable, __file__, "--child"], env=env, capture_output=True, text=True, check=True
             )
             runs[isa or "this CPU"] = json.loads(done.stdout.strip().splitlines()[-1])
-            print(isa or "this CPU", json.dumps({k: v["ratio_to_floor"] for k, v in runs[isa or "this CPU"]["settings"].items()}), flush=True)
+            print(
+                isa or "this CPU",
+                json.dumps({k: v["ratio_to_floor"] for k, v in runs[isa or "this CPU"]["settings"].items()}),
+                flush=True,
+            )
         results = {
             "command": "python benchmarks/kernel_speed.py",
             "goal": f"every ratio_to_floor <= {GOAL:g}",
             "runs": runs,
         }
         worst = max(
-            ratio for run in runs.values() for item in run["settings"].values() for ratio in item["ratio_to_floor"].values()
+            ratio
+            for run in runs.values()
+            for item in run["settings"].values()
+            for ratio in item["ratio_to_floor"].values()
         )
         results["worst_ratio"] = worst
         results["goal_met"] = "met" if worst <= GOAL else "not met"
