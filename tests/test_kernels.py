@@ -72,3 +72,37 @@ def test_statistics_from_given_predictions_are_the_same_compiled_for_an_avx2_cpu
             there = EnsembleStats.from_arrays(saved["p"], saved["e"], saved["v"], here.member_counts.copy())
         assert there.equals(here), name
         np.testing.assert_array_equal(acquire(there, "mutual_information"), acquire(here, "mutual_information"))
+
+
+@pytest.mark.skipif(not {"avx2", "fma", "f16c"} <= _cpu_flags(), reason="needs a CPU that runs AVX2 code")
+def test_label_statistics_are_the_same_compiled_for_an_avx2_cpu(tmp_path):
+    """The label statistics' kernels (member terms, windows) compiled for an AVX2-only CPU give the
+    very statistics of the kernels compiled for this one."""
+    import subprocess
+    import sys
+
+    from reference import random_members
+
+    from subsetsearch.dynamics import TrainingDynamics
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 37, size=2000)
+    np.save(tmp_path / "labels.npy", labels)
+    for dtype in (np.float16, np.float32, np.float64):
+        np.save(tmp_path / f"{np.dtype(dtype).name}.npy", random_members(rng, 6, 2000, 37, dtype))
+    code = (
+        "import sys, numpy as np; from subsetsearch.dynamics import TrainingDynamics\n"
+        "labels = np.load(f'{sys.argv[1]}/labels.npy')\n"
+        "for name in ('float16', 'float32', 'float64'):\n"
+        "    d = TrainingDynamics(labels, num_classes=37, window=3)\n"
+        "    for member in np.load(f'{sys.argv[1]}/{name}.npy'):\n"
+        "        d.update(member)\n"
+        "    d.save(f'{sys.argv[1]}/{name}_avx2.npz')\n"
+    )
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=env)
+    for name in ("float16", "float32", "float64"):
+        here = TrainingDynamics(labels, num_classes=37, window=3)
+        for member in np.load(tmp_path / f"{name}.npy"):
+            here.update(member)
+        assert TrainingDynamics.load(tmp_path / f"{name}_avx2.npz").equals(here), name

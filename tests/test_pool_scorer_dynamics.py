@@ -106,6 +106,33 @@ def test_eval_members_with_labels_equal_checkpoints_scored_afterwards(tmp_path):
         np.testing.assert_allclose(dynamics.scores(function), other_scores(members, labels, function, 2), atol=1e-6)
 
 
+def test_several_runs_merge_for_order_free_functions_and_not_for_ordered_ones(tmp_path, capsys):
+    labels = digits()[1].numpy()
+    np.save(tmp_path / "y.npy", labels)
+    pool = IndexedDataset(TensorDataset(*digits()))
+    logits = []
+    for seed in (0, 1):
+        scorer = PoolScorer(
+            pool, (1, 2), tmp_path / f"seed{seed}.npz", run=f"seed{seed}", labels=labels, batch_size=POOL_BATCH
+        )
+        model, optimizer, loader = new_training(seed)
+        for epoch in (1, 2):
+            train_epoch(model, optimizer, loader)
+            scorer.on_epoch_end(model, epoch)
+            logits.append(pool_logits(copy.deepcopy(model)))
+    stats = ["--stats", str(tmp_path / "seed0.npz"), "--stats", str(tmp_path / "seed1.npz")]
+    common = [*stats, "--labels", str(tmp_path / "y.npy"), "-b", "10", "-o", str(tmp_path / "s.csv")]
+    assert main(["score", *common, "-f", "el2n", "--scores-out", str(tmp_path / "all.csv")]) == 0
+    import pyarrow.csv
+
+    scores = pyarrow.csv.read_csv(tmp_path / "all.csv").to_pydict()["score"]
+    members = np.stack([softmax(member) for member in logits])
+    np.testing.assert_allclose(scores, other_scores(members, labels, "el2n"), atol=1e-6)
+    capsys.readouterr()
+    assert main(["score", *common, "-f", "forgetting"]) == 2
+    assert "hold members of several runs; forgetting and dyn_unc follow one run" in capsys.readouterr().err
+
+
 def test_a_restarted_scorer_completes_what_the_label_statistics_lack(tmp_path):
     """Statistics saved without label statistics (an older job): a restart with labels adds them."""
     labels = digits()[1].numpy()

@@ -341,6 +341,15 @@ class TrainingDynamics:
         mine["ever_correct"][rows] |= theirs["ever_correct"][source]
         # the sums (counts included) are added by merge after this
 
+    def order_free(self) -> TrainingDynamics:
+        """A copy that keeps only the order-free sums (el2n, variability, hard_to_learn): it merges
+        with other streams' in any order, e.g. the members of several runs."""
+        free = TrainingDynamics(self._labels, num_classes=self.num_classes, window=self.window, ordered=False)
+        for name in _SUMS:
+            free._arrays[name][...] = self._arrays[name]
+        free.metadata = dict(self.metadata)
+        return free
+
     def take(self, index: np.ndarray | slice) -> TrainingDynamics:
         """A new accumulator holding a copy of rows ``index`` (in that order)."""
         rows = self._rows(index, len(np.arange(self.num_samples)[index]) if isinstance(index, slice) else len(index))

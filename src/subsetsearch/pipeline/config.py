@@ -271,6 +271,7 @@ class RunConfig(_Strict):
                 f"search.window: dyn_unc's window {self.search.window} is larger than the ensemble's {members} "
                 "checkpoints; lower search.window or add checkpoints (ensemble.start, ensemble.step)"
             )
+
     def ensemble_members(self) -> int:
         """Members of each acquisition ensemble (fewer when a patience schedule stops a run early)."""
         if self.ensemble.kind == "seeds":

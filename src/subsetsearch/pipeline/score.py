@@ -770,6 +770,8 @@ def load_saved_dynamics(paths: Sequence[str | os.PathLike], plan: FunctionPlan, 
             raise InputError(
                 f"--stats '{path}' kept dyn_unc with window {dynamics.window}; give --window {dynamics.window}"
             )
+        if not plan.ordered:  # order-free functions: several runs' members merge in any order
+            dynamics = dynamics.order_free()
         if merged is None:
             merged = dynamics
             continue
