@@ -21,6 +21,7 @@ from subsetsearch.internal.kernels import ENTROPY_SCALE, PROBABILITY_SCALE, accu
 from subsetsearch.internal.probabilities import (
     check_probability_matrix,
     logits_problem,
+    pool_rows,
     probability_problem,
     softmax_rows,
     sum_tolerance,
@@ -346,26 +347,7 @@ class EnsembleStats:
         return None
 
     def _rows(self, index: np.ndarray | slice | None, n: int | None) -> np.ndarray:
-        if index is None:
-            if n != self.num_samples:
-                raise ValueError(
-                    f"probs has {n} rows but the pool has {self.num_samples}; pass index= to update only some rows"
-                )
-            return np.arange(n, dtype=np.int64)
-        if isinstance(index, slice):
-            rows = np.arange(self.num_samples, dtype=np.int64)[index]
-        else:
-            rows = np.asarray(index)
-            if rows.ndim != 1 or not (np.issubdtype(rows.dtype, np.integer) or rows.size == 0):
-                raise ValueError(f"index must be a 1-D array of integers, got shape {rows.shape} {rows.dtype}")
-            rows = rows.astype(np.int64, copy=False)
-            if rows.size and (rows.min() < 0 or rows.max() >= self.num_samples):
-                raise ValueError(f"index holds rows outside [0, {self.num_samples})")
-            if np.unique(rows).size != rows.size:
-                raise ValueError("index repeats a row; a member adds each row once")
-        if n is not None and rows.size != n:
-            raise ValueError(f"index selects {rows.size} rows but the data has {n}")
-        return rows
+        return pool_rows(index, n, self.num_samples)
 
     # ----------------------------------------------------------------- merge
     def merge(self, other: EnsembleStats, *, index: np.ndarray | slice | None = None) -> EnsembleStats:

@@ -1,4 +1,5 @@
-"""Checks shared by the core's accumulators: a member's rows as probabilities, or logits."""
+"""Checks shared by the core's accumulators: the pool rows a member covers, and its values as
+probabilities or logits."""
 
 from __future__ import annotations
 
@@ -52,3 +53,26 @@ def probability_problem(chunk: np.ndarray, rows: np.ndarray, bad: np.ndarray, to
         f"probabilities of {where} sum to {values.sum():.6g}, not 1 (tolerance {tolerance:g}); "
         "if these are logits, pass from_logits=True (--logits on the command line)"
     )
+
+
+def pool_rows(index: np.ndarray | slice | None, n: int | None, num_samples: int) -> np.ndarray:
+    """The pool rows (int64) that ``index`` names for ``n`` rows of data, checked: ``None`` is all
+    ``num_samples`` rows in order; ValueError for rows out of range, repeated, or not ``n`` of them."""
+    if index is None:
+        if n != num_samples:
+            raise ValueError(f"probs has {n} rows but the pool has {num_samples}; pass index= to update only some rows")
+        return np.arange(n, dtype=np.int64)
+    if isinstance(index, slice):
+        rows = np.arange(num_samples, dtype=np.int64)[index]
+    else:
+        rows = np.asarray(index)
+        if rows.ndim != 1 or not (np.issubdtype(rows.dtype, np.integer) or rows.size == 0):
+            raise ValueError(f"index must be a 1-D array of integers, got shape {rows.shape} {rows.dtype}")
+        rows = rows.astype(np.int64, copy=False)
+        if rows.size and (rows.min() < 0 or rows.max() >= num_samples):
+            raise ValueError(f"index holds rows outside [0, {num_samples})")
+        if np.unique(rows).size != rows.size:
+            raise ValueError("index repeats a row; a member adds each row once")
+    if n is not None and rows.size != n:
+        raise ValueError(f"index selects {rows.size} rows but the data has {n}")
+    return rows

@@ -138,6 +138,15 @@ def member_shape(members: Members) -> tuple[int, int]:
     return shape
 
 
+#: Rows that both statistics take in turn while they are in the cache (2 MB of a float32 member).
+CACHE_BLOCK_ELEMENTS = 1 << 19
+
+
+def cache_blocks(num_samples: int, num_classes: int) -> list[slice]:
+    """Consecutive row blocks of about ``CACHE_BLOCK_ELEMENTS`` elements."""
+    return score_shards(num_samples, max(1, CACHE_BLOCK_ELEMENTS // num_classes))
+
+
 def shard_slices(num_samples: int, num_classes: int) -> list[slice]:
     """Consecutive row blocks of about ``SHARD_ELEMENTS`` elements: the unit of out-of-core work."""
     return score_shards(num_samples, max(1, SHARD_ELEMENTS // num_classes))
@@ -217,7 +226,10 @@ def accumulate(
         for_dynamics = [
             j for j, source in enumerate(group) if dynamics is not None and not dynamics_ledger.holds(source.key)
         ]
-        for rows in shard_slices(num_samples, num_classes):
+        # both statistics take a block of rows while it is in the cache: the label statistics read
+        # what the ensemble statistics have just read, not the member a second time from memory
+        blocks = shard_slices(num_samples, num_classes) if not for_dynamics else cache_blocks(num_samples, num_classes)
+        for rows in blocks:
             values = [np.asarray(member[rows]) for member in members]
             if for_stats:
                 _add_members(
