@@ -15,7 +15,7 @@ entropy, mutual information and variation ratios:
   formulas over the [M, N, C] array.
 - ``numpy_stream``: a plain NumPy loop, one memory-mapped member at a time.
 - ``one_by_one``: ``EnsembleStats.update`` once per member, then ``acquire``.
-- ``subsetsearch``: ``accumulate_members`` + ``acquire`` (what ``score`` runs:
+- ``subsetsearch``: ``accumulate`` + ``acquire`` (what ``score`` runs:
   ``EnsembleStats.update_members`` over 16 members at a time).
 
 ``--functions`` compares, at N=100k, C=100, M=20 float32 members, what ``score`` does for one
@@ -115,9 +115,9 @@ def method_one_by_one(paths):
 
 def method_subsetsearch(paths):
     from subsetsearch import acquire
-    from subsetsearch.pipeline.score import accumulate_members
+    from subsetsearch.pipeline.score import accumulate
 
-    stats = accumulate_members(paths)
+    stats, _ = accumulate(paths)
     return acquire(stats, "mutual_information"), acquire(stats, "variation_ratios")
 
 

@@ -40,32 +40,19 @@ tune_malloc()  # before torch is imported, as the trainer does
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset  # noqa: E402
+from own_loop_overhead import images, pool_loader  # noqa: E402  (the same data and pool loader)
 
 from subsetsearch.dynamics import TrainingDynamics, dynamics_path  # noqa: E402
-from subsetsearch.torch import IndexedDataset, PoolScorer  # noqa: E402
-from subsetsearch.train.data import load_fashion_mnist  # noqa: E402
+from subsetsearch.torch import PoolScorer  # noqa: E402
 from subsetsearch.train.models import build_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "training_pass_members.json"
-POOL_BATCH = 1024
 EPOCHS = 8
 SCORED = list(range(4, EPOCHS + 1))
 WINDOW = 3
 WAYS = ("plain", "train_pass", "eval_pass")
 FUNCTIONS = ("el2n", "forgetting", "dyn_unc", "variability", "hard_to_learn")
-
-
-def images() -> tuple[torch.Tensor, torch.Tensor]:
-    train, _ = load_fashion_mnist()
-    x = torch.tensor(train.x, dtype=torch.float32).div_(255.0).sub_(0.286).div_(0.353)
-    return x.contiguous(memory_format=torch.channels_last), torch.tensor(train.y, dtype=torch.int64)
-
-
-def pool_loader(x: torch.Tensor, y: torch.Tensor) -> DataLoader:
-    batches = BatchSampler(SequentialSampler(range(len(x))), POOL_BATCH, drop_last=False)
-    return DataLoader(IndexedDataset(TensorDataset(x, y)), sampler=batches, batch_size=None)
 
 
 def train(x, y, scorer: PoolScorer | None, way: str) -> tuple[float, float]:

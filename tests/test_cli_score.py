@@ -2,38 +2,19 @@ import subprocess
 import sys
 
 import numpy as np
-import pyarrow.csv
-import pyarrow.parquet
 import pytest
-from reference import direct_scores, random_members
-
-from subsetsearch.cli import main
+from reference import direct_scores
+from scoring import member_pool, read_table, run_cli
 
 N, C, M = 120, 4, 5
 
 
 @pytest.fixture
 def pool(tmp_path):
-    rng = np.random.default_rng(0)
-    members = random_members(rng, M, N, C, one_hot=False)  # distinct scores: order is defined
-    paths = []
-    for i, member in enumerate(members):
-        paths.append(str(tmp_path / f"member_{i}.npy"))
-        np.save(paths[-1], member)
-    labels = rng.integers(0, C, size=N)
-    np.save(tmp_path / "y.npy", labels)
-    return tmp_path, paths, members, labels
+    return member_pool(tmp_path, seed=0, shape=(M, N, C), name="member_{}.npy")
 
 
-def run(args, capsys):
-    code = main(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def read_table(path):
-    reader = pyarrow.csv.read_csv if str(path).endswith(".csv") else pyarrow.parquet.read_table
-    return reader(path).to_pydict()
+run = run_cli
 
 
 def expected_top(scores, k):

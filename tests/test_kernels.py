@@ -44,28 +44,38 @@ def _cpu_flags() -> set[str]:
     return set(line.split(":", 1)[-1].split())
 
 
+def save_members_of_each_dtype(folder, rng, num_members: int) -> None:
+    """float16, float32 and float64 members of 2,000 rows and 37 classes, as ``folder/<dtype>.npy``."""
+    from reference import random_members
+
+    for dtype in (np.float16, np.float32, np.float64):
+        np.save(folder / f"{np.dtype(dtype).name}.npy", random_members(rng, num_members, 2000, 37, dtype))
+
+
+def run_compiled_for_haswell(code: str, folder) -> None:
+    """``python -c code folder`` in a child whose Numba compiles, with an empty cache, for an AVX2-only CPU."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CACHE_DIR": str(folder / "cache")}
+    subprocess.run([sys.executable, "-c", code, str(folder)], check=True, env=env)
+
+
 @pytest.mark.skipif(not {"avx2", "fma", "f16c"} <= _cpu_flags(), reason="needs a CPU that runs AVX2 code")
 def test_statistics_from_given_predictions_are_the_same_compiled_for_an_avx2_cpu(tmp_path):
     """Scores of given predictions do not depend on the CPU: the kernel compiled for an AVX2-only
     CPU (haswell) gives the very integers, and so the very scores, of the kernel compiled for this one."""
-    import subprocess
-    import sys
-
-    from reference import random_members
 
     from subsetsearch import EnsembleStats, acquire
 
-    rng = np.random.default_rng(0)
-    for dtype in (np.float16, np.float32, np.float64):
-        np.save(tmp_path / f"{np.dtype(dtype).name}.npy", random_members(rng, 5, 2000, 37, dtype))
+    save_members_of_each_dtype(tmp_path, np.random.default_rng(0), 5)
     code = (
         "import sys, numpy as np; from subsetsearch import EnsembleStats\n"
         "for name in ('float16', 'float32', 'float64'):\n"
         "    s = EnsembleStats.from_members(np.load(f'{sys.argv[1]}/{name}.npy'))\n"
         "    np.savez(f'{sys.argv[1]}/{name}_avx2.npz', p=s.probability_sums, e=s.entropy_sums, v=s.vote_counts)\n"
     )
-    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
-    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=env)
+    run_compiled_for_haswell(code, tmp_path)
     for name in ("float16", "float32", "float64"):
         here = EnsembleStats.from_members(np.load(tmp_path / f"{name}.npy"))
         with np.load(tmp_path / f"{name}_avx2.npz") as saved:
@@ -78,18 +88,13 @@ def test_statistics_from_given_predictions_are_the_same_compiled_for_an_avx2_cpu
 def test_label_statistics_are_the_same_compiled_for_an_avx2_cpu(tmp_path):
     """The label statistics' kernels (member terms, windows) compiled for an AVX2-only CPU give the
     very statistics of the kernels compiled for this one."""
-    import subprocess
-    import sys
-
-    from reference import random_members
 
     from subsetsearch.dynamics import TrainingDynamics
 
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 37, size=2000)
     np.save(tmp_path / "labels.npy", labels)
-    for dtype in (np.float16, np.float32, np.float64):
-        np.save(tmp_path / f"{np.dtype(dtype).name}.npy", random_members(rng, 6, 2000, 37, dtype))
+    save_members_of_each_dtype(tmp_path, rng, 6)
     code = (
         "import sys, numpy as np; from subsetsearch.dynamics import TrainingDynamics\n"
         "labels = np.load(f'{sys.argv[1]}/labels.npy')\n"
@@ -99,8 +104,7 @@ def test_label_statistics_are_the_same_compiled_for_an_avx2_cpu(tmp_path):
         "        d.update(member)\n"
         "    d.save(f'{sys.argv[1]}/{name}_avx2.npz')\n"
     )
-    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
-    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=env)
+    run_compiled_for_haswell(code, tmp_path)
     for name in ("float16", "float32", "float64"):
         here = TrainingDynamics(labels, num_classes=37, window=3)
         for member in np.load(tmp_path / f"{name}.npy"):

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.csv
 import pytest
-from reference import direct_scores, other_scores, random_members
+from reference import direct_scores, other_scores
+from scoring import member_pool, read_table, run_cli
 
 from subsetsearch.acquisition import FUNCTIONS, NEEDS_LABELS
-from subsetsearch.cli import main
 
 N, C, M = 90, 4, 6
 ATOL = 1e-6
@@ -17,25 +16,10 @@ ATOL = 1e-6
 
 @pytest.fixture
 def pool(tmp_path):
-    rng = np.random.default_rng(3)
-    members = random_members(rng, M, N, C, one_hot=False)
-    paths = []
-    for i, member in enumerate(members):
-        paths.append(str(tmp_path / f"epoch_{i + 1:02d}.npy"))
-        np.save(paths[-1], member)
-    labels = rng.integers(0, C, size=N)
-    np.save(tmp_path / "y.npy", labels)
-    return tmp_path, paths, members, labels
+    return member_pool(tmp_path, seed=3, shape=(M, N, C), name="epoch_{:02d}.npy")
 
 
-def run(args, capsys):
-    code = main(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def table(path):
-    return pyarrow.csv.read_csv(path).to_pydict()
+run, table = run_cli, read_table
 
 
 def expected(members, labels, function, window=10):

@@ -84,14 +84,14 @@ def _cell(text: str) -> str:
     return text.replace("\n", " ").replace("|", "\\|").replace("<", "&lt;")
 
 
-def _section_rows(name: str, model: dict, definitions: dict, prefix: str, rows: list[str], seen: set) -> None:
+def _section_rows(model: dict, definitions: dict, prefix: str, rows: list[str], seen: set) -> None:
     for key, node in model.get("properties", {}).items():
         path = f"{prefix}{key}"
         target = node.get("$ref") or next((p["$ref"] for p in node.get("anyOf", []) if "$ref" in p), None)
         if target is not None and target not in seen:
             sub = definitions[target.rpartition("/")[2]]
             rows.append(f"| `{path}` | section | | | {_cell(sub.get('description', ''))} |")
-            _section_rows(key, sub, definitions, f"{path}.", rows, seen | {target})
+            _section_rows(sub, definitions, f"{path}.", rows, seen | {target})
             continue
         if "discriminator" in node or "oneOf" in node:
             kinds = [definitions[part["$ref"].rpartition("/")[2]] for part in node.get("oneOf", [])]
@@ -100,7 +100,7 @@ def _section_rows(name: str, model: dict, definitions: dict, prefix: str, rows: 
                 kind = kind_model["properties"]["kind"].get("const", kind_model["properties"]["kind"].get("default"))
                 about = _cell(kind_model.get("description", ""))
                 rows.append(f"| `{path}` (kind `{kind}`) | section | | | {about} |")
-                _section_rows(key, kind_model, definitions, f"{path}.", rows, seen)
+                _section_rows(kind_model, definitions, f"{path}.", rows, seen)
             continue
         default = f"`{json.dumps(node['default'])}`" if "default" in node else "required"
         description = _cell(node.get("description", ""))
@@ -111,7 +111,7 @@ def config_page() -> str:
     schema = config_schema()
     definitions = schema.get("$defs", {})
     rows: list[str] = []
-    _section_rows("", schema, definitions, "", rows, set())
+    _section_rows(schema, definitions, "", rows, set())
     table = "\n".join(["| key | type | default | range | what |", "|---|---|---|---|---|", *rows])
     return f"""# Config schema
 

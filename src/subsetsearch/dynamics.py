@@ -33,11 +33,10 @@ from subsetsearch.internal.kernels import (
 )
 from subsetsearch.internal.probabilities import (
     check_probability_matrix,
+    kernel_values,
     logits_problem,
     pool_rows,
     probability_problem,
-    softmax_rows,
-    sum_tolerance,
 )
 from subsetsearch.stats import InvalidMemberError
 
@@ -203,7 +202,7 @@ class TrainingDynamics:
             raise ValueError(f"position must be an integer, got {position!r}")
         if self.ordered:
             positions = self._positions(rows, position)
-        values, tolerance = _values(probs, from_logits)
+        values, tolerance = kernel_values(probs, from_logits)
         if values is None:
             raise InvalidMemberError(logits_problem(probs, rows))
         n = rows.size
@@ -439,12 +438,3 @@ def dynamics_path(stats_path: str | os.PathLike) -> Path:
     (``subsetsearch score --state``, ``PoolScorer``; ``score --stats`` looks there)."""
     stats_path = Path(stats_path)
     return stats_path.with_name(stats_path.stem + ".dynamics.npz")
-
-
-def _values(probs: np.ndarray, from_logits: bool) -> tuple[np.ndarray | None, float]:
-    """What the kernel reads: probabilities (float16 as its bits), or the softmax of logits."""
-    if from_logits:
-        return softmax_rows(probs), 1e-3
-    values = np.ascontiguousarray(probs)
-    tolerance = sum_tolerance(values.dtype)
-    return (values.view(np.uint16) if values.dtype == np.float16 else values), tolerance

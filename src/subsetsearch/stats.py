@@ -20,11 +20,10 @@ from subsetsearch.internal.files import npy_header
 from subsetsearch.internal.kernels import ENTROPY_SCALE, PROBABILITY_SCALE, accumulate, entropy_of_mean
 from subsetsearch.internal.probabilities import (
     check_probability_matrix,
+    kernel_values,
     logits_problem,
     pool_rows,
     probability_problem,
-    softmax_rows,
-    sum_tolerance,
 )
 
 __all__ = ["EnsembleStats", "InvalidMemberError", "MappedStats"]
@@ -328,16 +327,9 @@ class EnsembleStats:
 
     def _add_chunk(self, chunk: np.ndarray, rows: np.ndarray, from_logits: bool, sign: int) -> str | None:
         """Add (sign=+1) or subtract (-1) a chunk; on bad rows undo it and describe them."""
-        if from_logits:
-            values = softmax_rows(chunk)
-            if values is None:
-                return logits_problem(chunk, rows)
-            tolerance = 1e-3
-        else:
-            values = np.ascontiguousarray(chunk)
-            tolerance = sum_tolerance(values.dtype)
-            if values.dtype == np.float16:
-                values = values.view(np.uint16)
+        values, tolerance = kernel_values(chunk, from_logits)
+        if values is None:
+            return logits_problem(chunk, rows)
         bad = np.zeros(rows.size, dtype=np.bool_)
         arrays = (self._sum_fixed, self._entropy_fixed, self._votes, self._counts, bad)
         accumulate(values, rows, np.float32(sign * PROBABILITY_SCALE), tolerance, *arrays)

@@ -188,6 +188,28 @@ def _log_overload(x):
     return lambda x: _log_float64(x)
 
 
+@njit(inline="always", fastmath=_FASTMATH)
+def _checked_row(row, tolerance):
+    """(ok, total, top) of one member's row: ok when every value is in [0, 1 + tolerance] (NaN
+    fails) and the values sum to 1 within ``tolerance``; total, their sum in rounded steps of
+    2**-30 (an integer sum: the same whatever order the vector code adds the terms in); top, the
+    largest ``_vote_key`` (the row's vote, ties to the lowest class, through ``_vote``)."""
+    num_classes = row.shape[0]
+    limit = np.float32(1.0) + np.float32(tolerance)
+    unit = np.float32(PROBABILITY_SCALE)
+    total = np.int64(0)  # unbiased (rounded, not truncated) terms: the divisor of the row
+    invalid = 0
+    top = _vote_key(row[0], 0, num_classes)
+    for c in range(num_classes):
+        x = _load(row[c])
+        valid = x >= 0 and x <= limit  # NaN fails both
+        invalid += 0 if valid else 1
+        total += np.int64(np.int32((x if valid else np.float32(0.0)) * unit + np.float32(0.5)))
+        top = max(top, _vote_key(row[c], c, num_classes))
+    ok = invalid == 0 and abs(total - PROBABILITY_SCALE) <= tolerance * PROBABILITY_SCALE
+    return ok, total, top
+
+
 @njit(parallel=True, fastmath=_FASTMATH, cache=True)
 def accumulate(probs, rows, scale, tolerance, sum_fixed, entropy_fixed, votes, counts, bad):
     """Add (scale > 0) or subtract (scale < 0) one member's rows.
@@ -217,20 +239,10 @@ def accumulate(probs, rows, scale, tolerance, sum_fixed, entropy_fixed, votes, c
     n, num_classes = probs.shape
     sign = 1 if scale > 0 else -1
     half = np.float32(0.5) if scale > 0 else np.float32(-0.5)
-    limit = np.float32(1.0) + np.float32(tolerance)
-    unit = np.float32(PROBABILITY_SCALE)
     for i in prange(n):
         row = rows[i]
-        total = np.int64(0)  # the row's sum, in rounded steps of 2**-30 (unbiased: the divisor below)
-        invalid = 0
-        top = _vote_key(probs[i, 0], 0, num_classes)
-        for c in range(num_classes):
-            x = _load(probs[i, c])
-            valid = x >= 0 and x <= limit  # NaN fails both
-            invalid += 0 if valid else 1
-            total += np.int64(np.int32((x if valid else np.float32(0.0)) * unit + np.float32(0.5)))
-            top = max(top, _vote_key(probs[i, c], c, num_classes))
-        if invalid > 0 or not abs(total - PROBABILITY_SCALE) <= tolerance * PROBABILITY_SCALE:
+        ok, total, top = _checked_row(probs[i], tolerance)
+        if not ok:
             bad[i] = True
             continue
         bad[i] = False
@@ -298,19 +310,9 @@ def member_terms(probs, labels, tolerance, true_fixed, distance_fixed, correct, 
     same bits on every CPU.
     """
     n, num_classes = probs.shape
-    limit = np.float32(1.0) + np.float32(tolerance)
-    unit = np.float32(PROBABILITY_SCALE)
     for i in prange(n):
-        total = np.int64(0)
-        invalid = 0
-        top = _vote_key(probs[i, 0], 0, num_classes)
-        for c in range(num_classes):
-            x = _load(probs[i, c])
-            valid = x >= 0 and x <= limit
-            invalid += 0 if valid else 1
-            total += np.int64(np.int32((x if valid else np.float32(0.0)) * unit + np.float32(0.5)))
-            top = max(top, _vote_key(probs[i, c], c, num_classes))
-        if invalid > 0 or not abs(total - PROBABILITY_SCALE) <= tolerance * PROBABILITY_SCALE:
+        ok, total, top = _checked_row(probs[i], tolerance)
+        if not ok:
             bad[i] = True
             continue
         bad[i] = False

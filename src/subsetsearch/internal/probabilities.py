@@ -36,6 +36,20 @@ def softmax_rows(logits: np.ndarray) -> np.ndarray | None:
     return z
 
 
+#: Row sums further than this from 1 are rejected after a softmax of logits (computed in float32).
+LOGITS_TOLERANCE = 1e-3
+
+
+def kernel_values(chunk: np.ndarray, from_logits: bool) -> tuple[np.ndarray | None, float]:
+    """What the compiled kernels read, and the row-sum tolerance: probabilities (float16 as their
+    uint16 bits), or the softmax of logits (None where the logits are not finite)."""
+    if from_logits:
+        return softmax_rows(chunk), LOGITS_TOLERANCE
+    values = np.ascontiguousarray(chunk)
+    tolerance = sum_tolerance(values.dtype)
+    return (values.view(np.uint16) if values.dtype == np.float16 else values), tolerance
+
+
 def logits_problem(chunk: np.ndarray, rows: np.ndarray) -> str:
     first = int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
     return f"logits of sample {rows[first]} are not finite (NaN or inf)"

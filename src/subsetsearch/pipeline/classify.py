@@ -238,6 +238,7 @@ class ClassificationSearch(Search):
         channels = splits.pool.x.shape[1]
         self.acq_net, self.subset_net, info = build_networks(cfg, channels, splits.num_classes, self.device)
         self._scoring_net, self._scoring_member = None, None
+        self._member_order: dict[int, list[str]] = {}  # a step's member names, read once per worker
         return info(splits.name, len(splits.pool), len(splits.test))
 
     def dataset_record(self) -> DatasetRecord:
@@ -276,7 +277,9 @@ class ClassificationSearch(Search):
             ordered = search.function in NEEDS_ORDER
             labels = self.splits.pool.y[task.rows]
             dynamics = TrainingDynamics(labels, num_classes=probs.shape[1], window=search.window, ordered=ordered)
-            position = [member.name for member in self.member_files(task.iteration)].index(task.member)
+            if task.iteration not in self._member_order:
+                self._member_order[task.iteration] = [member.name for member in self.member_files(task.iteration)]
+            position = self._member_order[task.iteration].index(task.member)
             dynamics.update(probs, position=position)  # the member's place in the ensemble's epoch order
         dtype = np.uint16 if probs.shape[1] < MemberVotes.UNSET else np.uint32
         votes = np.argmax(probs, axis=1).astype(dtype)

@@ -152,27 +152,6 @@ def shard_slices(num_samples: int, num_classes: int) -> list[slice]:
     return score_shards(num_samples, max(1, SHARD_ELEMENTS // num_classes))
 
 
-def accumulate_members(
-    paths: Members,
-    *,
-    shape: tuple[int, int] | None = None,
-    from_logits: bool = False,
-    state_path: str | os.PathLike | None = None,
-    on_progress: ProgressFn | None = None,
-) -> EnsembleStats:
-    """Stream members (memory-mapped ``.npy``/``.npz``, Zarr arrays, Parquet columns: any
-    ``member_sources``, read a shard of rows at a time) into an in-memory EnsembleStats.
-
-    Members are added ``MEMBERS_PER_PASS`` at a time. With ``state_path`` the statistics are saved
-    there atomically with their ledger (the members they hold), when
-    :class:`~subsetsearch.internal.ledger.Autosave` says so and after the last member, and a rerun
-    skips the members held. ``shape`` is ``member_shape(paths)`` where the caller has it already.
-    """
-    stats, _ = accumulate(paths, shape=shape, from_logits=from_logits, state_path=state_path, on_progress=on_progress)
-    assert stats is not None
-    return stats
-
-
 @dataclass(frozen=True)
 class DynamicsRequest:
     """What a pass feeds a :class:`~subsetsearch.dynamics.TrainingDynamics`: the pool's labels, the
@@ -193,12 +172,16 @@ def accumulate(
     stats: bool = True,
     dynamics: DynamicsRequest | None = None,
 ) -> tuple[EnsembleStats | None, TrainingDynamics | None]:
-    """One pass over the members for the ensemble statistics (``stats``) and the label statistics
-    (``dynamics``), each member read once, a shard of rows at a time.
+    """Stream members (memory-mapped ``.npy``/``.npz``, Zarr arrays, Parquet columns: any
+    ``member_sources``) into the in-memory ensemble statistics (``stats``) and label statistics
+    (``dynamics``): one pass, each member read once, a block of rows at a time.
 
-    Each keeps its own ledger and, with ``state_path``, its own file (the label statistics in
-    ``dynamics_path(state_path)``), saved atomically; a rerun reads a member again only for the
-    statistics that lack it. A member's position in its stream is its place among ``paths``.
+    Members are added ``MEMBERS_PER_PASS`` at a time. Each statistics keeps its own ledger (the
+    members it holds) and, with ``state_path``, its own file (the label statistics in
+    ``dynamics_path(state_path)``), saved atomically when
+    :class:`~subsetsearch.internal.ledger.Autosave` says so and after the last member; a rerun
+    reads a member again only for the statistics that lack it. A member's position in its stream
+    is its place among ``paths``. ``shape`` is ``member_shape(paths)`` where the caller has it.
     """
     sources = _sources(paths)
     num_samples, num_classes = member_shape(sources) if shape is None else shape
