@@ -115,6 +115,30 @@ def test_el2n_by_hand():
     np.testing.assert_allclose(fed(members, np.array([1])).scores("el2n"), [np.sqrt(0.72) / 2], atol=ATOL)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    gap=st.floats(1e-9, 1e-2),
+    classes=st.integers(2, 1000),
+    spread=st.floats(0.0, 1.0),
+    dtype=st.sampled_from([np.float64, np.float32]),
+)
+def test_el2n_of_a_nearly_learned_row_keeps_its_precision(gap, classes, spread, dtype):
+    # p_y = 1 - gap, the rest shared over the other classes, some unevenly. The bound of
+    # member_terms' docstring, derived by hand: the rounded row q / T is within (C + sqrt C) 2**-31
+    # of the exactly normalised row (x 2**30 rounded: 1/2 a class, its total: C/2; T >= 2**30
+    # (1 - 1e-3)), the distance moves by no more (triangle inequality), and the stored distance
+    # is rounded to 2**-31 once more: absolute, whatever the gap.
+    others = np.linspace(1.0, 1.0 + spread * (classes - 2), classes - 1)
+    row = np.concatenate([[1.0 - gap], gap * others / others.sum()]).astype(dtype)
+    exact = row.astype(np.float64) / row.astype(np.float64).sum()
+    target = np.zeros(classes)
+    target[0] = 1.0
+    expected = np.linalg.norm(exact - target)
+    score = fed(row[None, None, :], np.array([0]), ordered=False).scores("el2n")[0]
+    bound = ((classes + np.sqrt(classes)) / (1 - 1e-3) + 1) * 2.0**-31
+    assert abs(score - expected) <= bound, (score, expected, bound)
+
+
 def test_rows_no_member_scored_are_nan():
     dynamics = TrainingDynamics(np.array([0, 1, 0]), num_classes=2, window=2)
     for q in (0.9, 0.2):

@@ -27,7 +27,7 @@ from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.kernels import (
     PROBABILITY_SCALE,
     TRUE_SQUARE_SCALE,
-    add_windows,
+    add_member,
     join_windows,
     member_terms,
 )
@@ -51,6 +51,7 @@ DEFAULT_WINDOW = 10
 
 _FORMAT_VERSION = 1
 _SUMS = ("counts", "distance_fixed", "true_fixed", "true_square_fixed")
+#: The arrays only an ordered accumulator keeps, in the order ``add_member`` takes them.
 _ORDERED = (
     "first_position",
     "last_position",
@@ -58,11 +59,15 @@ _ORDERED = (
     "first_correct",
     "last_correct",
     "ever_correct",
-    "window_fixed",
-    "windows",
     "head",
     "recent",
+    "window_fixed",
+    "windows",
 )
+#: Stand-ins for them in an order-free accumulator.
+_NONE_INT = np.zeros(0, dtype=np.int64)
+_NONE_BOOL = np.zeros(0, dtype=np.bool_)
+_NONE_SPAN = np.zeros((0, 0))
 
 
 class TrainingDynamics:
@@ -214,28 +219,22 @@ class TrainingDynamics:
         if bad.any():
             raise InvalidMemberError(probability_problem(np.asarray(probs), rows, bad, tolerance))
         arrays = self._arrays
-        true = true_fixed / PROBABILITY_SCALE  # exact: the rounded value
-        arrays["distance_fixed"][rows] += distance_fixed
-        arrays["true_fixed"][rows] += true_fixed
-        arrays["true_square_fixed"][rows] += np.rint(true * true * TRUE_SQUARE_SCALE).astype(np.int64)
         if self.ordered:
-            add_windows(
-                rows,
-                true,
-                arrays["head"],
-                arrays["recent"],
-                arrays["counts"],
-                arrays["window_fixed"],
-                arrays["windows"],
-            )  # the counts before this member
-            first = arrays["first_position"][rows] < 0
-            arrays["forgets"][rows] += arrays["last_correct"][rows] & ~correct & ~first
-            arrays["first_correct"][rows[first]] = correct[first]
-            arrays["first_position"][rows[first]] = positions[first]
-            arrays["last_correct"][rows] = correct
-            arrays["last_position"][rows] = positions
-            arrays["ever_correct"][rows] |= correct
-        arrays["counts"][rows] += 1
+            ordered = [arrays[name] for name in _ORDERED]
+        else:
+            ordered = [_NONE_INT, _NONE_INT, _NONE_INT, _NONE_BOOL, _NONE_BOOL, _NONE_BOOL, _NONE_SPAN, _NONE_SPAN]
+            ordered += [_NONE_INT, _NONE_INT]
+            positions = _NONE_INT
+        add_member(
+            rows,
+            true_fixed,
+            distance_fixed,
+            correct,
+            positions,
+            self.ordered,
+            *(arrays[name] for name in _SUMS),
+            *ordered,
+        )
 
     def _positions(self, rows: np.ndarray, position: int | None) -> np.ndarray:
         last = self._arrays["last_position"][rows]

@@ -72,7 +72,7 @@ def _half_bits_to_float32(typingctx, x):
     return types.float32(types.uint16), codegen
 
 
-@njit(inline="always", fastmath=_FASTMATH)
+@njit(inline="always", fastmath=_FASTMATH, error_model="numpy")
 def _log_float32(x):
     """log(x) for positive normal float32, relative error < 3e-7, vectorisable.
 
@@ -93,7 +93,7 @@ def _log_float32(x):
     return np.float32(exponent) * _LN2 + np.float32(2.0) * t * series
 
 
-@njit(inline="always", fastmath=_FASTMATH)
+@njit(inline="always", fastmath=_FASTMATH, error_model="numpy")
 def _log_float64(x):
     """log(x) for positive normal float64, |error| < 1e-15, vectorisable (libm's log is not).
 
@@ -188,29 +188,40 @@ def _log_overload(x):
     return lambda x: _log_float64(x)
 
 
-@njit(inline="always", fastmath=_FASTMATH)
-def _checked_row(row, tolerance):
-    """(ok, total, top) of one member's row: ok when every value is in [0, 1 + tolerance] (NaN
-    fails) and the values sum to 1 within ``tolerance``; total, their sum in rounded steps of
+@njit(inline="always", fastmath=_FASTMATH, error_model="numpy")
+def _step(x):
+    """A probability in rounded steps of 2**-30 (exact: the product by 2**30 is)."""
+    return np.int64(np.int32(x * np.float32(PROBABILITY_SCALE) + np.float32(0.5)))
+
+
+@njit(inline="always", fastmath=_FASTMATH, error_model="numpy")
+def _checked_row(row, tolerance, squares):
+    """(ok, total, top, square) of one member's row: ok when every value is in [0, 1 + tolerance]
+    (NaN fails) and the values sum to 1 within ``tolerance``; total, their sum in rounded steps of
     2**-30 (an integer sum: the same whatever order the vector code adds the terms in); top, the
-    largest ``_vote_key`` (the row's vote, ties to the lowest class, through ``_vote``)."""
+    largest ``_vote_key`` (the row's vote, ties to the lowest class, through ``_vote``); square,
+    with ``squares`` (a compile-time constant), the exact sum of the squares of those rounded
+    steps (<= total**2 < 2**61), else 0."""
     num_classes = row.shape[0]
     limit = np.float32(1.0) + np.float32(tolerance)
-    unit = np.float32(PROBABILITY_SCALE)
     total = np.int64(0)  # unbiased (rounded, not truncated) terms: the divisor of the row
+    square = np.int64(0)
     invalid = 0
     top = _vote_key(row[0], 0, num_classes)
     for c in range(num_classes):
         x = _load(row[c])
         valid = x >= 0 and x <= limit  # NaN fails both
         invalid += 0 if valid else 1
-        total += np.int64(np.int32((x if valid else np.float32(0.0)) * unit + np.float32(0.5)))
+        step = _step(x if valid else _like(x, 0.0))
+        total += step
+        if squares:
+            square += step * step
         top = max(top, _vote_key(row[c], c, num_classes))
     ok = invalid == 0 and abs(total - PROBABILITY_SCALE) <= tolerance * PROBABILITY_SCALE
-    return ok, total, top
+    return ok, total, top, square
 
 
-@njit(parallel=True, fastmath=_FASTMATH, cache=True)
+@njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", cache=True)
 def accumulate(probs, rows, scale, tolerance, sum_fixed, entropy_fixed, votes, counts, bad):
     """Add (scale > 0) or subtract (scale < 0) one member's rows.
 
@@ -241,7 +252,7 @@ def accumulate(probs, rows, scale, tolerance, sum_fixed, entropy_fixed, votes, c
     half = np.float32(0.5) if scale > 0 else np.float32(-0.5)
     for i in prange(n):
         row = rows[i]
-        ok, total, top = _checked_row(probs[i], tolerance)
+        ok, total, top, _ = _checked_row(probs[i], tolerance, False)
         if not ok:
             bad[i] = True
             continue
@@ -269,7 +280,7 @@ def accumulate(probs, rows, scale, tolerance, sum_fixed, entropy_fixed, votes, c
 _MEAN_ENTROPY_SCALE = 2.0**40
 
 
-@njit(parallel=True, fastmath=_FASTMATH, cache=True)
+@njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", cache=True)
 def entropy_of_mean(sum_fixed, counts, out):
     """out[i] = H[p̄_i] from fixed-point sums (n, C) and member counts (n,); NaN where counts is 0.
 
@@ -289,14 +300,11 @@ def entropy_of_mean(sum_fixed, counts, out):
 
 
 # ------------------------------------------------------------------ training dynamics
-#: The squared distance of a member's row to the label's one-hot vector is summed over classes in
-#: rounded steps of 2**-50 (each term <= 1, the row's total <= 2, so an int64 never overflows).
-SQUARE_SCALE = 2.0**50
 #: Squares of the label's probability are summed over members in rounded steps of 2**-40.
 TRUE_SQUARE_SCALE = 2.0**40
 
 
-@njit(parallel=True, fastmath=_FASTMATH, cache=True)
+@njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", cache=True)
 def member_terms(probs, labels, tolerance, true_fixed, distance_fixed, correct, bad):
     """Per row of one member: the label's probability, the distance to the label, right or not.
 
@@ -306,26 +314,30 @@ def member_terms(probs, labels, tolerance, true_fixed, distance_fixed, correct, 
     correct : (n,) bool out, the row's argmax (ties to the lowest class) is y.
     bad : (n,) bool out, the row is not a probability vector (same rule as ``accumulate``).
 
-    Every sum over a row's classes is a sum of integers, as in ``accumulate``: the terms are the
-    same bits on every CPU.
+    One pass over the row: with q the row's values in rounded steps of 2**-30 (``_checked_row``),
+    T = sum q and S = sum q**2 (exact integers),
+
+        ||q / T - onehot(y)||**2 = (S - q_y**2 + (T - q_y)**2) / T**2,
+
+    an exact integer over T**2, so the terms' order does not matter and the result is the same
+    bits on every CPU. Each q_c is within 1/2 of x_c 2**30 and T within C/2 of (sum x) 2**30, so
+    q / T is within (C + sqrt C) 2**-31 (Euclidean) of the row divided by its exact sum, and so is
+    the distance (triangle inequality), before its own rounding step of 2**-31.
     """
     n, num_classes = probs.shape
     for i in prange(n):
-        ok, total, top = _checked_row(probs[i], tolerance)
+        ok, total, top, square = _checked_row(probs[i], tolerance, True)
         if not ok:
             bad[i] = True
             continue
         bad[i] = False
-        inverse = PROBABILITY_SCALE / total
         label = labels[i]
-        square = np.int64(0)
-        for c in range(num_classes):
-            p = np.float64(_load(probs[i, c])) * inverse
-            d = p - (1.0 if c == label else 0.0)
-            square += np.int64(d * d * SQUARE_SCALE + 0.5)
-        true = np.float64(_load(probs[i, label])) * inverse
+        true = np.float64(_load(probs[i, label])) * (PROBABILITY_SCALE / total)
         true_fixed[i] = np.int64(true * PROBABILITY_SCALE + 0.5)
-        distance_fixed[i] = np.int64(math.sqrt(square / SQUARE_SCALE) * PROBABILITY_SCALE + 0.5)
+        step = _step(_load(probs[i, label]))
+        rest = total - step
+        numerator = square - step * step + rest * rest
+        distance_fixed[i] = np.int64(math.sqrt(np.float64(numerator)) / total * PROBABILITY_SCALE + 0.5)
         correct[i] = _vote(top, probs[i], num_classes) == label
 
 
@@ -343,32 +355,55 @@ def _window_std(values, start, count, last):
     return math.sqrt(square / length)
 
 
-@njit(cache=True)
-def add_windows(rows, true_values, head, recent, held, window_fixed, windows):
-    """Push one member's label probabilities into each row's last ``J - 1`` and first ``J - 1``.
+@njit(parallel=True, cache=True)
+def add_member(
+    rows, true_fixed, distance_fixed, correct, positions, ordered,
+    counts, distance_sum, true_sum, true_square_sum,
+    first_position, last_position, forgets, first_correct, last_correct, ever_correct,
+    head, recent, window_fixed, windows,
+):  # fmt: skip
+    """Fold one member's ``member_terms`` into the accumulator's per-row arrays, in one pass.
 
-    rows : (n,) int64; true_values : (n,) float64, exact multiples of 2**-30.
-    head, recent : (N, J - 1) float64, the row's first and last values, oldest first.
-    held : (N,) int64, the row's member count before this member.
-    window_fixed : (N,) int64, sum of the std of every full window, in rounded steps of 2**-30.
-    windows : (N,) int64, the number of full windows.
+    rows : (n,) int64, distinct (so the rows are split between threads without races).
+    true_fixed, distance_fixed, correct : (n,) the member's terms; positions : (n,) int64.
+    counts, distance_sum, true_sum, true_square_sum : (N,) int64 sums (squares of the label's
+    probability in rounded steps of 2**-40, rounded half to even).
+    With ``ordered``, also: first/last position and correctness, forgetting events, whether ever
+    right, and Dyn-Unc's windows: head, recent (N, J - 1) float64, the row's first and last
+    ``J - 1`` values, oldest first; window_fixed, the sum of every full window's std in rounded
+    steps of 2**-30; windows, their number. Without it those arrays are not touched.
+    No fastmath: the square is rounded as NumPy rounds ``true * true * 2**40``.
     """
     span = recent.shape[1]  # J - 1
-    for i in range(rows.size):
+    for i in prange(rows.size):
         row = rows[i]
-        value = true_values[i]
-        count = held[row]
-        if count < span:
-            head[row, count] = value
-            recent[row, count] = value
-            continue
-        std = _window_std(recent[row], 0, span, value)
-        window_fixed[row] += np.int64(std * PROBABILITY_SCALE + 0.5)
-        windows[row] += 1
-        for j in range(span - 1):
-            recent[row, j] = recent[row, j + 1]
-        if span > 0:
-            recent[row, span - 1] = value
+        true = true_fixed[i] / PROBABILITY_SCALE  # exact: a multiple of 2**-30
+        distance_sum[row] += distance_fixed[i]
+        true_sum[row] += true_fixed[i]
+        true_square_sum[row] += np.int64(np.rint(true * true * TRUE_SQUARE_SCALE))
+        if ordered:
+            count = counts[row]  # members before this one
+            if count < span:
+                head[row, count] = true
+                recent[row, count] = true
+            else:
+                std = _window_std(recent[row], 0, span, true)
+                window_fixed[row] += np.int64(std * PROBABILITY_SCALE + 0.5)
+                windows[row] += 1
+                for j in range(span - 1):
+                    recent[row, j] = recent[row, j + 1]
+                if span > 0:
+                    recent[row, span - 1] = true
+            right = correct[i]
+            if first_position[row] < 0:
+                first_correct[row] = right
+                first_position[row] = positions[i]
+            elif last_correct[row] and not right:
+                forgets[row] += 1
+            last_correct[row] = right
+            last_position[row] = positions[i]
+            ever_correct[row] = ever_correct[row] or right
+        counts[row] += 1
 
 
 @njit(cache=True)
