@@ -1,0 +1,715 @@
+"""subsetsearch against the scores users would pick instead, on all of Fashion-MNIST, with fair budgets.
+
+    .venv/bin/python benchmarks/peers.py                 # 5 seeds; resumes; hours on 2 cores
+    .venv/bin/python benchmarks/peers.py --seeds 1       # seed 0 only
+    .venv/bin/python benchmarks/peers.py --quick         # 6,000-image pool, 3 epochs: a smoke run
+    .venv/bin/python benchmarks/peers.py --replot        # tables and PNG from the JSON
+
+Data: Fashion-MNIST's 60,000 training images. 5,000 of them (stratified, fixed) are the
+validation set that the patience schedule and the convergence curve need; the other 55,000 are
+the pool every method chooses from. The 10,000 test images judge. Every subset model is
+cnn_small (width 16, SGD, batch 128, lr 0.1, flips) trained by ``subsetsearch.train.trainer`` from
+the same seed for every method of a seed, under two budgets:
+
+- ``epochs``: the full model's schedule, 10 epochs, lr x0.1 at 5 and 7 (the paper's ImageNet
+  protocol: the saving is the fewer steps);
+- ``converge``: the patience schedule (x0.1 after 2 epochs without a validation gain, stop 4 epochs
+  after a drop that brought none), capped at 20 / fraction epochs (the paper's CIFAR protocol).
+
+Methods, at 25% and 50% of the pool (80% for build-up, random and full):
+
+- ``build_up/mutual_information``, ``build_up/variation_ratios``: ``subsetsearch run`` with a random
+  start of S/16 (50%) or S/8 (25%, 80%) and doubling: budgets 3.125, 6.25, 12.5, 25, 50% and
+  10, 20, 40, 80%; each step an ensemble of the checkpoints of epochs 6-10 of one run on the subset;
+- ``compress/mutual_information``: ``subsetsearch run``, the same ensemble trained on the whole pool;
+- ``el2n``, ``forgetting``, ``dyn_unc``, ``variability``: from the checkpoints of the full model's own
+  run (``epochs`` budget), so they cost one scoring pass: EL2N from epochs 1-2 (Paul et al.
+  score early, at 10% of training), the others from every epoch 1-10 (forgetting over training;
+  Dyn-Unc over training with a window J = 5: He et al.'s J = 10 over 10 checkpoints would be one
+  window, the same as variability; cartography over training);
+- the same four ``@train``: zero-cost members, the outputs the full model gave on its own training
+  batches (``PoolScorer(members="train")``), no inference pass;
+- ``random``, and ``full``.
+
+Records (benchmarks/results/peers.json): method, fraction, seed, budget, learner, test_accuracy,
+train_seconds, search_seconds, unique_samples, epochs_trained. The selections are kept per seed
+as packed masks in benchmarks/results/peers_subsets/ (so a later session resumes without
+re-searching) and, for seed 0 at 50%, as .npy of Fashion-MNIST training-set rows in
+benchmarks/results/subsets/. Transfer (the paper's Table V): the 50% and 80% subsets of every
+method trained with resnet10 (width 8, 6 epochs) and with a logistic regression on the pixels.
+Ensembles of subset models (the paper's metric): 3 models for build-up, random and full, epochs
+budget. Everything resumes: a record in the JSON is never recomputed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from summary_stats import mean_sd, paired, text
+
+from subsetsearch.internal.atomic import atomic_path
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results" / "peers.json"
+SELECTIONS = ROOT / "results" / "peers_subsets"
+SUBSETS = ROOT / "results" / "subsets"
+VALIDATION = 5000
+SPLIT_SEED = 12345
+EPOCHS = 10
+WIDTH = 16
+FRACTIONS = (0.25, 0.5)
+LARGE = 0.8
+LARGE_METHODS = ("build_up/mutual_information", "build_up/variation_ratios", "random")
+PEERS = ("el2n", "forgetting", "dyn_unc", "variability")
+BUILD_UP = ("mutual_information", "variation_ratios")
+PATHS = {"a": (0.03125, 0.0625, 0.125, 0.25, 0.5), "b": (0.1, 0.2, 0.4, 0.8)}
+ENSEMBLE = {"kind": "checkpoints", "start": 6, "stop": 10, "step": 1}
+ENSEMBLE_MODELS = 3
+TRANSFER_FRACTIONS = (0.5, 0.8)
+TRANSFER_EPOCHS = 6
+TRANSFER_WIDTH = 8
+#: Dyn-Unc's window over the 10 checkpoints: J = 10 would be one window, i.e. variability.
+DYN_UNC_WINDOW = 5
+
+
+def peer_epochs(function: str, epochs: int) -> list[int]:
+    """The full run's checkpoints a peer score reads: EL2N early, the others over training."""
+    if function == "el2n":
+        return list(range(1, max(1, round(0.2 * epochs)) + 1))
+    return list(range(1, epochs + 1))
+
+
+def methods() -> list[str]:
+    out = [f"build_up/{f}" for f in BUILD_UP] + ["compress/mutual_information"]
+    out += list(PEERS) + [f"{p}@train" for p in PEERS] + ["random"]
+    return out
+
+
+def fractions_of(method: str) -> tuple[float, ...]:
+    return (*FRACTIONS, LARGE) if method in LARGE_METHODS else FRACTIONS
+
+
+# ------------------------------------------------------------------ records
+def key(record: dict) -> tuple:
+    return (record["method"], record["fraction"], record["seed"], record["budget"], record["learner"])
+
+
+def load_records(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def save_records(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(records, key=lambda r: (r["seed"], r["learner"], r["budget"], r["fraction"], r["method"]))
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(ordered, indent=1) + "\n")
+
+
+# ------------------------------------------------------------------ data
+@dataclass
+class Bench:
+    """The pool, validation and test tensors, the networks, and where the work lives."""
+
+    work: Path
+    pool_rows: np.ndarray  # Fashion-MNIST training-set row of each pool row
+    pool_y: np.ndarray
+    test_y: np.ndarray
+    pool: object
+    validation: object
+    test: object
+    arrays: dict
+    epochs: int
+    quick: bool
+
+
+def prepare(work: Path, quick: bool) -> Bench:
+    from subsetsearch.internal.malloc import tune_malloc
+
+    tune_malloc()
+    from subsetsearch.train import trainer
+    from subsetsearch.train.data import load_fashion_mnist, stratified_split
+
+    trainer.set_threads(2)
+    train, test = load_fashion_mnist()
+    x, y = train.x, train.y
+    if quick:
+        keep = np.sort(np.random.default_rng(0).permutation(len(y))[:6500])
+        x, y = x[keep], y[keep]
+        test_keep = np.sort(np.random.default_rng(1).permutation(len(test.y))[:2000])
+        test_x, test_y = test.x[test_keep], test.y[test_keep]
+        rows_of = keep
+    else:
+        test_x, test_y = test.x, test.y
+        rows_of = np.arange(len(y))
+    pool_part, held = stratified_split(y, (500 if quick else VALIDATION) / len(y), SPLIT_SEED)
+    device = trainer.resolve_device("cpu")
+    mean, std = trainer.channel_stats(x[pool_part])
+    work.mkdir(parents=True, exist_ok=True)
+    arrays = {"pool": work / "pool.npz", "test": work / "test.npz"}
+    for name, (ax, ay) in {"pool": (x[pool_part], y[pool_part]), "test": (test_x, test_y)}.items():
+        if not arrays[name].is_file():
+            with atomic_path(arrays[name]) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, x=ax, y=ay)
+    return Bench(
+        work=work,
+        pool_rows=rows_of[pool_part],
+        pool_y=y[pool_part],
+        test_y=test_y,
+        pool=trainer.TensorData.build(x[pool_part], y[pool_part], mean, std, device),
+        validation=trainer.TensorData.build(x[held], y[held], mean, std, device),
+        test=trainer.TensorData.build(test_x, test_y, mean, std, device),
+        arrays=arrays,
+        epochs=3 if quick else EPOCHS,
+        quick=quick,
+    )
+
+
+def train_config(bench: Bench, budget: str, fraction: float, *, epochs: int | None = None):
+    from subsetsearch.train.settings import AugmentConfig, PatienceSchedule, TrainConfig
+
+    epochs = epochs or bench.epochs
+    common = {"batch_size": 128, "augment": AugmentConfig(crop_padding=0, flip=True), "threads": 2, "device": "cpu"}
+    if budget == "epochs":
+        return TrainConfig(epochs=epochs, **common)
+    cap = math.ceil(2 * epochs / fraction)
+    return TrainConfig(epochs=cap, schedule=PatienceSchedule(kind="patience", patience=2), **common)
+
+
+def network(bench: Bench, config, model: str = "cnn_small", width: int = WIDTH):
+    from subsetsearch.train import trainer
+    from subsetsearch.train.settings import ModelConfig
+
+    return trainer.Network(ModelConfig(name=model, width=width), config, 1, 10, trainer.resolve_device("cpu"))
+
+
+def model_seed(seed: int, k: int = 0) -> int:
+    return 1000 * seed + 17 + k
+
+
+# ------------------------------------------------------------------ the full run and its peers
+def full_run(bench: Bench, seed: int) -> tuple[dict, dict[str, float]]:
+    """The full model (epochs budget) with every epoch's checkpoint and its training-pass members.
+
+    Returns the run and its two training-pass scorers (``early``: EL2N's epochs; ``all``), and the
+    seconds spent inside each scorer's calls (0 where the run was done already).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from subsetsearch.torch import PoolScorer
+    from subsetsearch.train import trainer
+
+    folder = bench.work / f"seed{seed}" / "full_epochs" / "model_0"
+    net_spec = network(bench, train_config(bench, "epochs", 1.0))
+    scorers = {}
+    for function in PEERS:
+        chosen = peer_epochs(function, bench.epochs)
+        name = "early" if function == "el2n" else "all"
+        if name not in scorers:
+            scorers[name] = PoolScorer(
+                torch.utils.data.TensorDataset(torch.zeros(len(bench.pool_y))),  # unused: members come from batches
+                epochs=chosen,
+                stats=folder.parent / f"train_pass_{name}.npz",
+                num_samples=len(bench.pool_y),
+                labels=bench.pool_y,
+                window=max(2, min(DYN_UNC_WINDOW, len(chosen) - 1)),
+                members="train",
+            )
+    pending: list = []
+    inside = dict.fromkeys(scorers, 0.0)
+    augment = net_spec.train.augment
+    data = bench.pool
+
+    def batch_loss(net, index, generator):
+        x = trainer.augment(data.images(index), augment.crop_padding, augment.flip, generator)
+        logits = net(net_spec.inputs(data, x))
+        pending.append((logits.detach(), index))
+        return F.cross_entropy(logits, data.y[index])
+
+    def progress(label: str, done: int, total: int) -> None:
+        epoch = int(label.split()[1].split("/")[0])  # the trainer's label: "epoch E/EPOCHS"
+        for name, scorer in scorers.items():
+            started = time.perf_counter()
+            for logits, index in pending:
+                scorer.on_train_batch(logits, index, epoch)
+            if done == total:
+                scorer.on_epoch_end(None, epoch)
+            inside[name] += time.perf_counter() - started
+        pending.clear()
+
+    spec = trainer.TrainSpec(
+        folder, np.arange(len(bench.pool_y)), seed=model_seed(seed), save_epochs=frozenset(range(1, bench.epochs + 1)),
+        save_last=True,
+    )  # fmt: skip
+    record = trainer.train_run(
+        spec, net_spec, bench.pool, validation=bench.validation, batch_loss=batch_loss, progress=progress
+    )
+    return {"record": record, "folder": folder, "scorers": scorers}, inside
+
+
+def eval_pass_scores(bench: Bench, folder: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Each peer's scores from the full run's checkpoints (one inference pass per checkpoint), and
+    the seconds each peer's pass took (inference of its checkpoints + the statistics)."""
+    from subsetsearch.dynamics import TrainingDynamics
+    from subsetsearch.train import trainer
+
+    net_spec = network(bench, train_config(bench, "epochs", 1.0))
+    model = net_spec.build(0)
+    probs_of, seconds_of = {}, {}
+    for epoch in range(1, bench.epochs + 1):
+        started = time.perf_counter()
+        trainer.load_weights(model, folder / f"epoch_{epoch:03d}.safetensors")
+        probs_of[epoch] = trainer.predict(net_spec, model, bench.pool)
+        seconds_of[epoch] = time.perf_counter() - started
+    scores, seconds = {}, {}
+    for function in PEERS:
+        chosen = peer_epochs(function, bench.epochs)
+        started = time.perf_counter()
+        dynamics = TrainingDynamics(bench.pool_y, num_classes=10, window=max(2, min(DYN_UNC_WINDOW, len(chosen) - 1)))
+        for epoch in chosen:
+            dynamics.update(probs_of[epoch], position=epoch)
+        scores[function] = dynamics.scores(function)
+        seconds[function] = time.perf_counter() - started + sum(seconds_of[e] for e in chosen)
+    return scores, seconds
+
+
+def select_top(scores: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from subsetsearch.selection import select
+
+    return np.sort(select(scores, k, seed=seed))
+
+
+# ------------------------------------------------------------------ searches through `subsetsearch run`
+def run_search(
+    bench: Bench, seed: int, scheme: str, function: str, budgets: tuple[float, ...]
+) -> tuple[list, list[float]]:
+    """The subsets of every step of a ``subsetsearch run`` on the benchmark's pool, and the search
+    seconds spent up to each step."""
+    from subsetsearch.pipeline.config import parse_config
+    from subsetsearch.pipeline.progress import Reporter
+    from subsetsearch.pipeline.run import run_config
+    from subsetsearch.rundir import SUBSET, Subset
+
+    name = f"{scheme}-{function}-{'-'.join(f'{b:g}' for b in budgets)}"
+    config = {
+        "name": name,
+        "seed": seed,
+        "data": {"dataset": "arrays", "path": str(bench.arrays["pool"]), "test_path": str(bench.arrays["test"])},
+        "model": {"name": "cnn_small", "width": WIDTH},
+        "train": {
+            "epochs": bench.epochs,
+            "batch_size": 128,
+            "augment": {"crop_padding": 0, "flip": True},
+            "threads": 2,
+            "device": "cpu",
+        },
+        "ensemble": {**ENSEMBLE, **({"start": 2, "stop": 3} if bench.quick else {})},
+        "search": {"scheme": scheme, "function": function, "budgets": list(budgets)},
+        # the run's own subset model is not used (every subset model is trained below, alike): one epoch
+        "subset_model": {"models": 1, "steps": "final", "train": {"epochs": 1, "threads": 2, "device": "cpu"}},
+    }
+    folder = bench.work / f"seed{seed}" / name
+    with Reporter() as reporter:
+        run_config(parse_config(config, "peers benchmark"), folder, reporter)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    subsets = [Subset.read(d / SUBSET) for d in sorted(folder.glob("iter_*"))]
+    # the search's seconds up to each step: its ensembles' training and scoring so far
+    spent = np.cumsum([step.get("train_seconds", 0.0) + step.get("score_seconds", 0.0) for step in metrics["steps"]])
+    return subsets, [float(x) for x in spent]
+
+
+# ------------------------------------------------------------------ selections (resumable, committed)
+def selection_path(seed: int, quick: bool) -> Path:
+    return SELECTIONS / f"{'quick_' if quick else ''}seed{seed}.npz"
+
+
+def load_selections(path: Path) -> dict[str, tuple[np.ndarray, float]]:
+    if not path.is_file():
+        return {}
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        n = int(meta["pool"])
+        return {
+            name: (np.flatnonzero(np.unpackbits(data[name], count=n).astype(bool)), meta["seconds"][name])
+            for name in meta["seconds"]
+        }
+
+
+def save_selections(path: Path, selections: dict[str, tuple[np.ndarray, float]], pool: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    masks = {}
+    for name, (rows, _) in selections.items():
+        mask = np.zeros(pool, dtype=bool)
+        mask[rows] = True
+        masks[name] = np.packbits(mask)
+    meta = {"pool": pool, "seconds": {name: s for name, (_, s) in selections.items()}}
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, meta=np.array(json.dumps(meta)), **masks)
+
+
+def selection_name(method: str, fraction: float) -> str:
+    return f"{method.replace('/', '~')}|{fraction:g}"
+
+
+def make_selections(bench: Bench, seed: int, path: Path, log) -> dict[str, tuple[np.ndarray, float]]:
+    """Every (method, fraction) subset of one seed with its search seconds; saved after each method."""
+    selections = load_selections(path)
+    n = len(bench.pool_y)
+    wanted = [(m, f) for m in methods() for f in fractions_of(m)]
+    if all(selection_name(m, f) in selections for m, f in wanted):
+        return selections
+
+    def keep(method: str, fraction: float, rows: np.ndarray, seconds: float) -> None:
+        selections[selection_name(method, fraction)] = (np.sort(rows), seconds)
+        save_selections(path, selections, n)
+
+    order = np.random.default_rng([seed, 99]).permutation(n)
+    for fraction in (*FRACTIONS, LARGE):
+        keep("random", fraction, order[: round(fraction * n)], 0.0)
+    missing_peers = any(selection_name(p, f) not in selections for p in PEERS for f in FRACTIONS)
+    missing_train = any(selection_name(f"{p}@train", f) not in selections for p in PEERS for f in FRACTIONS)
+    if missing_peers or missing_train:
+        full, inside = full_run(bench, seed)
+        scores, seconds = eval_pass_scores(bench, full["folder"])
+        for function in PEERS:
+            for fraction in FRACTIONS:
+                rows = select_top(scores[function], round(fraction * n), seed)
+                keep(function, fraction, rows, seconds[function])
+        for function in PEERS:
+            name = "early" if function == "el2n" else "all"
+            train_scores = full["scorers"][name].dynamics.scores(function)
+            for fraction in FRACTIONS:
+                rows = select_top(train_scores, round(fraction * n), seed)
+                keep(f"{function}@train", fraction, rows, inside[name])
+        log(f"seed {seed}: peers selected (eval-pass scoring {seconds}, training-pass scorers {inside})")
+    for function in BUILD_UP:
+        method = f"build_up/{function}"
+        for path_name, budgets in PATHS.items():
+            targets = (0.25, 0.5) if path_name == "a" else (LARGE,)
+            if all(selection_name(method, t) in selections for t in targets):
+                continue
+            subsets, spent = run_search(bench, seed, "build_up", function, budgets)
+            for subset, budget, seconds in zip(subsets, budgets, spent, strict=True):
+                if budget in targets:
+                    keep(method, budget, subset.index, seconds)
+            log(f"seed {seed}: {method} path {budgets} done ({spent[-1]:.0f} s)")
+    method = "compress/mutual_information"
+    if any(selection_name(method, f) not in selections for f in FRACTIONS):
+        subsets, spent = run_search(bench, seed, "compress", "mutual_information", FRACTIONS)
+        for subset, fraction in zip(subsets, FRACTIONS, strict=True):
+            keep(method, fraction, subset.index, spent[-1])  # one ensemble and one scoring for both sizes
+        log(f"seed {seed}: {method} done ({spent[-1]:.0f} s)")
+    return selections
+
+
+# ------------------------------------------------------------------ subset models
+def train_subset(bench: Bench, rows: np.ndarray, *, seed: int, budget: str, fraction: float, folder: Path, k: int = 0):
+    """Test probabilities, training seconds and epochs of one cnn_small subset model."""
+    from subsetsearch.train import trainer
+
+    config = train_config(bench, budget, fraction)
+    net_spec = network(bench, config)
+    spec = trainer.TrainSpec(folder, np.asarray(rows, dtype=np.int64), seed=model_seed(seed, k), save_last=True)
+    record = trainer.train_run(spec, net_spec, bench.pool, validation=bench.validation)
+    model = net_spec.build(0)
+    trainer.load_weights(model, folder / "last.safetensors")
+    probs = trainer.predict(net_spec, model, bench.test)
+    return probs, record
+
+
+def transfer_resnet(bench: Bench, rows: np.ndarray, *, seed: int, folder: Path) -> tuple[float, float]:
+    from subsetsearch.train import trainer
+
+    config = train_config(bench, "epochs", 1.0, epochs=3 if bench.quick else TRANSFER_EPOCHS)
+    net_spec = network(bench, config, model="resnet10", width=TRANSFER_WIDTH)
+    spec = trainer.TrainSpec(folder, np.asarray(rows, dtype=np.int64), seed=model_seed(seed), save_last=True)
+    record = trainer.train_run(spec, net_spec, bench.pool, validation=bench.validation)
+    model = net_spec.build(0)
+    trainer.load_weights(model, folder / "last.safetensors")
+    return trainer.accuracy(trainer.predict(net_spec, model, bench.test), bench.test_y), record.seconds
+
+
+def transfer_linear(bench: Bench, rows: np.ndarray) -> tuple[float, float]:
+    """A logistic regression on the normalised pixels: a learner of another family."""
+    from sklearn.linear_model import LogisticRegression
+
+    def features(data) -> np.ndarray:  # the pixels, normalised by the pool's mean and std
+        return ((data.x.float() - bench.pool.mean) / bench.pool.std).reshape(len(data), -1).numpy()
+
+    started = time.perf_counter()
+    model = LogisticRegression(max_iter=300, C=0.1)
+    model.fit(features(bench.pool)[rows], bench.pool_y[rows])
+    seconds = time.perf_counter() - started
+    return float(np.mean(model.predict(features(bench.test)) == bench.test_y)), seconds
+
+
+#: The order of the work: every seed's selections and ``epochs`` models first (the paired
+#: comparisons need seeds more than they need the rest), then the patience budget, the ensembles of
+#: subset models, and transfer.
+PHASES = ("epochs", "converge", "ensemble", "transfer")
+
+
+def measure_seed(bench: Bench, seed: int, records: list[dict], out: Path, log, phase: str) -> None:
+    from subsetsearch.train import trainer
+
+    done = {key(r) for r in records}
+    selections = make_selections(bench, seed, selection_path(seed, bench.quick), log)
+    n = len(bench.pool_y)
+
+    def add(record: dict) -> None:
+        records.append(record)
+        done.add(key(record))
+        save_records(out, records)
+
+    if seed == 0 and not bench.quick:
+        SUBSETS.mkdir(parents=True, exist_ok=True)
+        for method in methods():
+            target = SUBSETS / f"{method.replace('/', '_').replace('@', '_')}_50.npy"
+            if not target.is_file():
+                with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+                    np.save(handle, bench.pool_rows[selections[selection_name(method, 0.5)][0]])
+    base = bench.work / f"seed{seed}" / "models"
+    for budget in [phase] if phase in ("epochs", "converge") else []:
+        jobs = [("full", 1.0, np.arange(n), 0.0)] + [
+            (m, f, *selections[selection_name(m, f)]) for m in methods() for f in fractions_of(m)
+        ]
+        for method, fraction, rows, search_seconds in jobs:
+            record_key = (method, fraction, seed, budget, "cnn_small")
+            if record_key in done:
+                continue
+            folder = base / budget / selection_name(method, fraction).replace("|", "_") / "model_0"
+            if method == "full" and budget == "epochs":
+                folder = bench.work / f"seed{seed}" / "full_epochs" / "model_0"  # the peers' own run
+            probs, record = train_subset(bench, rows, seed=seed, budget=budget, fraction=fraction, folder=folder)
+            add(
+                {
+                    "method": method,
+                    "fraction": fraction,
+                    "seed": seed,
+                    "budget": budget,
+                    "learner": "cnn_small",
+                    "test_accuracy": trainer.accuracy(probs, bench.test_y),
+                    "train_seconds": record.seconds,
+                    "search_seconds": search_seconds,
+                    "unique_samples": len(rows),
+                    "epochs_trained": len(record.history),
+                    "validation_curve": [h.get("val_accuracy") for h in record.history],
+                }
+            )
+            log(f"seed {seed} {budget} {method} {fraction:g}: {100 * add_last(records):.2f}%")
+    # the paper's metric: an ensemble of subset models (build-up, random, full; epochs budget)
+    for method, fraction, rows, search_seconds in [("full", 1.0, np.arange(n), 0.0)] + [
+        (m, f, *selections[selection_name(m, f)]) for m in ("build_up/mutual_information", "random") for f in
+        fractions_of(m)
+    ] if phase == "ensemble" else []:  # fmt: skip
+        record_key = (method, fraction, seed, "epochs", f"cnn_small_x{ENSEMBLE_MODELS}")
+        if record_key in done:
+            continue
+        total, seconds, accuracies = None, 0.0, []
+        for k in range(ENSEMBLE_MODELS):
+            folder = base / "ensemble" / selection_name(method, fraction).replace("|", "_") / f"model_{k}"
+            if k == 0:
+                folder = (
+                    bench.work / f"seed{seed}" / "full_epochs" / "model_0"
+                    if method == "full"
+                    else base / "epochs" / selection_name(method, fraction).replace("|", "_") / "model_0"
+                )
+            probs, record = train_subset(bench, rows, seed=seed, budget="epochs", fraction=fraction, folder=folder, k=k)
+            total = probs.astype(np.float64) if total is None else total + probs
+            seconds += record.seconds
+            accuracies.append(trainer.accuracy(probs, bench.test_y))
+        add(
+            {
+                "method": method,
+                "fraction": fraction,
+                "seed": seed,
+                "budget": "epochs",
+                "learner": f"cnn_small_x{ENSEMBLE_MODELS}",
+                "test_accuracy": trainer.accuracy(total, bench.test_y),
+                "member_accuracies": accuracies,
+                "train_seconds": seconds,
+                "search_seconds": search_seconds,
+                "unique_samples": len(rows),
+            }
+        )
+        log(f"seed {seed} ensemble of {ENSEMBLE_MODELS} {method} {fraction:g}: {100 * add_last(records):.2f}%")
+    # transfer: the 50% and 80% subsets to a larger network and to a linear model
+    jobs = [("full", 1.0, np.arange(n), 0.0)] + [
+        (m, f, *selections[selection_name(m, f)]) for m in methods() for f in fractions_of(m) if f in TRANSFER_FRACTIONS
+    ]
+    for learner in ("logistic", "resnet10") if phase == "transfer" else ():
+        for method, fraction, rows, search_seconds in jobs:
+            if (method, fraction, seed, "epochs", learner) in done:
+                continue
+            if learner == "logistic":
+                accuracy, seconds = transfer_linear(bench, rows)
+            else:
+                folder = base / "resnet10" / selection_name(method, fraction).replace("|", "_") / "model_0"
+                accuracy, seconds = transfer_resnet(bench, rows, seed=seed, folder=folder)
+            add(
+                {
+                    "method": method,
+                    "fraction": fraction,
+                    "seed": seed,
+                    "budget": "epochs",
+                    "learner": learner,
+                    "test_accuracy": accuracy,
+                    "train_seconds": seconds,
+                    "search_seconds": search_seconds,
+                    "unique_samples": len(rows),
+                }
+            )
+            log(f"seed {seed} {learner} {method} {fraction:g}: {100 * accuracy:.2f}%")
+
+
+def add_last(records: list[dict]) -> float:
+    return records[-1]["test_accuracy"]
+
+
+# ------------------------------------------------------------------ tables and plot
+def groups_of(records: list[dict], budget: str, learner: str) -> dict[tuple[str, float], dict[int, dict]]:
+    out: dict[tuple[str, float], dict[int, dict]] = {}
+    for r in records:
+        if r["budget"] == budget and r["learner"] == learner:
+            out.setdefault((r["method"], r["fraction"]), {})[r["seed"]] = r
+    return out
+
+
+def break_even(search: float, subset: float, full: float) -> str:
+    """Reuses r at which search + r * subset < r * full."""
+    if subset >= full:
+        return "never"
+    return f"{math.floor(search / (full - subset)) + 1}"
+
+
+def table(records: list[dict], budget: str, learner: str = "cnn_small") -> str:
+    groups = groups_of(records, budget, learner)
+    if not groups:
+        return ""
+    full = {s: r["test_accuracy"] for s, r in groups.get(("full", 1.0), {}).items()}
+    full_seconds = np.mean([r["train_seconds"] for r in groups.get(("full", 1.0), {}).values()] or [np.nan])
+    lines = [
+        f"budget {budget}, learner {learner}: test accuracy %, mean ± sample sd (n seeds); paired differences "
+        "(points, mean [95% interval]); seconds; reuses to break even",
+        "| method | size | accuracy | − random | − full | search s | train s | full s | break-even reuses |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def interval(d: dict) -> str:
+        if not d["n"]:
+            return "-"
+        ci = f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d["ci95"] else ""
+        return f"{100 * d['mean']:+.2f}{ci}"
+
+    for (method, fraction), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        accuracy = {s: r["test_accuracy"] for s, r in by_seed.items()}
+        random = {s: r["test_accuracy"] for s, r in groups.get(("random", fraction), {}).items()}
+        search = float(np.mean([r["search_seconds"] for r in by_seed.values()]))
+        train = float(np.mean([r["train_seconds"] for r in by_seed.values()]))
+        lines.append(
+            f"| {method} | {100 * fraction:g}% | {text(mean_sd(list(accuracy.values())), 100)} | "
+            f"{interval(paired(accuracy, random)) if method != 'random' else ''} | "
+            f"{interval(paired(accuracy, full)) if method != 'full' else ''} | {search:.0f} | {train:.0f} | "
+            f"{full_seconds:.0f} | {break_even(search, train, full_seconds) if method != 'full' else ''} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = [b for b in ("epochs", "converge") if groups_of(records, b, "cnn_small")]
+    if not budgets:
+        return
+    fig, axes = plt.subplots(1, len(budgets), figsize=(7 * len(budgets), 4.6), squeeze=False)
+    for ax, budget in zip(axes[0], budgets, strict=True):
+        groups = groups_of(records, budget, "cnn_small")
+        names = sorted({m for m, _ in groups} - {"full"})
+        for offset, method in enumerate(names):
+            fractions = sorted(f for m, f in groups if m == method)
+            means = [100 * np.mean([r["test_accuracy"] for r in groups[(method, f)].values()]) for f in fractions]
+            sds = [
+                100 * np.std([r["test_accuracy"] for r in groups[(method, f)].values()], ddof=1)
+                if len(groups[(method, f)]) > 1
+                else 0.0
+                for f in fractions
+            ]
+            x = np.array(fractions) * 100 + (offset - len(names) / 2) * 0.4
+            style = "-" if method.startswith(("build_up", "compress")) else "--"
+            ax.errorbar(x, means, yerr=sds, marker="o", ms=3, capsize=2, ls=style, lw=1, label=method)
+        full = [100 * r["test_accuracy"] for r in groups.get(("full", 1.0), {}).values()]
+        if full:
+            sd = np.std(full, ddof=1) if len(full) > 1 else 0.0
+            ax.axhspan(np.mean(full) - sd, np.mean(full) + sd, color="0.85")
+            ax.axhline(np.mean(full), color="k", lw=1, label=f"full (n={len(full)})")
+        ax.set_xlabel("subset size (% of the 55,000-image pool)")
+        ax.set_ylabel("test accuracy (%), mean ± sample sd over seeds")
+        ax.set_title(f"Fashion-MNIST, cnn_small, budget '{budget}'", fontsize=10)
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def report(records: list[dict]) -> str:
+    parts = [table(records, budget) for budget in ("epochs", "converge")]
+    parts += [
+        table(records, "epochs", learner) for learner in (f"cnn_small_x{ENSEMBLE_MODELS}", "resnet10", "logistic")
+    ]
+    return "\n\n".join(p for p in parts if p)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="6,000-image pool, 3 epochs, 1 seed: a smoke run")
+    parser.add_argument("--replot", action="store_true", help="tables and PNG from the JSON")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    out = args.out or (RESULTS.with_name("peers_quick.json") if args.quick else RESULTS)
+    records = load_records(out)
+    if args.replot:
+        plot(records, out.with_suffix(".png"))
+        print(report(records))
+        return
+    work = ROOT / ".data" / ("peers_quick" if args.quick else "peers")
+    bench = prepare(work, args.quick)
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:.0f} s] {message}", flush=True)
+
+    meta = out.with_name(out.stem + "_run.json")
+    for phase, seed in [(p, s) for p in PHASES for s in range(1 if args.quick else args.seeds)]:
+        measure_seed(bench, seed, records, out, log, phase)
+        plot(records, out.with_suffix(".png"))
+        with atomic_path(meta) as tmp:
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "command": "python benchmarks/peers.py" + (" --quick" if args.quick else ""),
+                        "machine": f"{platform.processor() or platform.machine()}, 2 threads",
+                        "pool": len(bench.pool_y),
+                        "last_done": {"phase": phase, "seed": seed},
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
+    print(report(records))
+
+
+if __name__ == "__main__":
+    main()
