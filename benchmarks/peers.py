@@ -477,7 +477,7 @@ def measure_seed(bench: Bench, seed: int, records: list[dict], out: Path, log, p
             target = SUBSETS / f"{method.replace('/', '_').replace('@', '_')}_50.npy"
             if not target.is_file():
                 with atomic_path(target) as tmp, open(tmp, "wb") as handle:
-                    np.save(handle, bench.pool_rows[selections[selection_name(method, 0.5)][0]])
+                    np.save(handle, bench.pool_rows[selections[selection_name(method, 0.5)][0]].astype(np.int32))
     base = bench.work / f"seed{seed}" / "models"
     for budget in [phase] if phase in ("epochs", "converge") else []:
         jobs = [("full", 1.0, np.arange(n), 0.0)] + [
