@@ -75,6 +75,7 @@ BUILD_UP = ("mutual_information", "variation_ratios")
 PATHS = {"a": (0.03125, 0.0625, 0.125, 0.25, 0.5), "b": (0.1, 0.2, 0.4, 0.8)}
 ENSEMBLE = {"kind": "checkpoints", "start": 6, "stop": 10, "step": 1}
 ENSEMBLE_MODELS = 3
+SEEDS = 5
 TRANSFER_FRACTIONS = (0.5, 0.8)
 TRANSFER_EPOCHS = 6
 TRANSFER_WIDTH = 8
@@ -592,6 +593,14 @@ def break_even(search: float, subset: float, full: float) -> str:
     return f"{math.floor(search / (full - subset)) + 1}"
 
 
+def difference(d: dict) -> str:
+    """A :func:`paired` difference in points: mean and its 95% interval ("-" without seeds)."""
+    if not d["n"]:
+        return "-"
+    ci = f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d["ci95"] else ""
+    return f"{100 * d['mean']:+.2f}{ci}"
+
+
 def table(records: list[dict], budget: str, learner: str = "cnn_small") -> str:
     groups = groups_of(records, budget, learner)
     if not groups:
@@ -605,12 +614,6 @@ def table(records: list[dict], budget: str, learner: str = "cnn_small") -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def interval(d: dict) -> str:
-        if not d["n"]:
-            return "-"
-        ci = f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d["ci95"] else ""
-        return f"{100 * d['mean']:+.2f}{ci}"
-
     for (method, fraction), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         accuracy = {s: r["test_accuracy"] for s, r in by_seed.items()}
         random = {s: r["test_accuracy"] for s, r in groups.get(("random", fraction), {}).items()}
@@ -618,8 +621,8 @@ def table(records: list[dict], budget: str, learner: str = "cnn_small") -> str:
         train = float(np.mean([r["train_seconds"] for r in by_seed.values()]))
         lines.append(
             f"| {method} | {100 * fraction:g}% | {text(mean_sd(list(accuracy.values())), 100)} | "
-            f"{interval(paired(accuracy, random)) if method != 'random' else ''} | "
-            f"{interval(paired(accuracy, full)) if method != 'full' else ''} | {search:.0f} | {train:.0f} | "
+            f"{difference(paired(accuracy, random)) if method != 'random' else ''} | "
+            f"{difference(paired(accuracy, full)) if method != 'full' else ''} | {search:.0f} | {train:.0f} | "
             f"{full_seconds:.0f} | {break_even(search, train, full_seconds) if method != 'full' else ''} |"
         )
     return "\n".join(lines)
@@ -663,17 +666,107 @@ def plot(records: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def verdicts(records: list[dict], budget: str, ours: str = "build_up/mutual_information") -> str:
+    """Where ``ours`` wins, ties and loses against every other method of the same size, paired by
+    seed: a win or a loss when the 95% interval of the difference excludes zero, else a tie (and
+    "n < 2" where one seed cannot tell)."""
+    groups = groups_of(records, budget, "cnn_small")
+    lines = [f"| {ours}, budget {budget} | size | difference (points) | verdict |", "|---|---|---|---|"]
+    for (method, fraction), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if (ours, fraction) not in groups or method == ours:
+            continue
+        mine = {s: r["test_accuracy"] for s, r in groups[(ours, fraction)].items()}
+        d = paired(mine, {s: r["test_accuracy"] for s, r in by_seed.items()})
+        if not d["n"]:
+            continue
+        if d["ci95"] is None:
+            verdict = "n < 2"
+        elif d["ci95"][0] > 0:
+            verdict = "wins"
+        elif d["ci95"][1] < 0:
+            verdict = "loses"
+        else:
+            verdict = "ties"
+        lines.append(f"| vs {method} | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | {verdict} |")
+    full = {s: r["test_accuracy"] for s, r in groups.get(("full", 1.0), {}).items()}
+    for fraction in sorted({f for m, f in groups if m == ours}):
+        mine = {s: r["test_accuracy"] for s, r in groups[(ours, fraction)].items()}
+        d = paired(mine, full)
+        if d["n"]:
+            lines.append(f"| vs full | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | |")
+    return "\n".join(lines)
+
+
+def goals(records: list[dict], budget: str) -> str:
+    """Issue 17's goals, met or not (or not yet measured), for one budget."""
+    groups = groups_of(records, budget, "cnn_small")
+    full = {s: r["test_accuracy"] for s, r in groups.get(("full", 1.0), {}).items()}
+    others = [m for m in methods() if not m.startswith("build_up/")]
+    lines = []
+    for ours in ("build_up/mutual_information", "build_up/variation_ratios"):
+        for fraction in (0.5, LARGE):
+            goal = f"- {ours} at {100 * fraction:g}% at least as accurate as full ({budget})"
+            d = paired({s: r["test_accuracy"] for s, r in groups.get((ours, fraction), {}).items()}, full)
+            if not d["n"]:
+                lines.append(f"{goal}: **not measured**")
+                continue
+            state = "met" if d["mean"] >= 0 else "not met"
+            provisional = f" (provisional: {SEEDS} seeds planned)" if d["n"] < SEEDS else ""
+            lines.append(f"{goal}: **{state}**, {difference(d)} points, n={d['n']}{provisional}")
+        for fraction in FRACTIONS:
+            goal = f"- {ours} at {100 * fraction:g}% ahead of random and every peer, 95% interval ({budget})"
+            missing = [m for m in [ours, *others] if (m, fraction) not in groups]
+            if missing:
+                lines.append(f"{goal}: **not measured** (no records yet: {', '.join(missing)})")
+                continue
+            mine = {s: r["test_accuracy"] for s, r in groups[(ours, fraction)].items()}
+            behind = []
+            for method in others:
+                d = paired(mine, {s: r["test_accuracy"] for s, r in groups[(method, fraction)].items()})
+                if d["ci95"] is None or d["ci95"][0] <= 0:
+                    behind.append(method)
+            detail = f" (not ahead by more than the interval of: {', '.join(behind)})" if behind else ""
+            lines.append(f"{goal}: **{'not met' if behind else 'met'}**{detail}")
+    return "\n".join(lines)
+
+
+def convergence(records: list[dict]) -> str:
+    """The full model's validation accuracy per epoch, each seed (epochs budget)."""
+    lines = []
+    for r in sorted(records, key=lambda r: r["seed"]):
+        if (r["method"], r["budget"], r["learner"]) == ("full", "epochs", "cnn_small") and r.get("validation_curve"):
+            curve = ", ".join(f"{100 * v:.2f}" for v in r["validation_curve"])
+            lines.append(f"- seed {r['seed']}: {curve}")
+    return "Validation accuracy (%) of the full model by epoch, `epochs` budget:\n\n" + "\n".join(lines)
+
+
 def report(records: list[dict]) -> str:
-    parts = [table(records, budget) for budget in ("epochs", "converge")]
-    parts += [
-        table(records, "epochs", learner) for learner in (f"cnn_small_x{ENSEMBLE_MODELS}", "resnet10", "logistic")
-    ]
+    parts = [convergence(records)]
+    for budget in ("epochs", "converge"):
+        if groups_of(records, budget, "cnn_small"):
+            parts += [table(records, budget), verdicts(records, budget), goals(records, budget)]
+    learners = (f"cnn_small_x{ENSEMBLE_MODELS}", "resnet10", "logistic")
+    parts += [table(records, "epochs", learner) for learner in learners]
     return "\n\n".join(p for p in parts if p)
+
+
+#: The lines of peers.md between which ``--replot`` writes the tables.
+BEGIN, END = "<!-- tables: benchmarks/peers.py --replot -->", "<!-- end of tables -->"
+
+
+def write_tables(records: list[dict], page: Path) -> None:
+    text = page.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{page} lacks the markers {BEGIN} ... {END}")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with atomic_path(page) as tmp:
+        tmp.write_text(f"{head}{BEGIN}\n\n{report(records)}\n\n{END}{tail}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=SEEDS)
     parser.add_argument("--quick", action="store_true", help="6,000-image pool, 3 epochs, 1 seed: a smoke run")
     parser.add_argument("--replot", action="store_true", help="tables and PNG from the JSON")
     parser.add_argument("--out", type=Path, default=None)
@@ -682,6 +775,8 @@ def main() -> None:
     records = load_records(out)
     if args.replot:
         plot(records, out.with_suffix(".png"))
+        if out == RESULTS:
+            write_tables(records, ROOT / "peers.md")
         print(report(records))
         return
     work = ROOT / ".data" / ("peers_quick" if args.quick else "peers")
