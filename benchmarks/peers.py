@@ -652,7 +652,8 @@ def plot(records: list[dict], path: Path) -> None:
             ]
             x = np.array(fractions) * 100 + (offset - len(names) / 2) * 0.4
             style = "-" if method.startswith(("build_up", "compress")) else "--"
-            ax.errorbar(x, means, yerr=sds, marker="o", ms=3, capsize=2, ls=style, lw=1, label=method)
+            color = plt.get_cmap("tab20")(offset % 20)
+            ax.errorbar(x, means, yerr=sds, marker="o", ms=3, capsize=2, ls=style, lw=1, color=color, label=method)
         full = [100 * r["test_accuracy"] for r in groups.get(("full", 1.0), {}).values()]
         if full:
             sd = np.std(full, ddof=1) if len(full) > 1 else 0.0
