@@ -667,6 +667,20 @@ def plot(records: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def headline(records: list[dict], budget: str = "epochs") -> str:
+    """Every method's test accuracy by subset size: the README's table."""
+    groups = groups_of(records, budget, "cnn_small")
+    sizes = (*FRACTIONS, LARGE, 1.0)
+    lines = ["| method | " + " | ".join(f"{100 * f:g}%" for f in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
+    for method in [*methods(), "full"]:
+        cells = []
+        for fraction in sizes:
+            by_seed = groups.get((method, fraction), {})
+            cells.append(text(mean_sd([r["test_accuracy"] for r in by_seed.values()]), 100) if by_seed else "")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def verdicts(records: list[dict], budget: str, ours: str = "build_up/mutual_information") -> str:
     """Where ``ours`` wins, ties and loses against every other method of the same size, paired by
     seed: a win or a loss when the 95% interval of the difference excludes zero, else a tie (and
@@ -742,7 +756,7 @@ def convergence(records: list[dict]) -> str:
 
 
 def report(records: list[dict]) -> str:
-    parts = [convergence(records)]
+    parts = [convergence(records), "Test accuracy %, `epochs` budget:", headline(records)]
     for budget in ("epochs", "converge"):
         if groups_of(records, budget, "cnn_small"):
             parts += [table(records, budget), verdicts(records, budget), goals(records, budget)]
