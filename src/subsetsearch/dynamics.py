@@ -64,10 +64,11 @@ _ORDERED = (
     "window_fixed",
     "windows",
 )
-#: Stand-ins for them in an order-free accumulator.
-_NONE_INT = np.zeros(0, dtype=np.int64)
-_NONE_BOOL = np.zeros(0, dtype=np.bool_)
-_NONE_SPAN = np.zeros((0, 0))
+#: Empty stand-ins for them (their dtypes and dimensions) in an order-free accumulator.
+_STAND_INS = tuple(
+    np.zeros((0, 0)) if name in ("head", "recent") else np.zeros(0, np.bool_ if name.endswith("_correct") else np.int64)
+    for name in _ORDERED
+)
 
 
 class TrainingDynamics:
@@ -222,9 +223,7 @@ class TrainingDynamics:
         if self.ordered:
             ordered = [arrays[name] for name in _ORDERED]
         else:
-            ordered = [_NONE_INT, _NONE_INT, _NONE_INT, _NONE_BOOL, _NONE_BOOL, _NONE_BOOL, _NONE_SPAN, _NONE_SPAN]
-            ordered += [_NONE_INT, _NONE_INT]
-            positions = _NONE_INT
+            ordered, positions = _STAND_INS, np.zeros(0, np.int64)
         add_member(
             rows,
             true_fixed,
