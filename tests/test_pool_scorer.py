@@ -24,13 +24,7 @@ from subsetsearch.cli import main
 from subsetsearch.internal.ledger import Ledger, parse_poolscorer_member
 from subsetsearch.torch import IndexedDataset, PoolScorer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def pool() -> IndexedDataset:

@@ -21,15 +21,9 @@ from subsetsearch.cli import main
 from subsetsearch.dynamics import TrainingDynamics, dynamics_path
 from subsetsearch.torch import IndexedDataset, PoolScorer
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 EPOCHS = (1, 2, 3, 4)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
