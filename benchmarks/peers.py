@@ -205,7 +205,6 @@ def full_run(bench: Bench, seed: int) -> tuple[dict, dict[str, float]]:
     seconds spent inside each scorer's calls (0 where the run was done already).
     """
     import torch
-    import torch.nn.functional as F
 
     from subsetsearch.torch import PoolScorer
     from subsetsearch.train import trainer
@@ -228,14 +227,9 @@ def full_run(bench: Bench, seed: int) -> tuple[dict, dict[str, float]]:
             )
     pending: list = []
     inside = dict.fromkeys(scorers, 0.0)
-    augment = net_spec.train.augment
-    data = bench.pool
-
-    def batch_loss(net, index, generator):
-        x = trainer.augment(data.images(index), augment.crop_padding, augment.flip, generator)
-        logits = net(net_spec.inputs(data, x))
-        pending.append((logits.detach(), index))
-        return F.cross_entropy(logits, data.y[index])
+    batch_loss = trainer.classification_loss(
+        net_spec, bench.pool, on_logits=lambda logits, index: pending.append((logits, index))
+    )
 
     def progress(label: str, done: int, total: int) -> None:
         epoch = int(label.split()[1].split("/")[0])  # the trainer's label: "epoch E/EPOCHS"
@@ -746,13 +740,31 @@ def goals(records: list[dict], budget: str) -> str:
 
 
 def convergence(records: list[dict]) -> str:
-    """The full model's validation accuracy per epoch, each seed (epochs budget)."""
-    lines = []
-    for r in sorted(records, key=lambda r: r["seed"]):
-        if (r["method"], r["budget"], r["learner"]) == ("full", "epochs", "cnn_small") and r.get("validation_curve"):
-            curve = ", ".join(f"{100 * v:.2f}" for v in r["validation_curve"])
-            lines.append(f"- seed {r['seed']}: {curve}")
-    return "Validation accuracy (%) of the full model by epoch, `epochs` budget:\n\n" + "\n".join(lines)
+    """Whether the full model is converged: its validation accuracy per epoch under each budget, and
+    what training it to convergence gains on the test set (paired by seed)."""
+    parts = []
+    for budget, title in (("epochs", "`epochs` budget (10 epochs)"), ("converge", "`converge` budget (patience)")):
+        lines = []
+        for r in sorted(records, key=lambda r: r["seed"]):
+            if (r["method"], r["budget"], r["learner"]) == ("full", budget, "cnn_small") and r.get("validation_curve"):
+                curve = ", ".join(f"{100 * v:.2f}" for v in r["validation_curve"])
+                lines.append(f"- seed {r['seed']} ({len(r['validation_curve'])} epochs): {curve}")
+        if lines:
+            parts.append(f"Validation accuracy (%) of the full model by epoch, {title}:\n\n" + "\n".join(lines))
+    full = {budget: groups_of(records, budget, "cnn_small").get(("full", 1.0), {}) for budget in ("epochs", "converge")}
+    d = paired(*({s: r["test_accuracy"] for s, r in full[b].items()} for b in ("converge", "epochs")))
+    if d["n"]:
+        if d["ci95"] is None:
+            verdict = "one seed cannot tell whether 10 epochs is converged."
+        elif d["ci95"][0] > 0:
+            verdict = "training longer gains more than the interval: 10 epochs is not converged."
+        else:
+            verdict = "training longer gains nothing beyond the interval: 10 epochs is converged."
+        parts.append(
+            "Test accuracy of the full model trained to convergence minus trained 10 epochs: "
+            f"{difference(d)} points (paired by seed, n={d['n']}); {verdict}"
+        )
+    return "\n\n".join(parts)
 
 
 def report(records: list[dict]) -> str:

@@ -163,6 +163,43 @@ def test_training_learns_a_separable_problem(tmp_path):
     assert [h["lr"] for h in record.history] == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
 
 
+def test_on_logits_sees_every_training_row_once_per_epoch_and_leaves_training_alone(tmp_path):
+    data, y = _tiny_problem()
+    rows = np.arange(0, len(y), 2)  # a subset: the callback's index is rows of ``data``
+    network = _network(epochs=2)
+    seen = []
+
+    def on_logits(logits, index):
+        assert not logits.requires_grad and logits.shape == (len(index), 3)
+        seen.append((logits.clone(), index.clone()))
+
+    loss = trainer.classification_loss(network, data, on_logits=on_logits)
+    for folder, batch_loss in (("plain", None), ("watched", loss)):
+        spec = trainer.TrainSpec(tmp_path / folder, rows, seed=3, save_last=True)
+        trainer.train_run(spec, network, data, batch_loss=batch_loss)
+    per_epoch = len(seen) // 2
+    assert len(seen) == 2 * per_epoch == 2 * -(-len(rows) // 16)
+    for epoch in range(2):
+        index = torch.cat([i for _, i in seen[epoch * per_epoch : (epoch + 1) * per_epoch]])
+        assert sorted(index.tolist()) == rows.tolist()
+    # the loss the trainer used is the cross-entropy of the logits the callback saw
+    net = network.build(0)
+    logits_seen = []
+    index = torch.as_tensor(rows[:16])
+    value = trainer.classification_loss(network, data, on_logits=lambda lo, i: logits_seen.append(lo))(
+        net, index, torch.Generator().manual_seed(0)
+    )
+    labels = torch.as_tensor(y[rows[:16]])
+    expected = -torch.log_softmax(logits_seen[0].double(), 1)[torch.arange(16), labels].mean()
+    assert float(value) == pytest.approx(float(expected), rel=1e-5)
+    # watching changes nothing: the same seed gives the same weights
+    plain, watched = network.build(0), network.build(0)
+    trainer.load_weights(plain, tmp_path / "plain" / "last.safetensors")
+    trainer.load_weights(watched, tmp_path / "watched" / "last.safetensors")
+    for a, b in zip(plain.state_dict().values(), watched.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
 class _Killed(Exception):
     pass
 

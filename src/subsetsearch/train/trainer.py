@@ -404,13 +404,25 @@ def _finish(run: _Run, spec: TrainSpec) -> RunRecord:
     return record
 
 
-def classification_loss(network: Network, data: TensorData) -> BatchLossFn:
-    """Cross-entropy of the network on augmented images of ``data``."""
+def classification_loss(
+    network: Network,
+    data: TensorData,
+    *,
+    on_logits: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+) -> BatchLossFn:
+    """Cross-entropy of the network on augmented images of ``data``.
+
+    ``on_logits(logits, index)``, where given, sees each training batch's logits (detached) and its
+    rows of ``data``: the zero-cost members of ``PoolScorer(members="train")`` come from it.
+    """
     augment_config = network.train.augment
 
     def loss(net: nn.Module, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         x = augment(data.images(index), augment_config.crop_padding, augment_config.flip, generator)
-        return F.cross_entropy(net(network.inputs(data, x)), data.y[index])
+        logits = net(network.inputs(data, x))
+        if on_logits is not None:
+            on_logits(logits.detach(), index)
+        return F.cross_entropy(logits, data.y[index])
 
     return loss
 
