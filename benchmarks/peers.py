@@ -622,7 +622,14 @@ def table(records: list[dict], budget: str, learner: str = "cnn_small") -> str:
     return "\n".join(lines)
 
 
+#: Below this many points under the full model's mean a point is drawn at the lower edge, with its value.
+PLOT_DEPTH = 5.0
+
+
 def plot(records: list[dict], path: Path) -> None:
+    """Accuracy against subset size for every method, the full set as a band. A peer and its
+    training-pass (``@train``) variant share a colour (solid, dashed); a mean too far below the full
+    set to share the axis is marked at the lower edge with its value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -631,32 +638,44 @@ def plot(records: list[dict], path: Path) -> None:
     budgets = [b for b in ("epochs", "converge") if groups_of(records, b, "cnn_small")]
     if not budgets:
         return
-    fig, axes = plt.subplots(1, len(budgets), figsize=(7 * len(budgets), 4.6), squeeze=False)
+    bases = [m for m in methods() if "@" not in m]
+    colour = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(bases)}
+    fig, axes = plt.subplots(1, len(budgets), figsize=(7 * len(budgets), 4.8), squeeze=False)
     for ax, budget in zip(axes[0], budgets, strict=True):
         groups = groups_of(records, budget, "cnn_small")
-        names = sorted({m for m, _ in groups} - {"full"})
+        full = [100 * r["test_accuracy"] for r in groups.get(("full", 1.0), {}).values()]
+        names = [m for m in methods() if any(g[0] == m for g in groups)]
+        means_all = [100 * np.mean([r["test_accuracy"] for r in v.values()]) for (m, _), v in groups.items()]
+        top = max(means_all) + 0.5
+        floor = max(min(means_all) - 0.5, (np.mean(full) if full else top) - PLOT_DEPTH)
         for offset, method in enumerate(names):
             fractions = sorted(f for m, f in groups if m == method)
-            means = [100 * np.mean([r["test_accuracy"] for r in groups[(method, f)].values()]) for f in fractions]
-            sds = [
-                100 * np.std([r["test_accuracy"] for r in groups[(method, f)].values()], ddof=1)
-                if len(groups[(method, f)]) > 1
-                else 0.0
-                for f in fractions
-            ]
-            x = np.array(fractions) * 100 + (offset - len(names) / 2) * 0.4
-            style = "-" if method.startswith(("build_up", "compress")) else "--"
-            color = plt.get_cmap("tab20")(offset % 20)
-            ax.errorbar(x, means, yerr=sds, marker="o", ms=3, capsize=2, ls=style, lw=1, color=color, label=method)
-        full = [100 * r["test_accuracy"] for r in groups.get(("full", 1.0), {}).values()]
+            values = [[100 * r["test_accuracy"] for r in groups[(method, f)].values()] for f in fractions]
+            means = np.array([np.mean(v) for v in values])
+            sds = [np.std(v, ddof=1) if len(v) > 1 and np.mean(v) >= floor else 0.0 for v in values]  # no bar off-axis
+            x = np.array(fractions) * 100 + (offset - len(names) / 2) * 0.35
+            base, trained = method.split("@")[0], "@" in method
+            ax.errorbar(
+                x, np.maximum(means, floor), yerr=sds, marker="o", ms=3, capsize=2, lw=1.6 if "/" in method else 1,
+                ls="--" if trained else "-", mfc="white" if trained else colour[base], color=colour[base],
+                label=method,
+            )  # fmt: skip
+            for xi, mean in zip(x, means, strict=True):
+                if mean < floor:
+                    arrow = {"arrowstyle": "->", "color": colour[base]}
+                    label = f"{method}: {mean:.1f}"
+                    ax.annotate(label, (xi, floor), xytext=(4, 8), textcoords="offset points", fontsize=7,
+                                color=colour[base], arrowprops=arrow)  # fmt: skip
         if full:
             sd = np.std(full, ddof=1) if len(full) > 1 else 0.0
             ax.axhspan(np.mean(full) - sd, np.mean(full) + sd, color="0.85")
-            ax.axhline(np.mean(full), color="k", lw=1, label=f"full (n={len(full)})")
+            ax.axhline(np.mean(full), color="k", lw=1, label=f"full, mean ± sd (n={len(full)})")
+        ax.set_ylim(floor - 0.3, top)
         ax.set_xlabel("subset size (% of the 55,000-image pool)")
         ax.set_ylabel("test accuracy (%), mean ± sample sd over seeds")
-        ax.set_title(f"Fashion-MNIST, cnn_small, budget '{budget}'", fontsize=10)
-        ax.legend(fontsize=6, ncol=2)
+        seeds = sorted({s for v in groups.values() for s in v})
+        ax.set_title(f"Fashion-MNIST, cnn_small, budget '{budget}', seeds {seeds}", fontsize=10)
+        ax.legend(fontsize=6, ncol=2, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
