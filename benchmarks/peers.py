@@ -595,6 +595,14 @@ def difference(d: dict) -> str:
     return f"{100 * d['mean']:+.2f}{ci}"
 
 
+def side(d: dict) -> str | None:
+    """Where a :func:`paired` difference's 95% interval lies: "above" or "below" zero, "within"
+    (contains it), or None for n < 2."""
+    if d["ci95"] is None:
+        return None
+    return "above" if d["ci95"][0] > 0 else "below" if d["ci95"][1] < 0 else "within"
+
+
 def table(records: list[dict], budget: str, learner: str = "cnn_small") -> str:
     groups = groups_of(records, budget, learner)
     if not groups:
@@ -650,9 +658,9 @@ def plot(records: list[dict], path: Path) -> None:
         floor = max(min(means_all) - 0.5, (np.mean(full) if full else top) - PLOT_DEPTH)
         for offset, method in enumerate(names):
             fractions = sorted(f for m, f in groups if m == method)
-            values = [[100 * r["test_accuracy"] for r in groups[(method, f)].values()] for f in fractions]
-            means = np.array([np.mean(v) for v in values])
-            sds = [np.std(v, ddof=1) if len(v) > 1 and np.mean(v) >= floor else 0.0 for v in values]  # no bar off-axis
+            summaries = [mean_sd([100 * r["test_accuracy"] for r in groups[(method, f)].values()]) for f in fractions]
+            means = np.array([m["mean"] for m in summaries])
+            sds = [m["sd"] if m["sd"] is not None and m["mean"] >= floor else 0.0 for m in summaries]  # no bar off-axis
             x = np.array(fractions) * 100 + (offset - len(names) / 2) * 0.35
             base, trained = method.split("@")[0], "@" in method
             ax.errorbar(
@@ -707,14 +715,7 @@ def verdicts(records: list[dict], budget: str, ours: str = "build_up/mutual_info
         d = paired(mine, {s: r["test_accuracy"] for s, r in by_seed.items()})
         if not d["n"]:
             continue
-        if d["ci95"] is None:
-            verdict = "n < 2"
-        elif d["ci95"][0] > 0:
-            verdict = "wins"
-        elif d["ci95"][1] < 0:
-            verdict = "loses"
-        else:
-            verdict = "ties"
+        verdict = {None: "n < 2", "above": "wins", "below": "loses", "within": "ties"}[side(d)]
         lines.append(f"| vs {method} | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | {verdict} |")
     full = {s: r["test_accuracy"] for s, r in groups.get(("full", 1.0), {}).items()}
     for fraction in sorted({f for m, f in groups if m == ours}):
@@ -751,7 +752,7 @@ def goals(records: list[dict], budget: str) -> str:
             behind = []
             for method in others:
                 d = paired(mine, {s: r["test_accuracy"] for s, r in groups[(method, fraction)].items()})
-                if d["ci95"] is None or d["ci95"][0] <= 0:
+                if side(d) != "above":
                     behind.append(method)
             detail = f" (not ahead by more than the interval of: {', '.join(behind)})" if behind else ""
             lines.append(f"{goal}: **{'not met' if behind else 'met'}**{detail}")
@@ -773,12 +774,10 @@ def convergence(records: list[dict]) -> str:
     full = {budget: groups_of(records, budget, "cnn_small").get(("full", 1.0), {}) for budget in ("epochs", "converge")}
     d = paired(*({s: r["test_accuracy"] for s, r in full[b].items()} for b in ("converge", "epochs")))
     if d["n"]:
-        if d["ci95"] is None:
-            verdict = "one seed cannot tell whether 10 epochs is converged."
-        elif d["ci95"][0] > 0:
-            verdict = "training longer gains more than the interval: 10 epochs is not converged."
-        else:
-            verdict = "training longer gains nothing beyond the interval: 10 epochs is converged."
+        verdict = {
+            None: "one seed cannot tell whether 10 epochs is converged.",
+            "above": "training longer gains more than the interval: 10 epochs is not converged.",
+        }.get(side(d), "training longer gains nothing beyond the interval: 10 epochs is converged.")
         parts.append(
             "Test accuracy of the full model trained to convergence minus trained 10 epochs: "
             f"{difference(d)} points (paired by seed, n={d['n']}); {verdict}"
