@@ -36,10 +36,11 @@ $(CHROMIUM):
 
 # The tests include tests/test_package.py: it builds the wheel and the sdist, installs the wheel
 # without extras in a throwaway venv, and runs `subsetsearch score` there (no torch importable).
+# The 15 slowest tests are listed at the end: the suite must stay under 15 minutes on CI.
 test: $(STAMP) $(FASHION) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(DOCS_ENV) $(BIN)/mkdocs build --strict --site-dir site
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # The documentation site, into site/ (open site/index.html); broken links fail the build.
 docs: $(STAMP)

@@ -191,7 +191,7 @@ def test_on_logits_sees_every_training_row_once_per_epoch_and_leaves_training_al
     )
     labels = torch.as_tensor(y[rows[:16]])
     expected = -torch.log_softmax(logits_seen[0].double(), 1)[torch.arange(16), labels].mean()
-    assert float(value) == pytest.approx(float(expected), rel=1e-5)
+    assert float(value.detach()) == pytest.approx(float(expected), rel=1e-5)
     # watching changes nothing: the same seed gives the same weights
     plain, watched = network.build(0), network.build(0)
     trainer.load_weights(plain, tmp_path / "plain" / "last.safetensors")
