@@ -457,9 +457,9 @@ def transfer_linear(bench: Bench, rows: np.ndarray) -> tuple[float, float, int]:
     return float(np.mean(model.predict(features(bench.test)) == bench.test_y)), seconds, iterations
 
 
-#: The order of the work: every seed's selections and ``epochs`` models first (the paired
-#: comparisons need seeds more than they need the rest), then the patience budget, the ensembles of
-#: subset models, and transfer.
+#: The parts of the work. ``main`` runs every seed's selections and ``epochs`` models first (the
+#: paired comparisons need seeds more than they need the rest), then, one seed at a time, the
+#: patience budget, the ensembles of subset models and transfer.
 PHASES = ("epochs", "converge", "ensemble", "transfer")
 
 
