@@ -442,19 +442,20 @@ LOGISTIC_MAX_ITER = 5000
 def transfer_linear(bench: Bench, rows: np.ndarray) -> tuple[float, float, int]:
     """A logistic regression on the normalised pixels, fitted to lbfgs's tolerance: a learner of
     another family. Returns the test accuracy, the seconds and the iterations lbfgs took."""
+    import torch
     from sklearn.linear_model import LogisticRegression
 
-    def features(data) -> np.ndarray:  # the pixels, normalised by the pool's mean and std
-        return ((data.x.float() - bench.pool.mean) / bench.pool.std).reshape(len(data), -1).numpy()
+    def features(x) -> np.ndarray:  # the pixels, normalised by the pool's mean and std
+        return ((x.float() - bench.pool.mean) / bench.pool.std).reshape(len(x), -1).numpy()
 
     started = time.perf_counter()
     model = LogisticRegression(max_iter=LOGISTIC_MAX_ITER, C=0.1)
-    model.fit(features(bench.pool)[rows], bench.pool_y[rows])
+    model.fit(features(bench.pool.x[torch.as_tensor(rows)]), bench.pool_y[rows])
     seconds = time.perf_counter() - started
     iterations = int(np.max(model.n_iter_))
     if iterations >= LOGISTIC_MAX_ITER:
         raise SystemExit(f"logistic regression unconverged at {iterations} iterations: raise LOGISTIC_MAX_ITER")
-    return float(np.mean(model.predict(features(bench.test)) == bench.test_y)), seconds, iterations
+    return float(np.mean(model.predict(features(bench.test.x)) == bench.test_y)), seconds, iterations
 
 
 #: The parts of the work. ``main`` runs every seed's selections and ``epochs`` models first (the
