@@ -615,6 +615,23 @@ def side(d: dict) -> str | None:
     return "above" if d["ci95"][0] > 0 else "below" if d["ci95"][1] < 0 else "within"
 
 
+#: A tie is claimed only when the whole 95% interval of a paired difference lies within this many
+#: points of zero (half of build-up's gain over random at 25% and 50%); a wider interval that holds
+#: zero is "undecided". Set before the converge, ensemble and transfer parts had two seeds.
+TIE_POINTS = 0.5
+
+
+def verdict(d: dict) -> str:
+    """'wins' / 'loses' when the 95% interval of a :func:`paired` difference excludes zero, 'ties'
+    when it lies within ±:data:`TIE_POINTS`, 'undecided' when it is wider, 'n < 2' for one seed."""
+    where = side(d)
+    if where is None:
+        return "n < 2"
+    if where != "within":
+        return {"above": "wins", "below": "loses"}[where]
+    return "ties" if 100 * max(-d["ci95"][0], d["ci95"][1]) <= TIE_POINTS else "undecided"
+
+
 def table(records: list[dict], budget: str, learner: str = "cnn_small") -> str:
     groups = groups_of(records, budget, learner)
     if not groups:
@@ -716,8 +733,7 @@ def headline(records: list[dict], budget: str = "epochs") -> str:
 
 def verdicts(records: list[dict], budget: str, ours: str = "build_up/mutual_information") -> str:
     """Where ``ours`` wins, ties and loses against every other method of the same size, paired by
-    seed: a win or a loss when the 95% interval of the difference excludes zero, else a tie (and
-    "n < 2" where one seed cannot tell)."""
+    seed, by :func:`verdict`."""
     groups = groups_of(records, budget, "cnn_small")
     lines = [f"| {ours}, budget {budget} | size | difference (points) | verdict |", "|---|---|---|---|"]
     for (method, fraction), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
@@ -727,8 +743,7 @@ def verdicts(records: list[dict], budget: str, ours: str = "build_up/mutual_info
         d = paired(mine, {s: r["test_accuracy"] for s, r in by_seed.items()})
         if not d["n"]:
             continue
-        verdict = {None: "n < 2", "above": "wins", "below": "loses", "within": "ties"}[side(d)]
-        lines.append(f"| vs {method} | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | {verdict} |")
+        lines.append(f"| vs {method} | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | {verdict(d)} |")
     full = {s: r["test_accuracy"] for s, r in groups.get(("full", 1.0), {}).items()}
     for fraction in sorted({f for m, f in groups if m == ours}):
         mine = {s: r["test_accuracy"] for s, r in groups[(ours, fraction)].items()}
@@ -786,13 +801,16 @@ def convergence(records: list[dict]) -> str:
     full = {budget: groups_of(records, budget, "cnn_small").get(("full", 1.0), {}) for budget in ("epochs", "converge")}
     d = paired(*({s: r["test_accuracy"] for s, r in full[b].items()} for b in ("converge", "epochs")))
     if d["n"]:
-        verdict = {
-            None: "one seed cannot tell whether 10 epochs is converged.",
-            "above": "training longer gains more than the interval: 10 epochs is not converged.",
-        }.get(side(d), "training longer gains nothing beyond the interval: 10 epochs is converged.")
+        reading = {
+            "n < 2": "one seed cannot tell whether 10 epochs is converged.",
+            "wins": "training longer gains more than the interval: 10 epochs is not converged.",
+            "loses": "training longer loses accuracy beyond the interval: 10 epochs is not short of convergence.",
+            "ties": f"training longer gains less than {TIE_POINTS} points at 95%: 10 epochs is converged.",
+            "undecided": f"the interval is wider than ±{TIE_POINTS} points: {d['n']} seeds cannot yet tell.",
+        }[verdict(d)]
         parts.append(
             "Test accuracy of the full model trained to convergence minus trained 10 epochs: "
-            f"{difference(d)} points (paired by seed, n={d['n']}); {verdict}"
+            f"{difference(d)} points (paired by seed, n={d['n']}); {reading}"
         )
     return "\n\n".join(parts)
 
