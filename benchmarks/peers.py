@@ -617,7 +617,9 @@ def side(d: dict) -> str | None:
 
 #: A tie is claimed only when the whole 95% interval of a paired difference lies within this many
 #: points of zero (half of build-up's gain over random at 25% and 50%); a wider interval that holds
-#: zero is "undecided". Set before the converge, ensemble and transfer parts had two seeds.
+#: zero is "undecided". Introduced when the `converge` budget had two seeds and the ensembles and
+#: transfer one; it replaced "a tie whenever the interval holds zero", which called n=2 intervals
+#: of ±4 points ties and the full model converged.
 TIE_POINTS = 0.5
 
 
