@@ -733,11 +733,16 @@ def headline(records: list[dict], budget: str = "epochs") -> str:
     return "\n".join(lines)
 
 
-def verdicts(records: list[dict], budget: str, ours: str = "build_up/mutual_information") -> str:
+def verdicts(
+    records: list[dict], budget: str, learner: str = "cnn_small", ours: str = "build_up/mutual_information"
+) -> str:
     """Where ``ours`` wins, ties and loses against every other method of the same size, paired by
-    seed, by :func:`verdict`."""
-    groups = groups_of(records, budget, "cnn_small")
-    lines = [f"| {ours}, budget {budget} | size | difference (points) | verdict |", "|---|---|---|---|"]
+    seed, by :func:`verdict`, for subsets trained with ``learner``."""
+    groups = groups_of(records, budget, learner)
+    if not any(method == ours for method, _ in groups):
+        return ""
+    name = f"budget {budget}" if learner == "cnn_small" else f"learner {learner}"
+    lines = [f"| {ours}, {name} | size | difference (points) | verdict |", "|---|---|---|---|"]
     for (method, fraction), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         if (ours, fraction) not in groups or method == ours:
             continue
@@ -751,7 +756,7 @@ def verdicts(records: list[dict], budget: str, ours: str = "build_up/mutual_info
         mine = {s: r["test_accuracy"] for s, r in groups[(ours, fraction)].items()}
         d = paired(mine, full)
         if d["n"]:
-            lines.append(f"| vs full | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | |")
+            lines.append(f"| vs full | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | {verdict(d)} |")
     return "\n".join(lines)
 
 
@@ -854,7 +859,10 @@ def report(records: list[dict]) -> str:
             parts += [table(records, budget), verdicts(records, budget), goals(records, budget)]
     parts.append(beside(records))
     learners = (f"cnn_small_x{ENSEMBLE_MODELS}", "resnet10", "logistic")
-    parts += [table(records, "epochs", learner) for learner in learners]
+    for learner in learners:
+        parts.append(table(records, "epochs", learner))
+        if learner != learners[0]:
+            parts.append(verdicts(records, "epochs", learner))
     return "\n\n".join(p for p in parts if p)
 
 
