@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import peers
 from summary_stats import paired
 
-#: t_{0.975, 2}, from tables (Student 1908; any statistics text): the 95% quantile for 3 seeds.
+#: t_{0.975, 2} from a table of Student's t: the quantile of a two-sided 95% interval over 3 seeds.
 T_975_DF2 = 4.302652729911275
 
 
