@@ -739,22 +739,22 @@ def verdicts(
     """Where ``ours`` wins, ties and loses against every other method of the same size, paired by
     seed, by :func:`verdict`, for subsets trained with ``learner``."""
     groups = groups_of(records, budget, learner)
-    if not any(method == ours for method, _ in groups):
+    accuracy = {key: {s: r["test_accuracy"] for s, r in by_seed.items()} for key, by_seed in groups.items()}
+    mine = {fraction: accuracy[(method, fraction)] for method, fraction in accuracy if method == ours}
+    if not mine:
         return ""
     name = f"budget {budget}" if learner == "cnn_small" else f"learner {learner}"
     lines = [f"| {ours}, {name} | size | difference (points) | verdict |", "|---|---|---|---|"]
-    for (method, fraction), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        if (ours, fraction) not in groups or method == ours:
+    for method, fraction in sorted(accuracy, key=lambda key: (key[1], key[0])):
+        if fraction not in mine or method == ours:
             continue
-        mine = {s: r["test_accuracy"] for s, r in groups[(ours, fraction)].items()}
-        d = paired(mine, {s: r["test_accuracy"] for s, r in by_seed.items()})
+        d = paired(mine[fraction], accuracy[(method, fraction)])
         if not d["n"]:
             continue
         lines.append(f"| vs {method} | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | {verdict(d)} |")
-    full = {s: r["test_accuracy"] for s, r in groups.get(("full", 1.0), {}).items()}
-    for fraction in sorted({f for m, f in groups if m == ours}):
-        mine = {s: r["test_accuracy"] for s, r in groups[(ours, fraction)].items()}
-        d = paired(mine, full)
+    full = accuracy.get(("full", 1.0), {})
+    for fraction in sorted(mine):
+        d = paired(mine[fraction], full)
         if d["n"]:
             lines.append(f"| vs full | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | {verdict(d)} |")
     return "\n".join(lines)
@@ -858,11 +858,9 @@ def report(records: list[dict]) -> str:
         if groups_of(records, budget, "cnn_small"):
             parts += [table(records, budget), verdicts(records, budget), goals(records, budget)]
     parts.append(beside(records))
-    learners = (f"cnn_small_x{ENSEMBLE_MODELS}", "resnet10", "logistic")
-    for learner in learners:
-        parts.append(table(records, "epochs", learner))
-        if learner != learners[0]:
-            parts.append(verdicts(records, "epochs", learner))
+    parts.append(table(records, "epochs", f"cnn_small_x{ENSEMBLE_MODELS}"))  # its comparisons: beside()
+    for learner in ("resnet10", "logistic"):
+        parts += [table(records, "epochs", learner), verdicts(records, "epochs", learner)]
     return "\n\n".join(p for p in parts if p)
 
 
