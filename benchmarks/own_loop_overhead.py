@@ -119,7 +119,8 @@ def pool_pass_seconds(x, y, rounds: int = 3) -> dict:
 def measure(epochs: int, scored: list[int]) -> dict:
     x, y = images()
     threads = torch.get_num_threads()
-    with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
+    (ROOT / ".data").mkdir(exist_ok=True)  # ignored by git: a killed run leaves nothing to commit
+    with tempfile.TemporaryDirectory(dir=ROOT / ".data") as tmp:
         folder = Path(tmp)
         plain = train(x, y, epochs, lambda model, epoch: None)
         print(f"plain: {sum(plain):.1f} s", flush=True)

@@ -198,7 +198,8 @@ def main() -> None:
         }
         while len(results["rounds"]) < arguments.rounds:
             print(f"round {len(results['rounds']) + 1} of {arguments.rounds}", flush=True)
-            with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
+            (ROOT / ".data").mkdir(exist_ok=True)  # ignored by git: a killed round leaves nothing to commit
+            with tempfile.TemporaryDirectory(dir=ROOT / ".data") as tmp:
                 measured, dynamics = one_round(x, y, Path(tmp))
                 results["rounds"].append(measured)
                 results["score_differences"] = compare(dynamics["train_pass"], dynamics["eval_pass"])
