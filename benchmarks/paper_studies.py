@@ -21,9 +21,6 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from summary_stats import paired
-
 from subsetsearch.internal.malloc import tune_malloc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,47 +30,27 @@ STUDIES = ("schemes", "functions", "outliers", "ensembles", "consensus", "archit
 
 def tables() -> str:
     """Every table of benchmarks/paper_studies.md, from the committed study JSON: means with the
-    sample sd (ddof=1) and n trials; each cell against the random baseline of the same trials,
-    paired by trial, with a 95% interval."""
-    from subsetsearch.report.studies import percent_text
+    sample sd (ddof=1) and n trials, and the comparisons paired by trial with a 95% interval (the
+    study reports' own tables; ``NAME.md`` adds the paper's beside them)."""
+
+    def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+        return [
+            "| " + " | ".join(header) + " |",
+            "|---" * len(header) + "|",
+            *("| " + " | ".join(r) + " |" for r in rows),
+        ]
 
     out = []
-    for name in ("schemes", "functions", "outliers"):
-        data = json.loads((RESULTS / f"{name}.json").read_text())["data"]
-        pool, sizes = data["pool_size"], data["sizes"]
-        out += [f"### {name}", "", "| | " + " | ".join(f"{100 * k / pool:.1f}%" for k in sizes) + " |"]
-        out.append("|---" * (len(sizes) + 1) + "|")
-        for series, points in data["series"].items():
-            out.append(
-                f"| {series} | "
-                + " | ".join(percent_text(points.get(str(k), {}).get("trials", [])) for k in sizes)
-                + " |"
-            )
-        out.append("| full | " + " | ".join(["-"] * (len(sizes) - 1) + [percent_text(data["full"]["trials"])]) + " |")
-        random = next((v for key, v in data["series"].items() if key.startswith("random")), {})
-        out += ["", "paired by trial against random, points (mean [95% interval], n):", ""]
-        for series, points in data["series"].items():
-            if series.startswith("random"):
-                continue
-            cells = []
-            for k in sizes:
-                a, b = points.get(str(k), {}).get("trials", []), random.get(str(k), {}).get("trials", [])
-                if not a or len(a) != len(b):
-                    cells.append("-")
-                    continue
-                d = paired(dict(enumerate(a)), dict(enumerate(b)))
-                interval = f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d["ci95"] else ""
-                cells.append(f"{100 * d['mean']:+.2f}{interval} (n={d['n']})")
-            out.append(
-                f"- {series}: " + "; ".join(f"{100 * k / pool:.1f}% {c}" for k, c in zip(sizes, cells, strict=True))
-            )
-        out.append("")
-    for name in ("ensembles", "architecture", "consensus", "curves"):
-        table = json.loads((RESULTS / f"{name}.json").read_text())["table"]
-        out += [f"### {name} (one value per trial)", "", "| " + " | ".join(table["header"]) + " |"]
-        out.append("|---" * len(table["header"]) + "|")
-        out += ["| " + " | ".join(row) + " |" for row in table["rows"]]
-        out.append("")
+    for name in STUDIES:
+        path = RESULTS / f"{name}.json"
+        if not path.is_file():
+            out += [f"### {name}: not run yet", ""]
+            continue
+        payload = json.loads(path.read_text())
+        out += [f"### {name} (`{path.relative_to(ROOT)}`)", ""]
+        out += [*markdown(payload["table"]["header"], payload["table"]["rows"]), ""]
+        for table in payload.get("tables", []):
+            out += [table["title"], "", *markdown(table["header"], table["rows"]), ""]
     return "\n".join(out)
 
 

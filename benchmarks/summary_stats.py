@@ -22,17 +22,10 @@ def mean_sd(values: Sequence[float]) -> dict:
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> dict:
-    """``a - b`` over the seeds both hold: mean, sample sd, n, the 95% t-interval of the mean
-    difference (None for n < 2), and the seeds used."""
-    from scipy import stats
-
-    seeds = sorted(set(a) & set(b))
-    diff = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
-    out = {**mean_sd(diff), "seeds": seeds, "ci95": None}
-    if diff.size > 1:
-        half = float(stats.t.ppf(0.975, diff.size - 1) * diff.std(ddof=1) / np.sqrt(diff.size))
-        out["ci95"] = [float(diff.mean()) - half, float(diff.mean()) + half]
-    return out
+    """``a - b`` over the seeds both hold (:func:`subsetsearch.report.analyses.paired_difference`):
+    mean, sample sd, n, the 95% t-interval of the mean difference (None for n < 2), and the seeds used."""
+    d = analyses.paired_difference(a, b)
+    return {**{k: v for k, v in d.items() if k != "keys"}, "seeds": d["keys"]}
 
 
 def text(summary: dict, scale: float = 1.0, digits: int = 2) -> str:

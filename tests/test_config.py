@@ -57,6 +57,25 @@ BAD = [
         "search.function: variation_ratios measures disagreement",
     ),
     ({"compare": ["everything"]}, "compare[0]: Input should be 'random' or 'full'"),
+    (
+        {"search": {"scheme": "compress"}, "final_ensemble": {"start": 6}},
+        "final_ensemble: scheme compress has no last acquisition step of its own",
+    ),
+    ({"final_ensemble": {"stop": 12}}, "final_ensemble.stop: epoch 12 is past train.epochs (10)"),
+    (
+        {"final_ensemble": {"start": 10}},
+        "search.function: mutual_information measures disagreement between members, and final_ensemble has 1",
+    ),
+    (
+        {"final_ensemble": {"kind": "combined", "runs": 2}, "search": {"function": "forgetting"}},
+        "search.function: forgetting follows one training run's checkpoints in epoch order; use final_ensemble.kind",
+    ),
+    ({"search": {"scheme": "compress", "score_subset": True}}, "search.score_subset: only build_up leaves"),
+    ({"search": {"scheme": "random", "skip_disagreement": True}}, "search.skip_disagreement: needs a classification"),
+    (
+        {"ensemble": {"start": 10}, "search": {"function": "entropy", "skip_disagreement": True}},
+        "search.skip_disagreement: ensemble has 1 member, and every member disagreeing needs 2 or more",
+    ),
     (["a", "list"], "the top level must be a mapping"),
 ]
 

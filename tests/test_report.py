@@ -20,7 +20,9 @@ from subsetsearch.report.analyses import (
     checkpoint_consensus,
     class_balance,
     consecutive_pairs,
+    paired_difference,
     selected_accuracy,
+    student_t_quantile,
     time_to_accuracy,
 )
 from subsetsearch.rundir import Subset, read_run, split_variant
@@ -136,6 +138,31 @@ def test_consensus_matches_a_loop_over_samples(m, n, c, seed):
     assert result.all_agree == sum(len(set(votes[:, r].tolist())) == 1 for r in rows)
 
 
+@settings(max_examples=80, deadline=None)
+@given(df=st.integers(1, 300), p=st.sampled_from([0.9, 0.95, 0.975, 0.995]))
+def test_student_t_quantile_is_scipys(df, p):
+    from scipy import stats as scipy_stats
+
+    assert student_t_quantile(p, df) == pytest.approx(scipy_stats.t.ppf(p, df), rel=1e-10)
+
+
+@pytest.mark.parametrize(("p", "df"), [(0.5, 3), (1.0, 3), (0.975, 0), (0.975, 2.5)])
+def test_student_t_quantile_refuses(p, df):
+    with pytest.raises(ValueError, match=r"need 0\.5 < p < 1 and an integer df >= 1"):
+        student_t_quantile(p, df)
+
+
+def test_paired_difference_by_hand():
+    # trials a, b, c: differences 0.03, 0.01, 0.05 (trial d has no pair): mean 0.03, sd 0.02,
+    # half-width t(0.975, 2) * 0.02 / sqrt(3) = 4.302653 * 0.011547 = 0.049683
+    d = paired_difference({"a": 0.93, "b": 0.91, "c": 0.95, "d": 0.5}, {"a": 0.90, "b": 0.90, "c": 0.90})
+    assert (d["n"], d["keys"]) == (3, ["a", "b", "c"])
+    assert d["mean"] == pytest.approx(0.03) and d["sd"] == pytest.approx(0.02)
+    assert d["ci95"] == pytest.approx([0.03 - 0.049683, 0.03 + 0.049683], abs=1e-6)
+    assert studies.difference_text(d) == "+3.00 [-1.97, +7.97] (n=3)"
+    assert studies.difference_text(paired_difference({"a": 0.9}, {"b": 0.8})) == "-"
+
+
 def test_time_to_accuracy():
     history = [{"seconds": 1.0, "val_accuracy": 0.5}, {"seconds": 2.5, "val_accuracy": 0.8}, {"seconds": 4.0}]
     assert time_to_accuracy(history, 0.7) == 2.5
@@ -208,56 +235,132 @@ def test_architecture_study_gaps(tmp_path):
         config={"subset_model": {"model": {"name": "resnet10", "width": 16}}},
     )
     result = studies.architecture({"big": [read_run(run)]})
-    assert result.rows == [["big (resnet10, width 16)", "90.00", "85.00", "92.00", "+5.00", "-2.00"]]
+    # one trial: the paired difference is the difference itself, without an interval
+    assert result.rows == [
+        ["big (resnet10, width 16)", "50.0%", "90.00", "85.00", "92.00", "+5.00 (n=1)", "-2.00 (n=1)"]
+    ]
 
 
-def test_ensembles_study_accuracy_on_selected_and_unselected(tmp_path):
-    run = make_run(tmp_path / "e", "compress", variants={"compress": (2, [0.7])})
-    step = run / "iter_00"
-    # 5 pool rows, all scored by 2 members; the mean prediction is argmax [0, 1, 1, 0, 2]
+def _acquisition_metrics(run: Path, **values) -> None:
+    (run / "iter_01" / "metrics.json").write_text(json.dumps({"iteration": 1, "kind": "acquisition", **values}))
+
+
+def test_outliers_study_pairs_each_rule_with_its_trials_baselines(tmp_path):
+    runs = []
+    for seed, (ours, rand, full, left) in enumerate([(0.80, 0.78, 0.90, 5), (0.84, 0.80, 0.92, 7)]):
+        run = make_run(
+            tmp_path / f"s{seed}",
+            "compress",
+            variants={"compress": (20, [ours]), "random": (20, [rand]), "full": (40, [full])},
+            config={"seed": seed, "search": {"scheme": "compress", "budgets": [0.5], "skip_top": 0.125}},
+        )
+        _acquisition_metrics(run, skipped_top=left)
+        runs.append(read_run(run))
+    result = studies.outliers({"skip": runs})
+    # differences against random 0.02, 0.04: mean 0.03, sd 0.01414; t(0.975, 1) = 12.706, so the
+    # half-width is 12.706 * 0.01414 / sqrt(2) = 0.12706. Against full -0.10, -0.08: mean -0.09.
+    assert result.rows == [
+        [
+            "skip",
+            "compress",
+            "50.0%",
+            "top 12.5% of the ranking set aside",
+            "6",  # (5 + 7) / 2 rows set aside at the last step
+            "82.00 ± 2.83 (n=2)",
+            "+3.00 [-9.71, +15.71] (n=2)",
+            "-9.00 [-21.71, +3.71] (n=2)",
+        ]
+    ]
+    rule = make_run(
+        tmp_path / "d",
+        variants={"build_up": (20, [0.8])},
+        config={"seed": 0, "search": {"scheme": "build_up", "budgets": [0.25, 0.5], "skip_disagreement": True}},
+    )
+    _acquisition_metrics(rule, disagreement_outliers=3)
+    assert studies.outliers({"rule": [read_run(rule)]}).rows[0][3:6] == [
+        "rows every member disagrees on left out",
+        "3",
+        "80.00",
+    ]
+
+
+def test_ensembles_study_on_its_training_rows_and_the_rows_it_never_saw(tmp_path):
+    run = make_run(
+        tmp_path / "e",
+        variants={"build_up": (3, [0.7]), "random": (3, [0.6])},
+        config={"seed": 0, "search": {"scheme": "build_up", "budgets": [2, 3], "score_subset": True}},
+    )
+    step = run / "iter_01"
+    # 5 pool rows, all scored by 2 members (score_subset); the mean prediction is argmax [0, 1, 1, 0, 2]
     probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.6, 0.3], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8]])
     stats = EnsembleStats(5, 3)
     stats.update(probs)
     stats.update(probs)
-    stats.metadata = {"members": ["run_0/epoch_001", "run_0/epoch_002"]}
     stats.save(step / "stats.npz")
-    (step / "metrics.json").write_text(json.dumps({"iteration": 0, "subset_size": 2, "members": 2}))
-    write_subset(step / "subset.parquet", [1, 3], [0, 0])
-    labels = np.array([0, 1, 2, 1, 2])  # right on rows 0, 1, 4; wrong on 2, 3
+    (step / "metrics.json").write_text(json.dumps({"iteration": 1, "members": 2, "kind": "acquisition"}))
+    names = np.array(["run_0/epoch_001", "run_0/epoch_002"])
+    votes = np.array([[0, 1, 1, 1, 2], [0, 0, 2, 0, 2]], dtype=np.uint16)
+    np.savez(step / "votes.npz", rows=np.arange(5), names=names, votes=votes)
+    write_subset(step / "subset.parquet", [1, 3, 4], [0, 0, 1])  # trained on rows 1, 3; row 4 acquired now
+    labels = np.array([0, 1, 2, 1, 2])  # the ensemble is right on rows 0, 1, 4 and wrong on 2, 3
     result = studies.ensembles({"two": [read_run(run)]}, lambda r: labels)
-    # selected rows 1 (right), 3 (wrong): 50%; unselected 0, 2, 4: 2 of 3 right
-    assert result.rows == [["two", "2", "50.00", "66.67", "70.00"]]
+    assert result.rows == [
+        # the last checkpoint (epoch 2) alone: wrong on training rows 1 and 3, right on 0, 2 and 4
+        ["single (run_0/epoch_002 of two)", "1", "0.00", "100.00", "-", "-"],
+        # the ensemble: training rows 1 (right), 3 (wrong); rows it never saw 0, 2, 4: 2 of 3 right
+        ["two", "2", "50.00", "66.67", "70.00", "+10.00 (n=1)"],
+        ["random (baseline)", "-", "-", "-", "60.00", "-"],
+    ]
+    # scored without score_subset: no accuracy on its training rows, and the report says why
+    partial = EnsembleStats(5, 3)
+    partial.update(probs[[0, 2, 4]], index=np.array([0, 2, 4]))
+    partial.save(step / "stats.npz")
+    again = studies.ensembles({"two": [read_run(run)]}, lambda r: labels)
+    assert again.rows[1][2:4] == ["-", "66.67"]
+    assert "did not score its own training rows (set search.score_subset)" in again.missing[0]
 
 
-def test_consensus_study_on_the_unselected_rows_of_the_last_scored_step(tmp_path):
-    run = make_run(tmp_path / "c", "compress")
+def test_consensus_study_on_the_rows_the_ensemble_never_trained_on(tmp_path):
+    run = make_run(tmp_path / "c", "build_up")
     step = run / "iter_01"
     rows = np.array([10, 11, 12, 13])
     votes = np.array([[1, 1, 2, 2], [1, 0, 2, 2], [1, 0, 2, 0]], dtype=np.uint16)
     names = np.array(["run_0/epoch_001", "run_0/epoch_002", "run_0/epoch_003"])
     np.savez(step / "votes.npz", rows=rows, names=names, votes=votes)
-    write_subset(step / "subset.parquet", [12, 7], [1, 0])  # row 12 selected: unselected 10, 11, 13
-    result = studies.consensus({"cnn": [read_run(run)]})
-    # on columns of rows 10, 11, 13: pair 1-2 agree on 10, 13 -> 2; pair 2-3 on 10, 11 -> 2; all: 10 -> 1
+    # trained on rows 12 and 7; row 13 acquired by this step still counts: the ensemble never saw it
+    write_subset(step / "subset.parquet", [12, 7, 13], [0, 0, 1])
+    labels = np.zeros(14, np.int64)
+    labels[[10, 11, 13]] = [1, 0, 2]
+    result = studies.consensus({"cnn": [read_run(run)]}, lambda r: labels)
+    # on rows 10, 11, 13: pair 1-2 agree on 10, 13 -> 2; pair 2-3 on 10, 11 -> 2; all three: 10 -> 1
     assert result.data["cnn"]["pair_agree"] == [2, 2]
     assert result.data["cnn"]["all_agree"] == 1 and result.data["cnn"]["samples"] == 3
-    assert result.rows == [["cnn", "3", "66.67 / 66.67 / 66.67", "33.33"]]
-    empty = studies.consensus({"none": [read_run(make_run(tmp_path / "n"))]})
-    assert empty.rows == [] and empty.figure is None and "none:" in empty.missing[0]
+    # accuracy there: epoch 1 votes 1, 1, 2 -> 2 of 3; epoch 2 1, 0, 2 -> 3 of 3; epoch 3 1, 0, 0 -> 2 of 3
+    assert result.data["cnn"]["member_accuracy"] == pytest.approx([2 / 3, 1.0, 2 / 3])
+    assert result.rows == [["cnn", "3", "3", "66.67", "33.33", "66.67 / 100.00"]]
+    compress = make_run(tmp_path / "p", "compress")  # its ensemble trained on every row: nothing unseen
+    np.savez(compress / "iter_01" / "votes.npz", rows=rows, names=names, votes=votes)
+    empty = studies.consensus({"none": [read_run(compress)]})
+    assert empty.rows == [] and empty.figure is None and "none/p:" in empty.missing[0]
 
 
-def test_curves_study_time_to_the_full_models_accuracy(tmp_path):
+def test_curves_study_saves_training_time_to_the_full_models_best(tmp_path):
     def history(accs, step):
         return [{"epoch": e + 1, "seconds": step * (e + 1), "val_accuracy": a} for e, a in enumerate(accs)]
 
     run = make_run(
         tmp_path / "v",
+        variants={"build_up": (20, [0.9]), "full": (40, [0.91])},
         histories={"build_up": history([0.80, 0.88, 0.905], 1.0), "full": history([0.85, 0.90, 0.91], 2.0)},
     )
     result = studies.curves({"b": [read_run(run)]})
-    # target: full's best 0.91 - 0.005 = 0.905; subset reaches it at 3.0 s, full at 6.0 s: 2x sooner
-    assert result.rows[0][1:] == ["build_up", "3", "3.0", "90.50", "3.0", "2.00x"]
-    assert result.rows[1][1:] == ["full", "3", "6.0", "91.00", "6.0", "-"]
+    # full's best is 0.91, which the subset model never reaches; within 0.5 points (0.905) it does at
+    # epoch 3 (3.0 s) and full at epoch 3 (6.0 s): half the seconds, and 3 epochs of half the rows
+    assert result.rows == [["b", "50%", "0 of 1", "-", "-", "1 of 1", "50.0", "50.0"]]
+    assert result.tables[0][2] == [
+        ["b/v", "build_up", "3", "3.0", "90.50", "never", "3.0"],
+        ["b/v", "full", "3", "6.0", "91.00", "6.0", "6.0"],
+    ]
     no_validation = make_run(
         tmp_path / "w",
         histories={"build_up": [{"epoch": 1, "seconds": 1.0}], "full": [{"epoch": 1, "seconds": 2.0}]},

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from report_helpers import report_elsewhere
 
+from subsetsearch.internal.files import InputError
 from subsetsearch.pipeline.config import parse_config
 from subsetsearch.pipeline.report import build_report
 from subsetsearch.pipeline.run import run_config
@@ -305,3 +306,94 @@ def test_report_of_a_run_directory_copied_to_a_machine_without_the_data_is_the_s
     there = report_elsewhere(finished_run, tmp_path / "there" / "run")
     assert there.replace(str(tmp_path / "there"), str(tmp_path / "here")) == page
     assert here.missing == [] and page.count('data-figure="') == 6
+
+
+# -- the ensembles study's options: a last step's own ensemble, scoring the subset, outliers left out ---------
+
+ENSEMBLES = {
+    "study": "ensembles",
+    "name": "e",
+    "trials": 1,
+    "base": {
+        **{k: v for k, v in BASE.items() if k != "seed"},
+        "search": {
+            "scheme": "build_up",
+            "budgets": [0.2, 0.4, 0.6],
+            "function": "variation_ratios",
+            "score_subset": True,
+            "skip_disagreement": True,
+        },
+        "compare": ["random"],
+    },
+    "cells": {
+        "wide": {"final_ensemble": {"kind": "combined", "runs": 2, "start": 1, "stop": 4}},
+        "narrow": {"final_ensemble": {"kind": "checkpoints", "start": 1, "stop": 2}},
+    },
+}
+
+
+def test_a_last_step_ensemble_shares_the_steps_before_it_and_leaves_out_disagreement(tmp_path):
+    from subsetsearch.stats import EnsembleStats
+
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(ENSEMBLES))
+    config = load_study_config(path)
+    study_dir = run_study(config, tmp_path / "study")
+    wide, narrow = (run_dir_of(study_dir, cell, 0) for cell in ("wide", "narrow"))
+    # only the last step's ensemble differs: the steps before it, and the run the last one shares
+    assert shared_paths(config.cell_config("wide", 0), config.cell_config("narrow", 0)) == [
+        "iter_00",
+        "iter_01",
+        "iter_02/members/run_0",
+        *[f"models/random@iter_{i:02d}" for i in range(3)],
+        "models/random",
+    ]
+    member = "iter_02/members/run_0/epoch_002.safetensors"
+    assert (narrow / member).stat().st_ino == (wide / member).stat().st_ino
+    steps = {
+        cell: [json.loads((d / f"iter_{i:02d}" / "metrics.json").read_text()) for i in (1, 2)]
+        for cell, d in (("wide", wide), ("narrow", narrow))
+    }
+    assert [m["members"] for m in steps["wide"]] == [4, 8]  # checkpoints 1-4; then 2 runs x 4
+    assert [m["members"] for m in steps["narrow"]] == [4, 2]
+    # the narrow cell alone, sharing nothing, reaches the same subset and test accuracy
+    alone = run_config(config.cell_config("narrow", 0), tmp_path / "alone")
+    assert pq.read_table(narrow / "subset.parquet").equals(pq.read_table(tmp_path / "alone" / "subset.parquet"))
+    shared_metrics = json.loads((narrow / "metrics.json").read_text())["variants"]
+    assert {k: v["test_accuracy"] for k, v in shared_metrics.items()} == {v.name: v.accuracies for v in alone.variants}
+    # score_subset: the last step scored every pool row, the ones it trained on included
+    pool = json.loads((narrow / "metrics.json").read_text())["pool_size"]
+    stats = EnsembleStats.load(narrow / "iter_02" / "stats.npz")
+    assert stats.member_counts.tolist() == [2] * pool
+    # skip_disagreement: no row on which the 2 members vote differently is acquired at the last step
+    with np.load(narrow / "iter_02" / "votes.npz") as saved:
+        rows, votes = saved["rows"], saved["votes"]
+    assert rows.tolist() == list(range(pool))
+    table = pq.read_table(narrow / "subset.parquet").to_pydict()
+    before = {r for r, i in zip(table["index"], table["iteration"], strict=True) if i < 2}
+    chosen = {r for r, i in zip(table["index"], table["iteration"], strict=True) if i == 2}
+    disagree = {int(r) for r, column in zip(rows, votes.T, strict=True) if len(set(column.tolist())) == len(column)}
+    assert not chosen & disagree
+    assert steps["narrow"][1]["disagreement_outliers"] == len(disagree - before) > 0
+    # the report: a single checkpoint's row from the first cell, one row per ensemble, the random
+    # baseline, and the paper's Tables II and III beside them
+    build_report(study_dir)
+    rows_out = json.loads((study_dir / "report" / "study.json").read_text())["table"]["rows"]
+    assert [r[0] for r in rows_out] == ["single (run_0/epoch_004 of wide)", "wide", "narrow", "random (baseline)"]
+    page = (study_dir / "report" / "study.md").read_text()
+    assert "| Selected (trained on) | 58.10 | 74.98 | 72.59 | 79.60 | 83.78 |" in page
+    assert "| 69.24 | 69.97 | 70.10 | 70.18 | 70.34 |" in page
+
+
+def test_a_run_from_before_a_config_key_existed_resumes_with_its_default(finished_run, tmp_path):
+    from subsetsearch.pipeline.classify import ClassificationSearch
+
+    old = _report_copy(finished_run, tmp_path / "old")
+    written = yaml.safe_load((old / "config.yaml").read_text())
+    del written["final_ensemble"], written["search"]["score_subset"], written["search"]["skip_disagreement"]
+    (old / "config.yaml").write_text(yaml.safe_dump(written))
+    config = parse_config({**BASE, "name": "r"})
+    assert ClassificationSearch(config, old).check_run_dir()  # the keys' defaults are what it ran
+    changed = parse_config({**BASE, "name": "r", "final_ensemble": {"start": 3}})
+    with pytest.raises(InputError, match=r"holds a run of another config \(final_ensemble differs\)"):
+        ClassificationSearch(changed, old).check_run_dir()

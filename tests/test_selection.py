@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from subsetsearch import select
+from subsetsearch.selection import all_members_disagree
 
 
 def test_top_k_best_first():
@@ -96,3 +97,37 @@ def test_selection_properties(scores, data):
     if k:
         assert (rest[:skipped] >= scores[chosen].max()).all()
         assert (rest[skipped:] <= scores[chosen].min()).all()
+
+
+def test_all_members_disagree_by_hand():
+    # 4 rows, 3 classes. Row 0: 3 members on 3 classes; row 1: two of 3 on class 0; row 2: one
+    # member only (nothing to disagree with); row 3: 2 members on classes 1 and 2.
+    votes = np.array([[1, 1, 1], [2, 1, 0], [1, 0, 0], [0, 1, 1]])
+    assert all_members_disagree(votes, np.array([3, 3, 1, 2])).tolist() == [True, False, False, True]
+    # a row no member scored is no outlier
+    assert all_members_disagree(np.zeros((1, 3), np.uint16), np.zeros(1, np.int64)).tolist() == [False]
+
+
+@pytest.mark.parametrize(
+    ("votes", "members"),
+    [(np.ones((3, 2)), np.ones(2)), (np.ones(3), np.ones(3)), (np.ones((3, 2, 1)), np.ones(3))],
+)
+def test_all_members_disagree_refuses_shapes(votes, members):
+    with pytest.raises(ValueError, match=r"vote_counts must be \(N, C\) and member_counts \(N,\)"):
+        all_members_disagree(votes, members)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    members=st.integers(1, 6),
+    rows=st.integers(1, 40),
+    classes=st.integers(2, 8),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_all_members_disagree_is_as_many_distinct_votes_as_members(members, rows, classes, seed):
+    predicted = np.random.default_rng(seed).integers(0, classes, size=(members, rows))
+    counts = np.stack([np.bincount(predicted[:, j], minlength=classes) for j in range(rows)])
+    expected = [members >= 2 and len(set(predicted[:, j].tolist())) == members for j in range(rows)]
+    assert all_members_disagree(counts, np.full(rows, members)).tolist() == expected
+    if members > classes:  # pigeonholes: some class always holds two votes
+        assert not any(expected)

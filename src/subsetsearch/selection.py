@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["select", "select_chunks"]
+__all__ = ["all_members_disagree", "select", "select_chunks"]
 
 
 def select(
@@ -145,6 +145,45 @@ def select_chunks(
         raise ValueError(f"the chunks leave out {int((~seen).sum())} of {num_samples} rows")
     order = np.lexsort((tie_all[best_rows], -best_scores))
     return best_rows[order[skipped:keep]]
+
+
+def all_members_disagree(vote_counts: np.ndarray, member_counts: np.ndarray) -> np.ndarray:
+    """Rows on which every member predicts a different class: the paper's second outlier rule
+    (ImageNet, build up at 80%: about 4% of the pool left out, 70.34 -> 70.09 top-1).
+
+    Parameters
+    ----------
+    vote_counts : array-like of shape (N, C), int
+        How many members predict (argmax) each class for each row
+        (:attr:`~subsetsearch.stats.EnsembleStats.vote_counts`).
+    member_counts : array-like of shape (N,), int
+        How many members scored each row.
+
+    Returns
+    -------
+    mask : ndarray of shape (N,), bool
+        True where two or more members scored the row and no class holds two of their votes.
+        Never true with more members than classes (two must then share a class).
+
+    Raises
+    ------
+    ValueError
+        On shapes that do not fit together.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from subsetsearch.selection import all_members_disagree
+    >>> votes = np.array([[1, 1, 1], [2, 1, 0], [1, 0, 0]])  # 3, 3 and 1 members per row
+    >>> all_members_disagree(votes, np.array([3, 3, 1])).tolist()
+    [True, False, False]
+    """
+    votes, members = np.asarray(vote_counts), np.asarray(member_counts)
+    if votes.ndim != 2 or members.shape != votes.shape[:1]:
+        raise ValueError(f"vote_counts must be (N, C) and member_counts (N,), got {votes.shape} and {members.shape}")
+    if votes.shape[1] == 0:
+        return np.zeros(votes.shape[0], dtype=bool)
+    return (members >= 2) & (votes.max(axis=1) <= 1)
 
 
 def _check_k(k: int, skip_top: float) -> None:

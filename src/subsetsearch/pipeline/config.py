@@ -120,6 +120,14 @@ class SearchConfig(_Strict):
     """dyn_unc: the window J of consecutive checkpoints, at most the ensemble's members."""
     skip_top: float = Field(0.0, ge=0, lt=1)
     """Outliers: the top fraction of scores set aside."""
+    skip_disagreement: bool = False
+    """Outliers, the paper's ImageNet rule: leave out the rows on which every member of the step's
+    ensemble predicts a different class (classification; possible only with at most as many members as
+    classes)."""
+    score_subset: bool = False
+    """build_up: each step's ensemble also scores the rows it trained on (they are never acquired again),
+    so the step's statistics and votes cover the whole pool; the ensembles study reads its accuracy on its
+    own training rows there (the paper's Table II)."""
     finetune_lr: float | None = Field(None, gt=0)
     """Scheme pretrain: the subset model's rate (default train.lr / 10)."""
 
@@ -211,6 +219,9 @@ class RunConfig(_Strict):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
+    final_ensemble: EnsembleConfig | None = None
+    """The ensemble of the last acquisition step (build_up, auto_duplication); default: ``ensemble``.
+    The paper's ensemble ablation changes only the ensemble that acquires the last +40%."""
     search: SearchConfig = SearchConfig()
     subset_model: SubsetModelConfig = SubsetModelConfig()
     compare: list[Literal["random", "full"]] = Field([])  # pydantic copies the default
@@ -232,10 +243,11 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _cross(self) -> RunConfig:
         epochs = self.train.epochs
-        for key in ("start", "stop"):
-            value = getattr(self.ensemble, key)
-            if value is not None and value > epochs:
-                raise ValueError(f"ensemble.{key}: epoch {value} is past train.epochs ({epochs})")
+        for name, ensemble in self._ensembles():
+            for key in ("start", "stop"):
+                value = getattr(ensemble, key)
+                if value is not None and value > epochs:
+                    raise ValueError(f"{name}.{key}: epoch {value} is past train.epochs ({epochs})")
         needs_validation = isinstance(self.train.schedule, PatienceSchedule) or (
             self.subset_model.train is not None and isinstance(self.subset_model.train.schedule, PatienceSchedule)
         )
@@ -245,38 +257,79 @@ class RunConfig(_Strict):
             )
         if len(set(self.compare)) != len(self.compare):
             raise ValueError("compare lists a baseline twice")
-        members = self.ensemble_members()
-        disagreement = ("mutual_information", "variation_ratios")
-        if self.search.scheme not in ("random", "full") and self.search.function in disagreement and members < 2:
-            raise ValueError(
-                f"search.function: {self.search.function} measures disagreement between members, and this ensemble "
-                "has 1, so every sample would score 0 (a random subset); use entropy, or more members"
-            )
-        self._check_order(members)
+        self._check_search_options()
+        for name, ensemble in self._ensembles():
+            members = self.ensemble_members(ensemble)
+            disagreement = ("mutual_information", "variation_ratios")
+            if self.search.scheme not in ("random", "full") and self.search.function in disagreement and members < 2:
+                raise ValueError(
+                    f"search.function: {self.search.function} measures disagreement between members, and "
+                    f"{'this ensemble' if name == 'ensemble' else name} has 1, so every sample would score 0 "
+                    "(a random subset); use entropy, or more members"
+                )
+            if self.search.skip_disagreement and members < 2:
+                raise ValueError(
+                    f"search.skip_disagreement: {name} has 1 member, and every member disagreeing needs 2 or more"
+                )
+            self._check_order(name, ensemble, members)
         self._check_task()
         return self
 
-    def _check_order(self, members: int) -> None:
+    def _ensembles(self) -> list[tuple[str, EnsembleConfig]]:
+        """The acquisition ensembles in use, by their key."""
+        out = [("ensemble", self.ensemble)]
+        if self.final_ensemble is not None:
+            out.append(("final_ensemble", self.final_ensemble))
+        return out
+
+    def _check_search_options(self) -> None:
+        scheme = self.search.scheme
+        if self.final_ensemble is not None and scheme not in ("build_up", "auto_duplication"):
+            raise ValueError(
+                f"final_ensemble: scheme {scheme} has no last acquisition step of its own "
+                "(only build_up and auto_duplication do); remove it"
+            )
+        if self.search.score_subset and scheme != "build_up":
+            raise ValueError(
+                f"search.score_subset: only build_up leaves its subset unscored (scheme {scheme} scores "
+                "every row already, or none); remove it"
+            )
+        if self.search.skip_disagreement and (scheme in ("random", "full") or self.task != "classification"):
+            raise ValueError(
+                "search.skip_disagreement: needs a classification run whose scheme has an ensemble "
+                f"(task {self.task}, scheme {scheme}); remove it"
+            )
+
+    def _check_order(self, name: str, ensemble: EnsembleConfig, members: int) -> None:
         """Functions that follow the members' order need one run's checkpoints, in epoch order."""
         function = self.search.function
         if self.search.scheme in ("random", "full"):
             return
-        if function in NEEDS_ORDER and self.ensemble.kind != "checkpoints":
+        if function in NEEDS_ORDER and ensemble.kind != "checkpoints":
             raise ValueError(
                 f"search.function: {function} follows one training run's checkpoints in epoch order; "
-                "use ensemble.kind: checkpoints"
+                f"use {name}.kind: checkpoints"
             )
         if function == "dyn_unc" and not self.search.window <= members:
             raise ValueError(
-                f"search.window: dyn_unc's window {self.search.window} is larger than the ensemble's {members} "
-                "checkpoints; lower search.window or add checkpoints (ensemble.start, ensemble.step)"
+                f"search.window: dyn_unc's window {self.search.window} is larger than "
+                f"{'the ensemble' if name == 'ensemble' else name}'s {members} "
+                f"checkpoints; lower search.window or add checkpoints ({name}.start, {name}.step)"
             )
 
-    def ensemble_members(self) -> int:
-        """Members of each acquisition ensemble (fewer when a patience schedule stops a run early)."""
-        if self.ensemble.kind == "seeds":
-            return self.ensemble.runs
-        return self.ensemble.runs * len(self.checkpoint_epochs())
+    def ensemble_at(self, iteration: int, steps: int) -> EnsembleConfig:
+        """The acquisition ensemble of step ``iteration`` of ``steps``: ``final_ensemble`` for the last."""
+        if self.final_ensemble is not None and iteration == steps - 1:
+            return self.final_ensemble
+        return self.ensemble
+
+    def ensemble_members(self, ensemble: EnsembleConfig | None = None) -> int:
+        """Members of an acquisition ensemble (default ``ensemble``; fewer when a patience schedule
+        stops a run early)."""
+        ensemble = ensemble or self.ensemble
+        if ensemble.kind == "seeds":
+            return ensemble.runs
+        return ensemble.runs * len(self.checkpoint_epochs(ensemble))
 
     def _check_task(self) -> None:
         models = {"model.name": self.model.name, "subset_model.model.name": self.subset_model_config().name}
@@ -312,12 +365,14 @@ class RunConfig(_Strict):
     def detection_config(self) -> DetectionConfig:
         return self.detection or DetectionConfig()
 
-    def checkpoint_epochs(self) -> list[int]:
-        """Epochs (1-based) whose checkpoints are ensemble members (one run for 'checkpoints')."""
+    def checkpoint_epochs(self, ensemble: EnsembleConfig | None = None) -> list[int]:
+        """Epochs (1-based) whose checkpoints are members of an ensemble (default ``ensemble``; one
+        run for 'checkpoints')."""
+        ensemble = ensemble or self.ensemble
         last = self.train.epochs
-        stop = self.ensemble.stop if self.ensemble.stop is not None else last
-        start = self.ensemble.start if self.ensemble.start is not None else min(stop, last // 2 + 1)
-        return list(range(start, stop + 1, self.ensemble.step))
+        stop = ensemble.stop if ensemble.stop is not None else last
+        start = ensemble.start if ensemble.start is not None else min(stop, last // 2 + 1)
+        return list(range(start, stop + 1, ensemble.step))
 
     def subset_model_config(self) -> ModelConfig:
         return self.subset_model.model or self.model

@@ -11,7 +11,7 @@ summary, never an error.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from subsetsearch.internal.files import InputError
 from subsetsearch.report import figures
 from subsetsearch.report.analyses import class_balance, selected_accuracy
 from subsetsearch.report.html import Section, write_html
+from subsetsearch.report.paper import CITATION, PaperTable, paper_tables
 from subsetsearch.report.studies import STUDY_FUNCTIONS, StudyResult, consensus, percent_text, run_curves
 from subsetsearch.rundir import DatasetRecord, RunDir, Subset, read_run, split_variant, variant_scores
 
@@ -302,12 +303,15 @@ def _scores_section(run: RunDir, page: _Page, dataset: DatasetRecord | None) -> 
 def _consensus_section(run: RunDir, page: _Page) -> None:
     if run.task == "detection":
         return
-    result = consensus({run.path.name: [run]})
-    section = Section("Checkpoint consensus on the unselected samples")
+    dataset = run.dataset()
+    labels = dataset.pool_labels if dataset is not None else None
+    result = consensus({run.path.name: [run]}, (lambda _run: labels) if labels is not None else None)
+    section = Section(result.title)
     if result.figure is None:
         if run.scheme not in ("random", "full"):
             page.missing.append(
-                "checkpoint consensus: needs a step scored by two or more checkpoints of one run, with votes.npz"
+                "checkpoint consensus: needs a step whose votes.npz holds two or more checkpoints of one run on "
+                "rows its ensemble never trained on (build_up; pretrain and compress train on the whole pool)"
             )
         return
     result.figure(page.png("consensus.png"))
@@ -392,6 +396,19 @@ def _detection_section(run: RunDir, page: _Page) -> None:
 # -- a study ----------------------------------------------------------------------------------------
 
 
+def paper_markdown(tables: tuple[PaperTable, ...]) -> str:
+    """The paper's tables as Markdown, under a heading naming the paper ('' for none)."""
+    if not tables:
+        return ""
+    lines = ["", f"**The paper's numbers** ({CITATION})", ""]
+    for table in tables:
+        lines += [f"{table.source}: {table.title}", "", "| " + " | ".join(table.header) + " |"]
+        lines.append("|" + "|".join(["---"] * len(table.header)) + "|")
+        lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+        lines += ["", table.note, ""] if table.note else [""]
+    return "\n".join(lines)
+
+
 def _study_report(path: Path) -> ReportResult:
     import yaml
 
@@ -428,14 +445,25 @@ def _study_report(path: Path) -> ReportResult:
         return dataset.pool_labels
 
     analysis = STUDY_FUNCTIONS[config.study]
-    result: StudyResult = analysis(cells, labels_of) if config.study == "ensembles" else analysis(cells)
+    with_labels = config.study in ("ensembles", "consensus")
+    result: StudyResult = analysis(cells, labels_of) if with_labels else analysis(cells)
     page.missing += result.missing
     section = Section(result.title).table(result.header, result.rows)
+    for title, header, table_rows in result.tables:
+        section.text(title).table(header, table_rows)
     if result.figure is not None:
         png = page.png(f"{config.study}.png")
         result.figure(png)
         section.figure(png, result.title)
     page.sections.append(section)
+    paper = paper_tables(config.study)
+    if paper:
+        beside = Section(f"The paper's numbers ({CITATION})")
+        for table in paper:
+            beside.text(f"{table.source}: {table.title}").table(list(table.header), [list(r) for r in table.rows])
+            if table.note:
+                beside.text(table.note)
+        page.sections.append(beside)
     page.sections.append(Section("Runs").table(["cell", "trial", "status", "final subset model, test (%)"], rows))
     page.sections.append(Section("Study config").pre(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)))
     with atomic_path(page.folder / "study.json") as tmp:
@@ -447,6 +475,8 @@ def _study_report(path: Path) -> ReportResult:
                     "trials": config.trials,
                     "table": {"header": result.header, "rows": result.rows},
                     "data": result.data,
+                    "tables": [{"title": t, "header": h, "rows": r} for t, h, r in result.tables],
+                    "paper": [asdict(table) for table in paper],
                     "missing": page.missing,
                 },
                 indent=1,
@@ -454,7 +484,7 @@ def _study_report(path: Path) -> ReportResult:
             + "\n"
         )
     with atomic_path(page.folder / "study.md") as tmp:
-        tmp.write_text(result.markdown())
+        tmp.write_text(result.markdown() + paper_markdown(paper))
     html_path = page.folder / "report.html"
     write_html(html_path, f"subsetsearch study: {config.name} ({config.study})", page.sections, page.missing)
     out = _result(html_path, page)

@@ -43,10 +43,21 @@ from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.budgets import budget_counts
 from subsetsearch.internal.files import InputError
 from subsetsearch.internal.ledger import Autosave, Ledger
-from subsetsearch.pipeline.config import PLACEMENT_KEYS, RunConfig, dump_config
+from subsetsearch.pipeline.config import PLACEMENT_KEYS, EnsembleConfig, RunConfig, dump_config
 from subsetsearch.pipeline.progress import Reporter
-from subsetsearch.rundir import CONFIG, DATASET, METRICS, SUBSET, DatasetRecord, Subset, step_dir, write_json
-from subsetsearch.selection import select
+from subsetsearch.rundir import (
+    CONFIG,
+    DATASET,
+    METRICS,
+    STATS,
+    SUBSET,
+    DatasetRecord,
+    Subset,
+    step_dir,
+    write_json,
+)
+from subsetsearch.selection import all_members_disagree, select
+from subsetsearch.stats import EnsembleStats
 
 if TYPE_CHECKING:
     from subsetsearch.train.trainer import Network, ProgressFn, RunRecord, TrainSpec
@@ -280,6 +291,7 @@ class Search(abc.ABC):
         except yaml.YAMLError:
             previous = {}
         previous.pop("subsetsearch_version", None)
+        previous = _with_new_defaults(previous, resolved, dump_config(type(self.config)()))
         for key in PLACEMENT_KEYS:
             resolved.pop(key, None)
             previous.pop(key, None)
@@ -483,12 +495,14 @@ class Search(abc.ABC):
                 selected = np.zeros(self.info.pool_size, bool)
                 if not duplicate:
                     selected[subset.index] = True
-                candidates = np.flatnonzero(~selected)
+                score_all = duplicate or self.config.search.score_subset
+                candidates = np.arange(self.info.pool_size) if score_all else np.flatnonzero(~selected)
                 train_s, scores, ens = self._acquisition_scores(i, subset.training_rows(), candidates)
+                outliers = self._disagreement_outliers(i)
                 chosen = select(
                     scores,
                     self.counts[i] - subset.size,
-                    exclude=selected,  # nothing excluded when duplicating
+                    exclude=selected | outliers,  # only the outliers when duplicating
                     skip_top=self.config.search.skip_top,
                     seed=derive_seed(self.config.seed, Seed.SELECT, i),
                 )
@@ -501,6 +515,7 @@ class Search(abc.ABC):
                         "scored": len(candidates),
                         "train_seconds": train_s,
                         "chosen_again": int(np.isin(chosen, subset.index).sum()),
+                        **self._outlier_summary(outliers, selected),
                         **ens,
                     },
                     added=len(chosen),
@@ -511,7 +526,7 @@ class Search(abc.ABC):
     def _from_full_ensemble(self) -> list[Subset]:
         n = self.info.pool_size
         subsets: list[Subset] = []
-        scores = None
+        scores, outliers = None, np.zeros(n, bool)
         extra: dict = {}
         for i, k in enumerate(self.counts):
             done = self._done_step(i)
@@ -520,17 +535,46 @@ class Search(abc.ABC):
                 continue
             if scores is None:
                 train_s, scores, ens = self._acquisition_scores(0, np.arange(n), np.arange(n))
+                outliers = self._disagreement_outliers(0)
                 extra = {"train_seconds": train_s, **ens}
             chosen = select(
-                scores, k, skip_top=self.config.search.skip_top, seed=derive_seed(self.config.seed, Seed.SELECT, 0)
+                scores,
+                k,
+                exclude=outliers,
+                skip_top=self.config.search.skip_top,
+                seed=derive_seed(self.config.seed, Seed.SELECT, 0),
             )
-            step_extra = {"kind": "acquisition", "trained_on": n, "scored": n}
+            step_extra = {
+                "kind": "acquisition",
+                "trained_on": n,
+                "scored": n,
+                **self._outlier_summary(outliers, np.zeros(n, bool)),
+            }
             if i == 0:
                 step_extra.update(extra)  # the ensemble's cost is counted once
             else:
                 step_extra["score_seconds"] = 0.0
             subsets.append(self._finish_step(i, Subset.empty().add(chosen, scores[chosen], i), step_extra))
         return subsets
+
+    def _disagreement_outliers(self, i: int) -> np.ndarray:
+        """Pool mask of the rows step i's ensemble leaves out under ``search.skip_disagreement``
+        (every member predicts a different class, from the step's statistics), else none."""
+        if not self.config.search.skip_disagreement:
+            return np.zeros(self.info.pool_size, bool)
+        stats = EnsembleStats.load(self.step_dir(i) / STATS)
+        return all_members_disagree(stats.vote_counts, stats.member_counts)
+
+    def _outlier_summary(self, outliers: np.ndarray, excluded: np.ndarray) -> dict:
+        """metrics.json's counts of the candidates (rows not ``excluded``) that the outlier rules
+        left out: ``disagreement_outliers`` (every member disagrees) and ``skipped_top`` (the top
+        ``search.skip_top`` share of the rest, as :func:`~subsetsearch.selection.select` counts it)."""
+        out = {}
+        if self.config.search.skip_disagreement:
+            out["disagreement_outliers"] = int((outliers & ~excluded).sum())
+        if self.config.search.skip_top:
+            out["skipped_top"] = int(self.config.search.skip_top * int((~(excluded | outliers)).sum()))
+        return out
 
     # -- ensembles ------------------------------------------------------------------------------
 
@@ -548,9 +592,13 @@ class Search(abc.ABC):
         """The checkpoint of step i's member ``name``."""
         return self.step_dir(i) / "members" / f"{name}.safetensors"
 
+    def ensemble(self, i: int) -> EnsembleConfig:
+        """Step i's acquisition ensemble (``final_ensemble`` for the last step, where set)."""
+        return self.config.ensemble_at(i, len(self.config.search.budgets))
+
     def member_files(self, i: int) -> list[Member]:
         """Step i's acquisition members, in ensemble order (runs, then epochs)."""
-        ens = self.config.ensemble
+        ens = self.ensemble(i)
         members = []
         for r in range(ens.runs):
             if ens.kind == "seeds":
@@ -558,11 +606,11 @@ class Search(abc.ABC):
                 continue
             record = json.loads((self.step_dir(i) / "members" / f"run_{r}" / "done.json").read_text())
             last = record["history"][-1]["epoch"]
-            epochs = [e for e in self.config.checkpoint_epochs() if e <= last]
+            epochs = [e for e in self.config.checkpoint_epochs(ens) if e <= last]
             if not epochs:
                 raise InputError(
                     f"ensemble: run {r} of step {i} stopped at epoch {last} (patience schedule), before the first "
-                    f"checkpoint epoch {self.config.checkpoint_epochs()[0]}; lower ensemble.start"
+                    f"checkpoint epoch {self.config.checkpoint_epochs(ens)[0]}; lower ensemble.start"
                 )
             names = [f"run_{r}/epoch_{e:03d}" for e in epochs]
             members += [Member(name, self.member_path(i, name), r) for name in names]
@@ -573,7 +621,8 @@ class Search(abc.ABC):
         keeping the checkpoints the ensemble needs; its training seconds."""
         from subsetsearch.train.trainer import TrainSpec
 
-        ens, i = self.config.ensemble, task.iteration
+        i = task.iteration
+        ens = self.ensemble(i)
         self.reporter.line(
             f"step {i}: training acquisition run {task.run + 1}/{ens.runs} on {len(task.train_rows)} {self.sample_word}"
         )
@@ -581,7 +630,7 @@ class Search(abc.ABC):
             self.step_dir(i) / "members" / f"run_{task.run}",
             task.train_rows,
             seed=derive_seed(self.config.seed, Seed.ENSEMBLE, i, task.run),
-            save_epochs=frozenset(self.config.checkpoint_epochs()) if ens.kind != "seeds" else frozenset(),
+            save_epochs=frozenset(self.config.checkpoint_epochs(ens)) if ens.kind != "seeds" else frozenset(),
             keep_best=ens.kind == "seeds",
         )
         progress = self.reporter.bar(f"step {i} run {task.run + 1}/{ens.runs}")
@@ -592,7 +641,7 @@ class Search(abc.ABC):
 
     def _train_ensemble(self, i: int, train_rows: np.ndarray) -> float:
         """Train step i's acquisition runs on ``train_rows`` (on the executor); their training seconds."""
-        runs = self.config.ensemble.runs
+        runs = self.ensemble(i).runs
         tasks = [TrainTask(i, r, train_rows) for r in range(runs)]
         local = self.executor.name == "local"
         if not local:
@@ -620,7 +669,7 @@ class Search(abc.ABC):
         self.executor.score(self.workload, todo, scoring.add)
         if todo or not scoring.saved:
             scoring.save()
-        summary = {"ensemble": self.config.ensemble.kind, "members": members, "score_seconds": scoring.ledger.seconds}
+        summary = {"ensemble": self.ensemble(i).kind, "members": members, "score_seconds": scoring.ledger.seconds}
         if self.executor.name != "local":
             summary["executor"] = self.executor.describe()
         return scoring.scores(), summary
@@ -655,6 +704,21 @@ class SearchWorkload:
 
     def score(self, task: ScoreTask) -> Any:
         return self._search.score_unit(task)
+
+
+def _with_new_defaults(previous: dict, resolved: dict, defaults: dict) -> dict:
+    """``previous`` (an older config.yaml) with the keys it lacks filled in from ``resolved`` where
+    ``resolved`` holds their default: a version without a key ran as its default does, so its runs
+    resume after an upgrade that adds the key."""
+    out = dict(previous)
+    for key, value in resolved.items():
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        if key not in out:
+            if isinstance(defaults, dict) and key in defaults and value == default:
+                out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict) and isinstance(default, dict):
+            out[key] = _with_new_defaults(out[key], value, default)
+    return out
 
 
 def _first_difference(a: object, b: object, prefix: str = "") -> str:

@@ -30,6 +30,7 @@ from subsetsearch.internal.files import InputError
 from subsetsearch.pipeline.config import (
     JSON_SCHEMA_DIALECT,
     PLACEMENT_KEYS,
+    EnsembleConfig,
     RunConfig,
     config_schema,
     executor_changes,
@@ -142,11 +143,16 @@ def shared_paths(donor: RunConfig, config: RunConfig) -> list[str]:
         return []
     if donor.seed != config.seed or donor.data != config.data:
         return []
-    same_acquisition = (donor.model, donor.train, donor.ensemble) == (config.model, config.train, config.ensemble)
+    same_training = (donor.model, donor.train) == (config.model, config.train)
+    same_early = same_training and donor.ensemble == config.ensemble
+    same_acquisition = same_early and donor.final_ensemble == config.final_ensemble
     a, b = donor.search, config.search
     paths: list[str] = []
     if a == b and (same_acquisition or a.scheme in ("random", "full")):
         paths += [f"iter_{i:02d}" for i in range(len(a.budgets))] + ["subset.parquet"]
+    elif a == b and same_early and a.scheme in ("build_up", "auto_duplication"):
+        last = len(a.budgets) - 1  # only the last step's ensemble differs: the steps before it are the same
+        paths += [f"iter_{i:02d}" for i in range(last)] + _shared_member_runs(donor, config, last)
     elif a.scheme in ("pretrain", "compress") and b.scheme in ("pretrain", "compress"):
         if same_acquisition:  # the full-pool ensemble and its scores
             paths += ["iter_00/members", "iter_00/stats.npz", "iter_00/votes.npz"]
@@ -154,7 +160,8 @@ def shared_paths(donor: RunConfig, config: RunConfig) -> list[str]:
             paths += _shared_member_runs(donor, config, 0)
     elif a.scheme == b.scheme and a.scheme in ("build_up", "auto_duplication") and a.budgets[0] == b.budgets[0]:
         paths.append("iter_00")  # the random start
-        if same_acquisition:  # the first ensemble, trained on the start, scoring the rest
+        same_first = same_training and _ensemble_of(donor, 1) == _ensemble_of(config, 1)
+        if same_first and a.score_subset == b.score_subset:  # the first ensemble, trained on the start, scoring
             paths += ["iter_01/members", "iter_01/stats.npz", "iter_01/votes.npz"]
         else:
             paths += _shared_member_runs(donor, config, 1)
@@ -176,18 +183,20 @@ def shared_paths(donor: RunConfig, config: RunConfig) -> list[str]:
     return paths
 
 
+def _ensemble_of(config: RunConfig, i: int) -> EnsembleConfig:
+    return config.ensemble_at(i, len(config.search.budgets))
+
+
 def _shared_member_runs(donor: RunConfig, config: RunConfig, i: int) -> list[str]:
     """Training runs of step i's ensemble that two ensemble configurations over the same training
     have in common: run r is the same run when the model and training are, and it serves when the
     donor saved every checkpoint epoch the other needs (``seeds`` ensembles keep a best epoch instead)."""
-    if (donor.model, donor.train) != (config.model, config.train) or "seeds" in (
-        donor.ensemble.kind,
-        config.ensemble.kind,
-    ):
+    theirs, ours = _ensemble_of(donor, i), _ensemble_of(config, i)
+    if (donor.model, donor.train) != (config.model, config.train) or "seeds" in (theirs.kind, ours.kind):
         return []
-    if not set(config.checkpoint_epochs()) <= set(donor.checkpoint_epochs()):
+    if not set(config.checkpoint_epochs(ours)) <= set(donor.checkpoint_epochs(theirs)):
         return []
-    return [f"iter_{i:02d}/members/run_{r}" for r in range(min(donor.ensemble.runs, config.ensemble.runs))]
+    return [f"iter_{i:02d}/members/run_{r}" for r in range(min(theirs.runs, ours.runs))]
 
 
 def link_shared(donor_dir: Path, run_dir: Path, paths: list[str]) -> int:

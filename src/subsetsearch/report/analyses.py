@@ -4,6 +4,8 @@ dataclasses of them) out. Reading run directories is :mod:`subsetsearch.rundir`'
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +16,9 @@ __all__ = [
     "class_balance",
     "consecutive_pairs",
     "mean_sd",
+    "paired_difference",
     "selected_accuracy",
+    "student_t_quantile",
     "time_to_accuracy",
 ]
 
@@ -140,6 +144,82 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     a = np.asarray(values, dtype=np.float64)
     mean = float(a.mean()) if a.size else float("nan")
     return mean, float(a.std(ddof=1)) if a.size > 1 else float("nan")
+
+
+def _student_t_central(t: float, df: int) -> float:
+    """P(|T| <= t) for Student's t with ``df`` degrees of freedom, by the finite series for integer
+    ``df`` (Abramowitz and Stegun 26.7.3, 26.7.4)."""
+    theta = math.atan(t / math.sqrt(df))
+    c2, term, total = math.cos(theta) ** 2, 1.0, 1.0
+    if df % 2 == 0:  # sin(theta) * (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ... up to cos^(df-2))
+        for k in range(2, df, 2):
+            term *= c2 * (k - 1) / k
+            total += term
+        return math.sin(theta) * total
+    if df == 1:
+        return 2 * theta / math.pi
+    # 2/pi * (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ... up to cos^(df-3)))
+    for k in range(3, df - 1, 2):
+        term *= c2 * (k - 1) / k
+        total += term
+    return 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * total)
+
+
+def student_t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile (``p`` in (0.5, 1)) of Student's t with ``df`` >= 1 (integer) degrees of
+    freedom, by bisection on its distribution function; no SciPy needed to read a report.
+
+    >>> round(student_t_quantile(0.975, 2), 4)  # the tables' 4.303
+    4.3027
+    """
+    if not 0.5 < p < 1 or df < 1 or int(df) != df:
+        raise ValueError(f"need 0.5 < p < 1 and an integer df >= 1, got p={p!r}, df={df!r}")
+    target, low, high = 2 * p - 1, 0.0, 1.0
+    while _student_t_central(high, int(df)) < target:
+        high *= 2
+    for _ in range(200):
+        middle = (low + high) / 2
+        if middle in (low, high):
+            break
+        low, high = (middle, high) if _student_t_central(middle, int(df)) < target else (low, middle)
+    return (low + high) / 2
+
+
+def paired_difference(a: Mapping[object, float], b: Mapping[object, float]) -> dict:
+    """``a - b`` paired over the keys (seeds, trials) both hold: mean, sample sd (ddof=1), n, the
+    keys used, and the 95% Student-t interval of the mean difference.
+
+    Parameters
+    ----------
+    a, b : mapping of key -> value
+        One value per seed; a key only one side holds is left out.
+
+    Returns
+    -------
+    dict
+        ``mean`` and ``sd`` (None without a value; ``sd`` None for one), ``n``, ``keys`` (sorted),
+        and ``ci95``: ``[low, high]``, or None for n < 2.
+
+    Examples
+    --------
+    >>> d = paired_difference({0: 3.0, 1: 5.0}, {0: 1.0, 1: 2.0, 2: 9.0})
+    >>> d["mean"], d["n"], d["keys"]
+    (2.5, 2, [0, 1])
+    """
+    keys = sorted(set(a) & set(b), key=lambda k: (str(type(k)), k))
+    diff = np.array([a[k] - b[k] for k in keys], dtype=np.float64)
+    mean, sd = mean_sd(list(diff))
+    out = {
+        "mean": None if np.isnan(mean) else mean,
+        "sd": None if np.isnan(sd) else sd,
+        "n": len(keys),
+        "keys": keys,
+        "ci95": None,
+    }
+    if diff.size > 1:
+        half = float(student_t_quantile(0.975, diff.size - 1) * sd / np.sqrt(diff.size))
+        out["ci95"] = [mean - half, mean + half]
+    return out
 
 
 def time_to_accuracy(history: list[dict], target: float, key: str = "val_accuracy") -> float | None:
