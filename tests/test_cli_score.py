@@ -285,3 +285,37 @@ def test_progress_bar_on_a_terminal(pool):
         os.close(leader)
     assert done.returncode == 0
     assert b"scoring members" in shown
+
+
+def test_skip_disagreement_leaves_out_rows_every_member_votes_apart(tmp_path, capsys):
+    _, paths, members, _ = member_pool(tmp_path, seed=3, shape=(3, N, C), name="m{}.npy")
+    votes = np.argmax(np.stack(members), axis=2)  # [3, N]: each member's class
+    apart = np.array([len(set(votes[:, j].tolist())) == 3 for j in range(N)])
+    assert 0 < apart.sum() < N - 30  # three members over four classes: some rows, not all
+    reference = direct_scores(members)["entropy"]
+    kept = np.flatnonzero(~apart)
+    expected = kept[np.argsort(-reference[kept], kind="stable")][:30]
+    for state in ([], ["--state", str(tmp_path / "on_disk")]):  # in memory, and out of core
+        out = tmp_path / f"subset{len(state)}.csv"
+        args = ["score", *paths, "-f", "entropy", "-b", "30", "--skip-disagreement", "-o", str(out), *state]
+        code, stdout, _ = run(args, capsys)
+        assert code == 0
+        np.testing.assert_array_equal(read_table(out)["index"], expected)
+        assert f"left out {int(apart.sum())} samples on which every member predicts a different class" in stdout
+    # more than what is left: one line, nothing written
+    too_many = ["score", *paths, "-f", "entropy", "-b", str(int(N - apart.sum()) + 1), "--skip-disagreement"]
+    assert_clean_failure(*run([*too_many, "-o", str(tmp_path / "out.csv")], capsys), tmp_path, "disagreement left out")
+
+
+@pytest.mark.parametrize(
+    ("extra", "members", "pattern"),
+    [
+        (["-f", "el2n", "--labels", "y.npy"], M, "--skip-disagreement counts the members' votes"),
+        (["-f", "entropy"], 1, "--skip-disagreement needs 2 or more members to disagree; got 1"),
+    ],
+)
+def test_skip_disagreement_refuses(pool, capsys, extra, members, pattern):
+    tmp_path, paths, _, _ = pool
+    extra = [str(tmp_path / e) if e == "y.npy" else e for e in extra]
+    args = ["score", *paths[:members], *extra, "-b", "0.1", "--skip-disagreement", "-o", str(tmp_path / "out.csv")]
+    assert_clean_failure(*run(args, capsys), tmp_path, pattern)

@@ -81,6 +81,14 @@ def score(
     skip_top: Annotated[
         float, typer.Option("--skip-top", help="Fraction of the top scores set aside as outliers.")
     ] = 0.0,
+    skip_disagreement: Annotated[
+        bool,
+        typer.Option(
+            "--skip-disagreement",
+            help="Leave out the samples on which every member predicts a different class (outliers, the paper's "
+            "ImageNet rule).",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the tie-breaking order.")] = 0,
     scores_out: Annotated[
         Path | None,

@@ -22,7 +22,7 @@ from subsetsearch.internal.budgets import parse_budget
 from subsetsearch.internal.files import InputError, available_memory, check_table_path, write_tables
 from subsetsearch.internal.ledger import Autosave, Ledger
 from subsetsearch.internal.members import MemberSource, member_sources, read_column
-from subsetsearch.selection import exclusion_mask, select, select_chunks
+from subsetsearch.selection import all_members_disagree, exclusion_mask, select, select_chunks
 from subsetsearch.stats import EnsembleStats, InvalidMemberError, MappedStats
 
 #: Members added in one pass over the accumulators (EnsembleStats.update_members).
@@ -50,6 +50,7 @@ class ScoreResult:
     labels: np.ndarray | None
     function: str = ""  # the function that chose
     all_scores: dict[str, np.ndarray] | None = None  # every function's scores, in --scores-out order
+    disagreement_outliers: int | None = None  # candidates --skip-disagreement left out (None: not asked)
 
 
 Members = Sequence[str | os.PathLike] | Sequence[MemberSource]
@@ -537,6 +538,7 @@ class ScoreRequest:
     logits: bool = False
     exclude: Path | None = None
     skip_top: float = 0.0
+    skip_disagreement: bool = False
     seed: int = 0
     scores_out: Path | None = None
     state: Path | None = None
@@ -576,6 +578,8 @@ def score_files(request: ScoreRequest, *, on_progress: ProgressFn | None = None)
         dynamics_request = DynamicsRequest(inputs.labels, plan.window, plan.ordered)
     stats_first = plan.stats_functions[0] if plan.stats_functions else None
     scores: dict[str, np.ndarray] = {}
+    stats: EnsembleStats | None = None
+    store: MappedStats | None = None
     if inputs.mapped:
         store, scores_path, dynamics = accumulate_mapped(
             inputs.sources,
@@ -613,15 +617,24 @@ def score_files(request: ScoreRequest, *, on_progress: ProgressFn | None = None)
             raise InputError(str(error)) from None
     first = plan.functions[0]
     chosen_by = scores[first]
+    exclude, left_out = inputs.exclude, None
+    if request.skip_disagreement:
+        outliers = _disagreement(store if inputs.mapped else stats) & ~exclude
+        exclude, left_out = exclude | outliers, int(outliers.sum())
+        candidates = inputs.pool_size - left_out
+        if inputs.k > candidates - int(request.skip_top * candidates):
+            raise InputError(
+                f"--budget {request.budget} asks for {inputs.k} samples, but --skip-disagreement left out {left_out} "
+                f"of the {inputs.pool_size} on which every member predicts a different class; lower the budget"
+            )
     if inputs.mapped and first == stats_first:
         step = max(1, SHARD_ELEMENTS // 8)
         chunks = ((start, np.array(chosen_by[start : start + step])) for start in range(0, num_samples, step))
         chosen = select_chunks(
-            chunks, inputs.k, num_samples=num_samples, exclude=inputs.exclude, skip_top=request.skip_top,
-            seed=request.seed,
-        )  # fmt: skip
+            chunks, inputs.k, num_samples=num_samples, exclude=exclude, skip_top=request.skip_top, seed=request.seed
+        )
     else:
-        chosen = select(chosen_by, inputs.k, exclude=inputs.exclude, skip_top=request.skip_top, seed=request.seed)
+        chosen = select(chosen_by, inputs.k, exclude=exclude, skip_top=request.skip_top, seed=request.seed)
     tables = [(inputs.out, {"index": chosen, "score": chosen_by[chosen]})]
     if inputs.scores_out is not None:
         index = np.arange(num_samples, dtype=np.int64)
@@ -634,7 +647,19 @@ def score_files(request: ScoreRequest, *, on_progress: ProgressFn | None = None)
         num_members = int(inputs.saved_dynamics.member_counts.max())
     else:
         num_members = len(inputs.sources)
-    return ScoreResult(chosen, chosen_by, inputs.pool_size, num_members, inputs.labels, first, scores)
+    return ScoreResult(chosen, chosen_by, inputs.pool_size, num_members, inputs.labels, first, scores, left_out)
+
+
+def _disagreement(stats: EnsembleStats | MappedStats) -> np.ndarray:
+    """Rows on which every member predicts a different class (``--skip-disagreement``), from the
+    statistics' vote counts; statistics on disk are read a shard of rows at a time."""
+    if isinstance(stats, EnsembleStats):
+        return all_members_disagree(stats.vote_counts, stats.member_counts)
+    mask = np.empty(stats.num_samples, dtype=bool)
+    for rows in shard_slices(stats.num_samples, stats.num_classes):
+        part = stats.read(rows)
+        mask[rows] = all_members_disagree(part.vote_counts, part.member_counts)
+    return mask
 
 
 def _mapped_scores(store: MappedStats, function: str, labels: np.ndarray | None) -> np.ndarray:
@@ -663,6 +688,13 @@ def check_request(request: ScoreRequest) -> _Inputs:
     plan = plan_functions(
         request.function, has_labels=labels is not None, num_members=num_members, window=request.window
     )
+    if request.skip_disagreement and not plan.stats_functions:
+        raise InputError(
+            "--skip-disagreement counts the members' votes, which only the functions of predictions gather; "
+            f"add one after the function that chooses (e.g. --function {request.function},entropy)"
+        )
+    if request.skip_disagreement and num_members < 2:
+        raise InputError(f"--skip-disagreement needs 2 or more members to disagree; got {num_members}")
     saved_dynamics = None
     if saved is not None and plan.dynamics_functions:
         saved_dynamics = load_saved_dynamics(request.saved_stats, plan, labels)
@@ -791,6 +823,11 @@ def summary(result: ScoreResult, function: str) -> str:
         f"{function}: chosen {chosen.min():.4g} to {chosen.max():.4g} (mean {chosen.mean():.4g}); "
         f"whole pool mean {np.nanmean(result.scores):.4g}",
     ]
+    if result.disagreement_outliers is not None:
+        lines.append(
+            f"left out {result.disagreement_outliers} samples on which every member predicts a different class "
+            "(--skip-disagreement)"
+        )
     others = [f for f in (result.all_scores or {}) if f != function]
     if others:
         lines.append(f"also scored (--scores-out): {', '.join(others)}")
