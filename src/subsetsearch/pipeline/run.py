@@ -40,9 +40,12 @@ def pool_size(config: RunConfig) -> int:
 
 def summary(result: RunResult, config: RunConfig) -> str:
     """One screen: what was searched, the subset, and the test result of every variant."""
+    ensemble = config.ensemble.kind
+    if config.final_ensemble is not None:
+        ensemble += f", last step {config.final_ensemble.kind}"
     lines = [
         f"run directory   {result.run_dir}",
-        f"scheme          {config.search.scheme} ({config.search.function}, ensemble {config.ensemble.kind})",
+        f"scheme          {config.search.scheme} ({config.search.function}, ensemble {ensemble})",
         f"subset          {result.subset.size} of {result.pool_size} samples "
         f"({100 * result.subset.size / result.pool_size:.1f}%, {len(result.subset.index)} unique)"
         f" -> {result.run_dir / 'subset.parquet'}",

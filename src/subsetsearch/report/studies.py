@@ -360,16 +360,19 @@ def ensembles(cells: Cells, labels_of: LabelsFn) -> StudyResult:
     single_name = None
     randoms: dict[str, float] = {}
     for cell, runs in cells.items():
+        if not runs:
+            missing.append(f"{cell}: no finished run")
+            continue
         trained_acc, unseen_acc, members = {}, {}, None
         for run in runs:
             step = next((s for s in reversed(run.steps) if (s.folder / "stats.npz").is_file()), None)
             if step is None:
                 missing.append(f"{cell}: {run.path.name} has no scored step")
                 continue
-            labels = labels_of(run)
+            labels, stats = labels_of(run), step.stats()
             trained = _trained_rows(run, step.iteration, len(labels))
-            scored = np.flatnonzero(step.stats().member_counts > 0)
-            predicted = np.argmax(step.stats().mean_probs(), axis=1)
+            scored = np.flatnonzero(stats.member_counts > 0)
+            predicted = np.argmax(stats.mean_probs(), axis=1)
             on_trained, unseen = selected_accuracy(predicted, labels, scored, trained)
             if np.isnan(on_trained):
                 missing.append(f"{cell}: {run.path.name} did not score its own training rows (set search.score_subset)")
@@ -389,7 +392,7 @@ def ensembles(cells: Cells, labels_of: LabelsFn) -> StudyResult:
                         float(correct[seen].mean()) if seen.any() else float("nan"),
                         float(correct[~seen].mean()) if (~seen).any() else float("nan"),
                     )
-        ours = _variant_by_trial(runs, runs[0].scheme) if runs else {}
+        ours = _variant_by_trial(runs, runs[0].scheme)
         random = _variant_by_trial(runs, "random")
         for trial, value in random.items():
             randoms.setdefault(trial, value)
@@ -490,7 +493,7 @@ def consensus(cells: Cells, labels_of: LabelsFn | None = None) -> StudyResult:
             [
                 cell,
                 f"{np.mean([t['samples'] for t in per_trial]):.0f}",
-                str(len(per_trial[0]["pairs"]) + 1),
+                str(per_trial[0]["checkpoints"]),
                 _plain(pair_mean),
                 _plain(all_agree),
                 f"{_plain(low)} / {_plain(high)}" if low else "-",
@@ -529,15 +532,14 @@ def _consensus_of(run: RunDir, labels_of: LabelsFn | None) -> dict | None:
         result = checkpoint_consensus(votes, names, unseen)
         if not unseen.size or not len(result.pairs):
             continue
+        first = [m for m, n in enumerate(names) if n.split("/")[0] == names[0].split("/")[0]]
         accuracy = []
         if labels_of is not None:
             labels = labels_of(run)[vote_rows[unseen]]
-            first = names[0].split("/")[0]
-            accuracy = [
-                float(np.mean(votes[m, unseen] == labels)) for m, n in enumerate(names) if n.split("/")[0] == first
-            ]
+            accuracy = [float(np.mean(votes[m, unseen] == labels)) for m in first]
         return {
             "step": step.iteration,
+            "checkpoints": len(first),
             "pairs": [list(p) for p in result.pairs],
             "pair_agree": result.pair_agree.tolist(),
             "all_agree": result.all_agree,
