@@ -134,9 +134,12 @@ def test_light_install_names_the_extra_of_every_other_command(light_venv, tmp_pa
 
 
 def test_version_is_one_everywhere():
-    """The package, CITATION.cff and the changelog's newest entry name the same version."""
+    """The package, CITATION.cff and the changelog's newest release name the same version (an
+    "Unreleased" section above it collects what comes next, as Keep a Changelog has it)."""
     citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
     assert citation["version"] == VERSION
     assert citation["preferred-citation"]["identifiers"][0]["value"] == "arXiv:1905.12737"
-    newest = next(line for line in (ROOT / "CHANGELOG.md").read_text().splitlines() if line.startswith("## "))
+    headings = [line for line in (ROOT / "CHANGELOG.md").read_text().splitlines() if line.startswith("## ")]
+    newest = next(line for line in headings if line != "## Unreleased")
+    assert headings.index(newest) <= 1  # at most the one Unreleased section above it
     assert newest.startswith(f"## {VERSION} - ")
