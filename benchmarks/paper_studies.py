@@ -9,16 +9,21 @@ Each study is also one command of its own, which is what benchmarks/paper_studie
 
     subsetsearch study configs/studies/NAME.yaml --study-dir benchmarks/.data/studies/NAME
 
-Run directories (checkpoints included) stay in benchmarks/.data/studies/ (not committed); a second
-run of this script finds every run finished and only rebuilds the reports.
+Run directories (checkpoints included) stay in benchmarks/.data/studies/ (not committed). A second
+run of this script resumes an interrupted study and skips one whose committed results file already
+holds its config (``--again`` reruns it). Each results file records the study's config, its wall
+seconds (summed over interrupted attempts on one machine) and the machine's CPU count.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
 import sys
+import time
 from pathlib import Path
 
 from subsetsearch.internal.malloc import tune_malloc
@@ -58,6 +63,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="*", metavar="STUDY", help=f"some of: {', '.join(STUDIES)}")
     parser.add_argument("--tables", action="store_true", help="print the tables of paper_studies.md from the JSON")
+    parser.add_argument(
+        "--again", action="store_true", help="rerun a study whose committed results already hold its config"
+    )
     args = parser.parse_args()
     if args.tables:
         print(tables())
@@ -72,11 +80,24 @@ def main() -> int:
 
     results = ROOT / "benchmarks" / "results" / "studies"
     results.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still records the time spent
     for name in args.studies or STUDIES:
         config = load_study_config(ROOT / "configs" / "studies" / f"{name}.yaml")
+        resolved = config.model_dump(mode="json", exclude={"study_dir"})
+        committed = results / f"{name}.json"
+        if not args.again and committed.is_file() and json.loads(committed.read_text()).get("config") == resolved:
+            print(f"{name}: {committed.relative_to(ROOT)} holds this config's results; skipped", flush=True)
+            continue
         study_dir = ROOT / "benchmarks" / ".data" / "studies" / name
-        with Reporter(quiet=False) as reporter:
-            run_study(config, study_dir, reporter)
+        spent = study_dir / "wall_seconds.json"  # summed over interrupted attempts on this machine
+        before = json.loads(spent.read_text())["seconds"] if spent.is_file() else 0.0
+        started = time.perf_counter()
+        try:
+            with Reporter(quiet=False) as reporter:
+                run_study(config, study_dir, reporter)
+        finally:
+            if (study_dir / "study.yaml").is_file():
+                spent.write_text(json.dumps({"seconds": before + time.perf_counter() - started}) + "\n")
         report = build_report(study_dir)
         print(report.summary, flush=True)
         folder = study_dir / "report"
@@ -88,6 +109,9 @@ def main() -> int:
         payload["command"] = (
             f"subsetsearch study configs/studies/{name}.yaml --study-dir benchmarks/.data/studies/{name}"
         )
+        payload["config"] = resolved
+        payload["wall_seconds"] = json.loads(spent.read_text())["seconds"]
+        payload["cpu_count"] = os.cpu_count()
         (results / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
     return 0
 
