@@ -220,6 +220,32 @@ def _baselines(runs: list[RunDir]) -> tuple[dict[str, float], dict[str, float]]:
     return _variant_by_trial(runs, "random"), _variant_by_trial(runs, "full")
 
 
+def _final_against_baselines(runs: list[RunDir]) -> tuple[dict, list[str]]:
+    """The runs' final subset models against the random subset and the full pool of the same trials,
+    paired by trial: the numbers for ``study.json`` and the table cells (size, subset, random, full,
+    vs random, vs full)."""
+    ours = _variant_by_trial(runs, runs[0].scheme)
+    random, full = _baselines(runs)
+    pool, size = runs[0].metrics.get("pool_size"), _final_size(runs)
+    d_random, d_full = paired_difference(ours, random), paired_difference(ours, full)
+    data = {
+        "subset_size": size,
+        "pool_size": pool,
+        "subset": _summary(ours),
+        "random": _summary(random),
+        "full": _summary(full),
+        "vs_random": d_random,
+        "vs_full": d_full,
+    }
+    cells = [
+        f"{100 * size / pool:.1f}%" if size and pool else "-",
+        *(percent_text(list(v.values())) for v in (ours, random, full)),
+        difference_text(d_random),
+        difference_text(d_full),
+    ]
+    return data, cells
+
+
 def _last_step_metrics(run: RunDir) -> dict:
     steps = [s for s in run.steps if s.metrics.get("kind") == "acquisition"]
     return steps[-1].metrics if steps else {}
@@ -243,38 +269,15 @@ def outliers(cells: Cells) -> StudyResult:
             rules.append(f"top {100 * search['skip_top']:g}% of the ranking set aside")
         if search.get("skip_disagreement"):
             rules.append("rows every member disagrees on left out")
-        ours = _variant_by_trial(runs, runs[0].scheme)
-        random, full = _baselines(runs)
         left = [
             float(m.get("skipped_top", 0) + m.get("disagreement_outliers", 0))
             for m in (_last_step_metrics(r) for r in runs)
         ]
-        pool, size = runs[0].metrics.get("pool_size"), _final_size(runs)
-        d_random, d_full = paired_difference(ours, random), paired_difference(ours, full)
-        rows.append(
-            [
-                cell,
-                runs[0].scheme,
-                f"{100 * size / pool:.1f}%" if size and pool else "-",
-                "; ".join(rules) or "none",
-                f"{np.mean(left):.0f}" if left else "-",
-                percent_text(list(ours.values())),
-                difference_text(d_random),
-                difference_text(d_full),
-            ]
-        )
-        data[cell] = {
-            "scheme": runs[0].scheme,
-            "subset_size": size,
-            "pool_size": pool,
-            "rules": rules,
-            "left_out": left,
-            "subset": _summary(ours),
-            "random": _summary(random),
-            "full": _summary(full),
-            "vs_random": d_random,
-            "vs_full": d_full,
-        }
+        numbers, (size, subset, _random, _full, vs_random, vs_full) = _final_against_baselines(runs)
+        rule = "; ".join(rules) or "none"
+        left_text = f"{np.mean(left):.0f}" if left else "-"
+        rows.append([cell, runs[0].scheme, size, rule, left_text, subset, vs_random, vs_full])
+        data[cell] = {"scheme": runs[0].scheme, "rules": rules, "left_out": left, **numbers}
 
     def figure(path: Path) -> None:
         from subsetsearch.report.figures import grouped_bars
@@ -298,31 +301,9 @@ def architecture(cells: Cells) -> StudyResult:
             continue
         model = runs[0].config.get("subset_model", {}).get("model") or runs[0].config.get("model", {})
         label = f"{cell} ({model.get('name')}, width {model.get('width')})"
-        ours = _variant_by_trial(runs, runs[0].scheme)
-        random, full = _baselines(runs)
-        pool, size = runs[0].metrics.get("pool_size"), _final_size(runs)
-        d_random, d_full = paired_difference(ours, random), paired_difference(ours, full)
-        rows.append(
-            [
-                label,
-                f"{100 * size / pool:.1f}%" if size and pool else "-",
-                percent_text(list(ours.values())),
-                percent_text(list(random.values())),
-                percent_text(list(full.values())),
-                difference_text(d_random),
-                difference_text(d_full),
-            ]
-        )
-        data[cell] = {
-            "model": model,
-            "subset_size": size,
-            "pool_size": pool,
-            "subset": _summary(ours),
-            "random": _summary(random),
-            "full": _summary(full),
-            "vs_random": d_random,
-            "vs_full": d_full,
-        }
+        numbers, table_cells = _final_against_baselines(runs)
+        rows.append([label, *table_cells])
+        data[cell] = {"model": model, **numbers}
 
     def figure(path: Path) -> None:
         from subsetsearch.report.figures import grouped_bars
