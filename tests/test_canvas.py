@@ -119,3 +119,54 @@ def test_resize_matrix_rows_sum_to_one_and_keep_a_constant():
 def test_bad_scale_is_refused():
     with pytest.raises(ValueError, match="scale"):
         canvas.make_detection_images(blob_source(), 5, seed=0, scale=(30, 20))
+
+
+# -- sequence mode: clips of near-copy frames ------------------------------------------------------
+
+
+def test_sequence_boxes_are_exact_and_objects_keep_their_class_and_size_within_a_clip():
+    clip_length, speed = 6, 2.0
+    frames = canvas.make_detection_sequences(
+        blob_source(), 60, seed=1, clip_length=clip_length, speed=speed, clutter=0.0, noise=0.0
+    )
+    assert frames.clip.tolist() == [i // clip_length for i in range(60)]
+    for i in range(len(frames)):
+        picture = frames.x[i, 0]
+        boxes, _ = frames.boxes_of(i)
+        covered = np.zeros_like(picture, dtype=bool)
+        for x0, y0, x1, y1 in boxes:
+            assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+            covered[y0:y1, x0:x1] = True
+        assert not picture[~covered].any()  # no ink outside every box
+    for c in range(60 // clip_length):
+        first_boxes, first_labels = frames.boxes_of(c * clip_length)
+        for t in range(1, clip_length):
+            boxes, labels = frames.boxes_of(c * clip_length + t)
+            previous, _ = frames.boxes_of(c * clip_length + t - 1)
+            assert labels.tolist() == first_labels.tolist()  # the same objects, in the same order
+            # the same size; each frame moves a box by at most the speed (plus rounding) per axis
+            np.testing.assert_array_equal(boxes[:, 2:] - boxes[:, :2], first_boxes[:, 2:] - first_boxes[:, :2])
+            assert np.abs(boxes - previous).max() <= np.ceil(speed) + 1
+
+
+def test_still_clips_repeat_their_first_frame_and_moving_ones_are_near_copies():
+    still = canvas.make_detection_sequences(blob_source(), 16, seed=2, clip_length=8, speed=0.0, background_change=0.0)
+    for t in range(8):  # no motion and no background change: eight copies of each first frame
+        np.testing.assert_array_equal(still.x[t], still.x[0])
+        np.testing.assert_array_equal(still.x[8 + t], still.x[8])
+    assert not np.array_equal(still.x[0], still.x[8])
+    moving = canvas.make_detection_sequences(blob_source(), 400, seed=3, clip_length=8)
+    x = moving.x.astype(np.int64)
+    within = np.abs(x[1:] - x[:-1])[moving.clip[1:] == moving.clip[:-1]].mean()
+    across = np.abs(x[8::8] - x[:-8:8]).mean()  # first frames of neighbouring clips
+    assert within < across / 2
+
+
+def test_sequence_classes_are_long_tailed_and_seeded():
+    a = canvas.make_detection_sequences(blob_source(), 4000, seed=4, clip_length=4)
+    counts = np.bincount(a.labels, minlength=5)
+    assert counts.argmax() == 0 and counts.argmin() == 4 and counts.max() / counts.min() >= 10
+    b = canvas.make_detection_sequences(blob_source(), 4000, seed=4, clip_length=4)
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.boxes, b.boxes)
+    taken = a.take(np.array([5, 2]))
+    assert taken.clip.tolist() == [1, 0]

@@ -220,7 +220,10 @@ def test_sigkill_resumes_to_the_same_subset_and_metrics(tmp_path):
     [
         ({"search": {"scheme": "pretrain"}}, "search.scheme: 'pretrain' is not available for detection"),
         ({"model": {"name": "cnn_small"}}, "model.name: task: detection needs a detector"),
-        ({"data": {"dataset": "digits"}}, "data.dataset: task: detection builds its canvases from fashion_mnist"),
+        (
+            {"data": {"dataset": "digits"}},
+            "data.dataset: task: detection takes the built-in canvases (fashion_mnist) or a COCO",
+        ),
         ({"detection": {"scale": [30, 20]}}, "detection.scale"),
         ({"detection": {"images": 5}}, "detection.images"),
         ({"data": {"validation_fraction": 0.1}}, "data.validation_fraction: task: detection trains without"),
@@ -251,6 +254,30 @@ def test_class_weights_are_inverse_box_frequency_of_the_training_multiset(auto_r
     inverse = np.where(seen, 1 / np.maximum(counts, 1), (1 / counts[seen]).max())
     expected = inverse * counts.sum() / (counts * inverse).sum()
     np.testing.assert_allclose(search.class_weights(rows), expected, rtol=1e-6)
+
+
+def test_sequence_mode_pools_are_clips_of_frames():
+    from subsetsearch.pipeline.detect import detection_sets
+
+    config = parse_config(_config(detection={**BASE["detection"], "sequence": {"clip_length": 6}}))
+    sets = detection_sets(config)
+    assert sets.name == "fashion_mnist_detection_sequences" and sets.class_names[0] == "car"
+    assert sets.pool.clip.tolist() == [i // 6 for i in range(240)]
+    assert sets.test.clip.tolist() == [i // 6 for i in range(60)]
+    # frames of a clip hold the same objects
+    for frame in range(1, 6):
+        assert sets.pool.boxes_of(frame)[1].tolist() == sets.pool.boxes_of(0)[1].tolist()
+
+
+def test_pool_class_weights_are_the_same_for_every_training_set(auto_run, tmp_path):
+    search, _ = auto_run
+    config = parse_config(_config(detection={**BASE["detection"], "class_weights": "pool"}))
+    pooled = DetectionSearch(config, tmp_path / "run")
+    pooled.images, pooled.num_classes = search.images, 5  # the same canvases, without preparing the run
+    counts = np.bincount(search.images.labels, minlength=5).astype(float)  # every box of the pool once
+    expected = (1 / counts) * counts.sum() / 5  # sum_k n_k w_k = boxes: w_k = B / (K n_k)
+    for rows in (np.array([0, 0, 0, 1, 2, 5]), np.arange(len(search.images))):
+        np.testing.assert_allclose(pooled.class_weights(rows), expected, rtol=1e-6)
 
 
 def test_report_of_a_detection_run_counts_boxes_and_embeds_the_heatmaps(auto_run):

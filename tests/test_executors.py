@@ -388,3 +388,31 @@ def test_a_study_takes_its_executor_from_the_command_line_and_resumes_on_another
     changed.base["search"]["function"] = "variation_ratios"
     with pytest.raises(InputError, match="holds another study"):
         claim_study_dir(changed, tmp_path / "dir")
+
+
+def test_ray_detection_run_gives_the_local_subset_and_scores_bit_for_bit(tmp_path, local_ray):
+    """Detection scoring goes through the executor as classification's does: chunks of images, each
+    scored by every member on a worker, merged by the driver."""
+    from test_detect_run import _config as detection_config
+
+    from subsetsearch.pipeline.config import parse_config
+    from subsetsearch.pipeline.detect import DetectionSearch
+    from subsetsearch.train.data import FASHION_MNIST_DIR
+
+    if not FASHION_MNIST_DIR.is_dir():
+        pytest.skip("Fashion-MNIST missing (make test installs it)")
+    changes = {"search": {"scheme": "auto_duplication", "budgets": [0.2, 0.4]}, "compare": ["random"]}
+    local = DetectionSearch(parse_config(detection_config(**changes)), tmp_path / "local").run()
+    remote_config = parse_config(detection_config(**changes, executor={"name": "ray", "workers": 2}))
+    remote = DetectionSearch(remote_config, tmp_path / "ray").run()
+    assert np.array_equal(local.subset.index, remote.subset.index)
+    with (
+        np.load(tmp_path / "local" / "iter_01" / "scores.npz") as a,
+        np.load(tmp_path / "ray" / "iter_01" / "scores.npz") as b,
+    ):
+        assert np.array_equal(a["scores"], b["scores"]) and np.isfinite(a["scores"]).all()  # the whole pool
+    metrics = json.loads((tmp_path / "ray" / "iter_01" / "metrics.json").read_text())
+    assert metrics["executor"] == "ray (2 workers)"
+    remote_variants = {v.name: v for v in remote.variants}
+    for variant in local.variants:
+        assert remote_variants[variant.name].metrics == variant.metrics

@@ -108,6 +108,36 @@ def test_light_install_scores_files(light_venv, tmp_path):
     assert chosen == [0, 2]
 
 
+def test_light_install_scores_a_detectors_boxes(light_venv, tmp_path):
+    """score --annotations in the light venv (no PyTorch, no Pillow), against values by hand."""
+    instances = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8},
+                   {"id": 2, "file_name": "b.jpg", "width": 8, "height": 8}],
+        "categories": [{"id": 1, "name": "car"}],
+        "annotations": [],
+    }  # fmt: skip
+    (tmp_path / "pool.json").write_text(json.dumps(instances))
+    # a 4x4 box: one cell at stride 4, whose probability is the box's score. Image 1: the members say
+    # 1.0 and 0.5 there, mean (0.25, 0.75) for (no object, object); image 2: both say 0.5, mean 0.5.
+    first = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4], "score": 1.0},
+             {"image_id": 2, "category_id": 1, "bbox": [0, 0, 4, 4], "score": 0.5}]  # fmt: skip
+    second = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4], "score": 0.5},
+              {"image_id": 2, "category_id": 1, "bbox": [0, 0, 4, 4], "score": 0.5}]  # fmt: skip
+    (tmp_path / "m1.json").write_text(json.dumps(first))
+    (tmp_path / "m2.json").write_text(json.dumps(second))
+    done = subprocess.run(
+        [str(light_venv / "bin" / "subsetsearch"), "score", "--annotations", "pool.json", "m1.json", "m2.json",
+         "-f", "entropy", "-b", "1", "-o", "subset.csv", "--scores-out", "scores.csv"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line.split(",") for line in (tmp_path / "scores.csv").read_text().splitlines()[1:]]
+    assert [int(r[1]) for r in rows] == [1, 2]  # index, image_id, score
+    h = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))
+    np.testing.assert_allclose([float(r[2]) for r in rows], [h, np.log(2)], atol=1e-6)
+    assert [line.split(",")[1] for line in (tmp_path / "subset.csv").read_text().splitlines()[1:]] == ["2"]
+
+
 def test_light_install_names_the_extra_of_every_other_command(light_venv, tmp_path):
     """run and subsetsearch.torch: one line naming the extra, nothing written; schema works."""
     cli = str(light_venv / "bin" / "subsetsearch")

@@ -116,6 +116,18 @@ def score(
             "member files; give it once per file and several runs merge.",
         ),
     ] = None,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(
+            "--annotations",
+            help="Detection: the pool's COCO instances JSON (its images are the rows, its categories the classes); "
+            "each MEMBER is then a detector's COCO results JSON (image_id, category_id, bbox, score), rendered into "
+            "per-class centre maps and scored per location, an image scoring the maximum.",
+        ),
+    ] = None,
+    stride: Annotated[
+        float | None, typer.Option("--stride", help="With --annotations: pixels per centre-map cell (default 4).")
+    ] = None,
     members: Annotated[
         list[Path] | None,
         typer.Argument(
@@ -131,10 +143,42 @@ def score(
     options = {**locals(), "members": members or (), "saved_stats": saved_stats or ()}  # the request's fields
     from subsetsearch.pipeline.score import ScoreRequest, score_files, summary
 
-    with _MemberProgress() as advance:
-        result = score_files(ScoreRequest(**options), on_progress=advance)
+    box_options = options.pop("annotations"), options.pop("stride")
+    if box_options[0] is not None:
+        result = _score_boxes(options, *box_options)
+    else:
+        if stride is not None:
+            raise InputError("--stride sets the centre maps of --annotations; give --annotations or drop it")
+        with _MemberProgress() as advance:
+            result = score_files(ScoreRequest(**options), on_progress=advance)
     typer.echo(summary(result, function))
     typer.echo(f"wrote {out}" + (f" and {scores_out}" if scores_out else ""))
+
+
+def _score_boxes(options: dict, annotations: Path, stride: float | None):
+    """``score --annotations``: members are COCO results files (pipeline/score_boxes.py)."""
+    from subsetsearch.pipeline.score_boxes import BoxScoreRequest, score_box_files
+
+    unused = {
+        "--labels": options["labels"] is not None,
+        "--labels-column": options["labels_column"] is not None,
+        "--logits": options["logits"],
+        "--skip-disagreement": options["skip_disagreement"],
+        "--stats": bool(options["saved_stats"]),
+        "--window": options["window"] != DEFAULT_WINDOW,
+    }
+    for option, given in unused.items():
+        if given:
+            raise InputError(
+                f"{option} does not apply to --annotations (detections: the ground truth is the annotation file's "
+                "boxes); drop it"
+            )
+    keys = ("function", "budget", "out", "scores_out", "exclude", "skip_top", "seed", "state")
+    request = BoxScoreRequest(
+        annotations, options["members"], stride=4.0 if stride is None else stride, **{k: options[k] for k in keys}
+    )
+    with _MemberProgress() as advance:
+        return score_box_files(request, on_progress=advance)
 
 
 _EXECUTOR = typer.Option(

@@ -258,7 +258,7 @@ class HeatmapRecord:
     heatmaps : ndarray of shape (n, K, h, w)      per-class, per-location scores
     mean_maps : ndarray of shape (n, K, h, w)     the members' mean centre maps
     images : ndarray of shape (n, 1, S, S), uint8
-    boxes : ndarray of shape (B, 4), int64        ``[x0, y0, x1, y1]``, ends exclusive
+    boxes : ndarray of shape (B, 4)               ``[x0, y0, x1, y1]``, ends exclusive (float for COCO sets)
     box_labels : ndarray of shape (B,), int64
     box_image : ndarray of shape (B,), int64      position in ``index`` of each box's image
     """

@@ -30,13 +30,18 @@ DETECTION_SCHEMES = ("build_up", "auto_duplication", "random", "full")
 class DataConfig(_Strict):
     """Where the labeled set L and the test set come from."""
 
-    dataset: Literal["fashion_mnist", "digits", "arrays", "image_folder"] = "fashion_mnist"
+    dataset: Literal["fashion_mnist", "digits", "arrays", "image_folder", "coco"] = "fashion_mnist"
     path: Path | None = None
-    """Dataset fashion_mnist: folder of IDX files; arrays: .npz/.npy; image_folder: folder."""
+    """Dataset fashion_mnist: folder of IDX files; arrays: .npz/.npy; image_folder: folder; coco (task
+    detection): the pool's COCO instances JSON."""
+    image_dir: Path | None = None
+    """Dataset coco: the folder of the pool's images (their file_name is relative to it)."""
+    test_image_dir: Path | None = None
+    """Dataset coco: the folder of test_path's images (default: image_dir)."""
     labels: Path | None = None
     """Arrays given as .npy: the labels."""
     test_path: Path | None = None
-    """Arrays / image_folder: a separate test set."""
+    """Arrays / image_folder / coco (an instances JSON): a separate test set."""
     test_labels: Path | None = None
     test_fraction: float = Field(0.2, gt=0, lt=1)
     """Held out as test set when there is no test split."""
@@ -53,23 +58,40 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _paths(self) -> DataConfig:
-        if self.dataset in ("arrays", "image_folder") and self.path is None:
+        if self.dataset in ("arrays", "image_folder", "coco") and self.path is None:
             raise ValueError(f"data.path is required for dataset '{self.dataset}'")
+        if self.dataset == "coco" and self.image_dir is None:
+            raise ValueError("data.image_dir is required for dataset 'coco': the folder of its images")
+        if self.dataset != "coco" and (self.image_dir is not None or self.test_image_dir is not None):
+            raise ValueError("data.image_dir / data.test_image_dir are for dataset 'coco'; remove them")
         if self.dataset == "digits" and self.path is not None:
             raise ValueError("data.path is not used by the built-in digits; remove it")
         return self
 
 
+class SequenceConfig(_Strict):
+    """Sequence mode of the built-in detection set, like frames of driving video: clips of
+    consecutive frames in which the same items move smoothly over a slowly changing background."""
+
+    clip_length: int = Field(8, ge=2)
+    """Frames per clip (the last clip may be shorter)."""
+    speed: float = Field(1.5, ge=0)
+    """Largest speed of an item along each axis, pixels per frame."""
+    background_change: float = Field(0.05, ge=0, le=1)
+    """Share of the background noise drawn anew from one frame to the next."""
+
+
 class DetectionConfig(_Strict):
     """The built-in detection set (task: detection): Fashion-MNIST objects on canvases, long-tailed
-    classes (see subsetsearch.train.canvas). ``data.path`` may point at the IDX files."""
+    classes (see subsetsearch.train.canvas). ``data.path`` may point at the IDX files. With
+    ``data.dataset: coco`` only ``size`` (the side images are letterboxed to) and ``class_weights`` apply."""
 
     images: int = Field(20000, ge=10)
     """Training canvases (the pool) from Fashion-MNIST's training items."""
     test_images: int = Field(2000, ge=10)
     """Test canvases from its test items."""
     size: int = Field(64, ge=32, multiple_of=8)
-    """Canvas side in pixels."""
+    """Canvas side in pixels (dataset coco: the detector's square input, images letterboxed to it)."""
     max_objects: int = Field(4, ge=1)
     scale: tuple[int, int] = (10, 36)
     """Smallest and largest side of a pasted item."""
@@ -77,12 +99,11 @@ class DetectionConfig(_Strict):
     """Mean number of unlabeled items per canvas."""
     noise: float = Field(8.0, ge=0)
     """Background noise (0..255 scale)."""
-
-    @model_validator(mode="after")
-    def _scale(self) -> DetectionConfig:
-        if not 4 <= self.scale[0] <= self.scale[1] <= self.size:
-            raise ValueError(f"detection.scale: must be increasing, from at least 4 to at most size ({self.size})")
-        return self
+    sequence: SequenceConfig | None = None
+    """Clips of near-copy frames instead of independent canvases (training and test images)."""
+    class_weights: Literal["subset", "pool"] = "subset"
+    """The loss's per-class weights, inverse box frequency: in each model's own training set (the
+    subset, with its repeats; the paper's rule) or in the whole pool (the same for every model)."""
 
 
 class EnsembleConfig(_Strict):
@@ -336,12 +357,26 @@ class RunConfig(_Strict):
         if self.task == "classification":
             if self.detection is not None:
                 raise ValueError("detection: only used with task: detection; remove it or set task: detection")
+            if self.data.dataset == "coco":
+                raise ValueError("data.dataset: coco is a detection set; set task: detection")
             for key, name in models.items():
                 if name in DETECTOR_NAMES:
                     raise ValueError(f"{key}: '{name}' is a detector; set task: detection or pick a classifier")
             return
-        if self.data.dataset != "fashion_mnist":
-            raise ValueError("data.dataset: task: detection builds its canvases from fashion_mnist; use it")
+        if self.data.dataset not in ("fashion_mnist", "coco"):
+            raise ValueError(
+                "data.dataset: task: detection takes the built-in canvases (fashion_mnist) or a COCO-format set (coco)"
+            )
+        det = self.detection_config()
+        if self.data.dataset == "fashion_mnist" and not 4 <= det.scale[0] <= det.scale[1] <= det.size:
+            raise ValueError(f"detection.scale: must be increasing, from at least 4 to at most size ({det.size})")
+        if self.data.dataset == "coco" and self.detection is not None:
+            drawn = self.detection.model_fields_set - {"size", "class_weights"}
+            if drawn:
+                raise ValueError(
+                    f"detection.{sorted(drawn)[0]}: sets the built-in canvases; with dataset coco only detection.size "
+                    "(the detector's input side) and detection.class_weights apply"
+                )
         if self.search.function not in ACQUISITION_FUNCTIONS:
             raise ValueError(
                 f"search.function: detection scores centre maps with the paper's functions "

@@ -2,7 +2,9 @@
 
 The same skeleton and schemes as classification (build_up, auto_duplication, random, full), with
 three differences: the pool is the built-in detection set (Fashion-MNIST objects on canvases,
-:mod:`subsetsearch.train.canvas`); a unit of scoring work is a chunk of images scored by every
+:mod:`subsetsearch.train.canvas`, as independent images or as clips of near-copy frames) or a
+COCO-format set of the user's (:mod:`subsetsearch.train.coco_data`: images letterboxed to the
+detector's input, judged in their original pixels); a unit of scoring work is a chunk of images scored by every
 member at once (an image's score is the maximum over the per-location scores of the ensemble's
 centre maps, :mod:`subsetsearch.detection`), run on the executor like classification's units and
 kept in ``iter_NN/scores.npz`` with its ledger; subset models are judged by COCO mAP and the
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +25,7 @@ import numpy as np
 from subsetsearch.detection import MapStats
 from subsetsearch.executors import ScoreTask
 from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.internal.files import InputError
 from subsetsearch.internal.ledger import ALL_MEMBERS, Ledger
 from subsetsearch.pipeline.config import RunConfig
 from subsetsearch.pipeline.search import (
@@ -48,12 +52,49 @@ FIGURE_TOP, FIGURE_RANDOM = 3, 3
 METRIC_KEYS = ("wMAP", "mAP", "AP50", "AP_small", "AP_medium", "AP_large")
 
 
-def detection_sets(config: RunConfig) -> tuple[DetectionImages, DetectionImages]:
-    """The training (pool) and test canvases a detection config asks for."""
+@dataclass(frozen=True)
+class DetectionSets:
+    """A detection run's pool and test images, their class names and dataset name; for a COCO set
+    also each test image's letterbox scale (input pixels per original pixel), else None."""
+
+    pool: DetectionImages
+    test: DetectionImages
+    class_names: list[str]
+    name: str
+    test_scale: np.ndarray | None = None
+
+
+def detection_sets(config: RunConfig) -> DetectionSets:
+    """The training (pool) and test images a detection config asks for: the built-in canvases, or a
+    COCO-format set (its own test file, else a seeded ``data.test_fraction`` of its images)."""
     from subsetsearch.train import canvas
 
     det = config.detection_config()
-    return canvas.load_fashion_detection(
+    data = config.data
+    if data.dataset == "coco":
+        from subsetsearch.train.coco_data import load_coco
+
+        assert data.path is not None and data.image_dir is not None
+        pool = load_coco(data.path, data.image_dir, size=det.size)
+        if data.test_path is not None:
+            test = load_coco(
+                data.test_path, data.test_image_dir or data.image_dir, size=det.size, option="data.test_path"
+            )
+            if test.source.class_names != pool.source.class_names:
+                raise InputError(
+                    f"data.test_path {data.test_path} has categories {test.source.class_names}, but data.path has "
+                    f"{pool.source.class_names}; give both files the same categories"
+                )
+        else:
+            order = np.random.default_rng(derive_seed(config.seed, Seed.DATA)).permutation(len(pool.scale))
+            held = max(1, round(data.test_fraction * len(order)))
+            if held >= len(order):
+                raise InputError(f"data.path {data.path} has {len(order)} images; a test split needs at least 2")
+            pool, test = pool.take(np.sort(order[held:])), pool.take(np.sort(order[:held]))
+        return DetectionSets(
+            pool.images, test.images, pool.source.class_names, f"coco:{Path(data.path).name}", test.scale
+        )
+    pool_canvases, test_canvases = canvas.load_fashion_detection(
         det.images,
         det.test_images,
         derive_seed(config.seed, Seed.DATA),
@@ -63,7 +104,10 @@ def detection_sets(config: RunConfig) -> tuple[DetectionImages, DetectionImages]
         scale=det.scale,
         clutter=det.clutter,
         noise=det.noise,
+        sequence=None if det.sequence is None else det.sequence.model_dump(),
     )
+    name = "fashion_mnist_detection" if det.sequence is None else "fashion_mnist_detection_sequences"
+    return DetectionSets(pool_canvases, test_canvases, list(canvas.CLASS_NAMES), name)
 
 
 @dataclass
@@ -172,14 +216,15 @@ class DetectionSearch(Search):
         tune_malloc()
         import torch
 
-        from subsetsearch.train import canvas, detector, trainer
+        from subsetsearch.train import detector, trainer
 
         cfg = self.config
         det = cfg.detection_config()
         trainer.set_threads(cfg.train.threads or threads)
         self.device = trainer.resolve_device(cfg.train.device)
-        self.images, self.test_images = detection_sets(cfg)
-        self.num_classes = len(canvas.CLASS_NAMES)
+        self.sets = detection_sets(cfg)
+        self.images, self.test_images = self.sets.pool, self.sets.test
+        self.num_classes = len(self.sets.class_names)
         mean, std = trainer.channel_stats(self.images.x)
         targets = detector.encode_targets(
             self.images.boxes, self.images.labels, self.images.image_index, len(self.images), self.num_classes, det.size
@@ -200,25 +245,27 @@ class DetectionSearch(Search):
             tensor(targets.mask),
         )
         self.test = DetectionTensors(tensor(self.test_images.x), self.pool.mean, self.pool.std, *[None] * 5)
-        self.acq_net, self.subset_net, info = build_networks(cfg, 1, self.num_classes, self.device)
+        channels = self.images.x.shape[1]
+        self.acq_net, self.subset_net, info = build_networks(cfg, channels, self.num_classes, self.device)
         self._weights: tuple[int, list[dict]] | None = None
         self._scoring_net = None
-        return info("fashion_mnist_detection", len(self.images), len(self.test_images))
+        return info(self.sets.name, len(self.images), len(self.test_images))
 
     def dataset_record(self) -> DatasetRecord:
-        from subsetsearch.train import canvas
-
         boxes = np.zeros((len(self.images), self.num_classes), dtype=np.int64)
         np.add.at(boxes, (self.images.image_index, self.images.labels), 1)
-        return DatasetRecord("fashion_mnist_detection", list(canvas.CLASS_NAMES), pool_boxes=boxes)
+        return DatasetRecord(self.sets.name, self.sets.class_names, pool_boxes=boxes)
 
     # -- training -------------------------------------------------------------------------------
 
     def class_weights(self, train_rows: np.ndarray) -> np.ndarray:
         """Inverse box frequency per class in the images a model trains on, each image counted by
-        its multiplicity (the subset is the model's training set), as the paper weights its loss."""
+        its multiplicity (the subset is the model's training set), as the paper weights its loss;
+        with ``detection.class_weights: pool``, in the whole pool instead."""
         from subsetsearch.train import detector
 
+        if self.config.detection_config().class_weights == "pool":
+            return detector.class_weights(self.images.labels, self.num_classes)
         per_image = np.bincount(np.asarray(train_rows), minlength=len(self.images))
         boxes = np.repeat(self.images.labels, per_image[self.images.image_index])
         return detector.class_weights(boxes, self.num_classes)
@@ -381,7 +428,18 @@ class DetectionSearch(Search):
                 output = self.subset_net.forward(net, self.test, self.test.x[start : start + trainer.INFERENCE_BATCH])
                 detections += detector.decode(output, self.num_classes)
         truth = self.test_images
-        result = evaluate_detections(detections, truth.boxes, truth.labels, truth.image_index, self.num_classes)
+        boxes, buckets = truth.boxes, None
+        if self.sets.test_scale is not None:  # a COCO set: judged in original pixels, COCO's size buckets
+            from subsetsearch.train.detection_metrics import COCO_BUCKETS
+
+            scale = self.sets.test_scale
+            detections = [
+                d if not len(d) else np.column_stack([d[:, :4] / scale[i], d[:, 4:]]) for i, d in enumerate(detections)
+            ]
+            boxes, buckets = truth.boxes / scale[truth.image_index, None], COCO_BUCKETS
+        result = evaluate_detections(
+            detections, boxes, truth.labels, truth.image_index, self.num_classes, buckets=buckets
+        )
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(result, indent=1) + "\n")
         return result

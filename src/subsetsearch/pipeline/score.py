@@ -672,12 +672,7 @@ def _mapped_scores(store: MappedStats, function: str, labels: np.ndarray | None)
 
 def check_request(request: ScoreRequest) -> _Inputs:
     """Every check of a request that needs no pass over the members' values; InputError (one line)."""
-    if not 0.0 <= request.skip_top < 1.0:
-        raise InputError(f"--skip-top must be a fraction in [0, 1), got {request.skip_top}")
-    out = check_table_path(request.out, "--out")
-    scores_out = None if request.scores_out is None else check_table_path(request.scores_out, "--scores-out")
-    if scores_out is not None and scores_out.resolve() == out.resolve():
-        raise InputError(f"--out and --scores-out are both '{out}'; give them different files")
+    out, scores_out = output_paths(request.out, request.scores_out, request.skip_top)
     if request.saved_stats and (request.members or request.state is not None):
         raise InputError("--stats takes saved statistics instead of member files and --state; give one or the other")
     saved = load_saved_stats(request.saved_stats) if request.saved_stats else None
@@ -698,24 +693,8 @@ def check_request(request: ScoreRequest) -> _Inputs:
     saved_dynamics = None
     if saved is not None and plan.dynamics_functions:
         saved_dynamics = load_saved_dynamics(request.saved_stats, plan, labels)
-    exclude = np.zeros(shape[0], dtype=bool)
-    if request.exclude is not None:
-        indices = read_column(request.exclude, "exclude file", names=("index",))
-        try:
-            exclude = exclusion_mask(indices, shape[0])
-        except ValueError as error:
-            raise InputError(f"exclude file '{request.exclude}': {error}") from None
-    if saved is not None:
-        exclude |= saved.member_counts == 0  # rows the user's pool loader did not yield
-    pool_size = shape[0] - int(exclude.sum())
-    if pool_size == 0:
-        raise InputError("no row is left to select: every row is excluded or unscored")
-    k = parse_budget(request.budget, pool_size)
-    if k > pool_size - int(request.skip_top * pool_size):
-        raise InputError(
-            f"--budget {request.budget} with --skip-top {request.skip_top} asks for more than the pool of "
-            f"{pool_size} holds"
-        )
+    unscored = None if saved is None else saved.member_counts == 0  # rows the user's pool loader did not yield
+    exclude, pool_size, k = candidates(request.exclude, shape[0], request.budget, request.skip_top, unscored=unscored)
     mapped = request.state is not None and Path(request.state).suffix.lower() != ".npz"
     needed = shape[0] * shape[1] * STATS_BYTES_PER_ELEMENT
     if saved is None and not mapped and plan.stats_functions and needed > MEMORY_SHARE * available_memory():
@@ -724,6 +703,42 @@ def check_request(request: ScoreRequest) -> _Inputs:
             f"{MEMORY_SHARE:.0%} of the memory available; give --state DIR (a directory) to keep them on disk"
         )
     return _Inputs(out, scores_out, sources, saved, shape, labels, exclude, pool_size, k, mapped, plan, saved_dynamics)
+
+
+def output_paths(out: Path, scores_out: Path | None, skip_top: float) -> tuple[Path, Path | None]:
+    """``--out`` and ``--scores-out`` checked (table suffixes, not one file), and ``--skip-top``."""
+    if not 0.0 <= skip_top < 1.0:
+        raise InputError(f"--skip-top must be a fraction in [0, 1), got {skip_top}")
+    out = check_table_path(out, "--out")
+    scores_out = None if scores_out is None else check_table_path(scores_out, "--scores-out")
+    if scores_out is not None and scores_out.resolve() == out.resolve():
+        raise InputError(f"--out and --scores-out are both '{out}'; give them different files")
+    return out, scores_out
+
+
+def candidates(
+    exclude_path: Path | None, num_rows: int, budget: str, skip_top: float, *, unscored: np.ndarray | None = None
+) -> tuple[np.ndarray, int, int]:
+    """The rows that cannot be chosen (``--exclude``, and ``unscored``), how many can, and how many
+    ``--budget`` asks for; InputError when the budget does not fit."""
+    exclude = np.zeros(num_rows, dtype=bool)
+    if exclude_path is not None:
+        indices = read_column(exclude_path, "exclude file", names=("index",))
+        try:
+            exclude = exclusion_mask(indices, num_rows)
+        except ValueError as error:
+            raise InputError(f"exclude file '{exclude_path}': {error}") from None
+    if unscored is not None:
+        exclude |= unscored
+    pool_size = num_rows - int(exclude.sum())
+    if pool_size == 0:
+        raise InputError("no row is left to select: every row is excluded or unscored")
+    k = parse_budget(budget, pool_size)
+    if k > pool_size - int(skip_top * pool_size):
+        raise InputError(
+            f"--budget {budget} with --skip-top {skip_top} asks for more than the pool of {pool_size} holds"
+        )
+    return exclude, pool_size, k
 
 
 def _labels(request: ScoreRequest, shape: tuple[int, int]) -> np.ndarray | None:

@@ -68,11 +68,11 @@ def heatmap_figure(record: HeatmapRecord, class_names: list[str], path: Path, ti
     top = float(np.nanmax(heatmaps)) or 1.0
     size = record.images.shape[-1]
     for row, image in enumerate(record.index):
-        picture = record.images[row, 0]
+        picture = record.images[row, 0] if record.images.shape[1] == 1 else record.images[row].transpose(1, 2, 0)
         mine = record.box_image == row
         for col in range(k + 1):
             ax = axes[row, col]
-            ax.imshow(picture, cmap="gray", vmin=0, vmax=255)
+            ax.imshow(picture, cmap="gray", vmin=0, vmax=255)  # cmap and range apply to one channel only
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:

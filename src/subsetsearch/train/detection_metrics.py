@@ -13,7 +13,10 @@ large     20² and above       3
 ========  ==================  ======
 
 so ``wMAP = (AP_small + 2·AP_medium + 3·AP_large) / 6`` (a bucket without ground truth drops
-out and the weights of the others are renormalised).
+out and the weights of the others are renormalised). On a COCO-format set of the user's
+(``data.dataset: coco``) boxes are judged in the original image's pixels with COCO's own
+buckets (below 32², 32² to 96², above: ``COCO_BUCKETS``) and the same weights. wMAP is this
+project's definition: the paper weights larger objects more but does not state its weights.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import io
 import numpy as np
 
 SIZE_BUCKETS = {"small": (0.0, 12.0**2), "medium": (12.0**2, 20.0**2), "large": (20.0**2, 1e10)}
+COCO_BUCKETS = {"small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}
 SIZE_WEIGHTS = {"small": 1.0, "medium": 2.0, "large": 3.0}
 
 
@@ -33,6 +37,8 @@ def evaluate_detections(
     labels: np.ndarray,
     image_index: np.ndarray,
     num_classes: int,
+    *,
+    buckets: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, float]:
     """COCO mAP, AP50, AP75, per-size-bucket AP and wMAP of ``detections`` against ground truth.
 
@@ -42,6 +48,8 @@ def evaluate_detections(
         Per image: x0, y0, x1, y1 (pixels), score, class.
     boxes : ndarray of shape (B, 4)
         Ground-truth ``[x0, y0, x1, y1]``; ``labels`` (B,) their classes, ``image_index`` (B,) their images.
+    buckets : dict, optional
+        Box-area range (pixels²) of the small, medium and large buckets; default ``SIZE_BUCKETS``.
 
     Returns
     -------
@@ -51,6 +59,7 @@ def evaluate_detections(
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    buckets = SIZE_BUCKETS if buckets is None else buckets
     n = len(detections)
     widths = boxes[:, 2] - boxes[:, 0]
     heights = boxes[:, 3] - boxes[:, 1]
@@ -84,8 +93,8 @@ def evaluate_detections(
         )
         dt = gt.loadRes(np.column_stack([as_xywh, results[:, 5], results[:, 6]]))
         evaluator = COCOeval(gt, dt, "bbox")
-        evaluator.params.areaRng = [[0.0, 1e10], *[list(r) for r in SIZE_BUCKETS.values()]]
-        evaluator.params.areaRngLbl = ["all", *SIZE_BUCKETS]
+        evaluator.params.areaRng = [[0.0, 1e10], *[list(buckets[name]) for name in SIZE_WEIGHTS]]
+        evaluator.params.areaRngLbl = ["all", *SIZE_WEIGHTS]
         evaluator.evaluate()
         evaluator.accumulate()
     precision = evaluator.eval["precision"]  # [IoU T, recall R, class K, area A, maxDets M]
@@ -94,7 +103,7 @@ def evaluate_detections(
         "AP50": _mean_ap(precision[0, :, :, 0, -1]),
         "AP75": _mean_ap(precision[5, :, :, 0, -1]),
     }
-    for a, name in enumerate(SIZE_BUCKETS, start=1):
+    for a, name in enumerate(SIZE_WEIGHTS, start=1):
         out[f"AP_{name}"] = _mean_ap(precision[:, :, :, a, -1])
     out["wMAP"] = weighted_map(out)
     for k in range(num_classes):

@@ -1,0 +1,259 @@
+"""The box-list path of ``subsetsearch score``: a COCO instances file and one COCO results file per
+member in, a subset table out.
+
+Each member's detections are rendered into per-class centre maps and scored by the paper's
+per-location acquisition, an image scoring the maximum (:mod:`subsetsearch.boxmaps`). The work:
+
+1. Every check that needs no pass over the detections: the instances file, the options, the
+   budget. Nothing is written if one fails.
+2. Each member's results file is read a block at a time and its detections are sorted by image
+   into ``member_NNN.npy`` (a record per detection: class, box, score, float32) with
+   ``member_NNN.offsets.npy`` (where each image's detections start), through an unsorted
+   ``member_NNN.raw`` that is removed afterwards. A bad detection anywhere (unknown image or
+   category, a score outside [0, 1], a malformed box) stops the job with one line naming it.
+3. Chunks of ``CHUNK_IMAGES`` images are scored with every member's detections of that chunk, so
+   memory grows with a chunk, never with the pool or the ensemble (beyond an int64 per image).
+4. The subset is chosen and the tables are written, atomically, together.
+
+With ``--state DIR`` the sorted members and the scores of the chunks done (``progress.npz``)
+stay in DIR, so a rerun after a kill skips what is done; DIR remembers the inputs it was made
+for (``inputs.json``) and refuses others. Without it they live in a temporary directory beside
+``--out``, removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from subsetsearch.acquisition import ACQUISITION_FUNCTIONS
+from subsetsearch.boxmaps import Boxes, box_image_scores
+from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.internal.coco import CocoPool, iter_results, read_instances
+from subsetsearch.internal.files import InputError, write_tables
+from subsetsearch.internal.ledger import Autosave
+from subsetsearch.pipeline.score import ScoreResult, candidates, output_paths
+from subsetsearch.selection import select
+
+#: Images scored together: their detections by every member are all that is held.
+CHUNK_IMAGES = 256
+#: Detections parsed before they are appended to a member's unsorted file.
+WRITE_BATCH = 1 << 16
+#: One detection as kept on disk, sorted by image.
+RECORD = np.dtype([("label", "<i4"), ("xyxy", "<f4", (4,)), ("score", "<f4")])
+_RAW = np.dtype([("row", "<i8"), ("label", "<i4"), ("xyxy", "<f4", (4,)), ("score", "<f4")])
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class BoxScoreRequest:
+    """What ``subsetsearch score --annotations`` is asked to do (the command's option names)."""
+
+    annotations: Path
+    members: Sequence[str | os.PathLike]
+    function: str
+    budget: str
+    out: Path
+    scores_out: Path | None = None
+    exclude: Path | None = None
+    skip_top: float = 0.0
+    seed: int = 0
+    state: Path | None = None
+    stride: float = 4.0
+
+
+def box_functions(function: str) -> tuple[str, ...]:
+    """The functions ``--function`` names for box lists (``all``: the four, mutual information first)."""
+    if function == "all":
+        return ("mutual_information", "entropy", "variation_ratios", "error_count")
+    names = tuple(f.strip() for f in function.split(",") if f.strip())
+    unknown = [f for f in names if f not in ACQUISITION_FUNCTIONS]
+    if not names or unknown:
+        raise InputError(
+            f"--function {function}: detections are scored with the paper's functions per location; choose from "
+            f"{', '.join(ACQUISITION_FUNCTIONS)}"
+        )
+    if len(set(names)) != len(names):
+        raise InputError(f"--function {function} names a function twice; give each once")
+    return names
+
+
+def score_box_files(request: BoxScoreRequest, *, on_progress: ProgressFn | None = None) -> ScoreResult:
+    """Score the members' detections of the pool and write the subset (``index``, ``image_id``,
+    ``score``, best first) and, with ``scores_out``, every image's scores."""
+    functions = box_functions(request.function)
+    if not request.stride > 0:
+        raise InputError(f"--stride must be a positive number of pixels per map cell, got {request.stride}")
+    out, scores_out = output_paths(request.out, request.scores_out, request.skip_top)
+    members = [Path(m) for m in request.members]
+    if not members:
+        raise InputError("--annotations needs the members' COCO results files (one JSON file per member)")
+    for member in members:
+        if not member.is_file():
+            raise InputError(f"member {member}: no such file; give one COCO results JSON file per member")
+    if len({m.resolve() for m in members}) != len(members):
+        raise InputError("a member file is given twice; each member is one detector's results")
+    pool = read_instances(request.annotations)
+    exclude, pool_size, k = candidates(request.exclude, len(pool), request.budget, request.skip_top)
+    with _WorkDir(request.state, out) as work:
+        _check_state(work, request, members, functions)
+        sorted_members = [_sorted_member(work, m, member, pool) for m, member in enumerate(members)]
+        scores = _score_chunks(work, pool, sorted_members, functions, request.stride, on_progress)
+    first = functions[0]
+    chosen = select(scores[first], k, exclude=exclude, skip_top=request.skip_top, seed=request.seed)
+    tables = [(out, {"index": chosen, "image_id": pool.image_ids[chosen], "score": scores[first][chosen]})]
+    if scores_out is not None:
+        columns = {"score": scores[first]} if len(functions) == 1 else dict(scores)
+        tables.append((scores_out, {"index": np.arange(len(pool)), "image_id": pool.image_ids, **columns}))
+    write_tables(tables)
+    return ScoreResult(chosen, scores[first], pool_size, len(members), None, first, scores)
+
+
+class _WorkDir:
+    """``--state DIR`` (made if absent), or a temporary directory beside ``out`` removed at the end."""
+
+    def __init__(self, state: Path | None, out: Path) -> None:
+        self.state, self.out = state, out
+
+    def __enter__(self) -> Path:
+        if self.state is not None:
+            state = Path(self.state)
+            if state.suffix.lower() == ".npz" or state.is_file():
+                raise InputError(f"--state {state}: box-list scoring keeps its state in a directory; give a directory")
+            state.mkdir(parents=True, exist_ok=True)
+            return state
+        self.temp = tempfile.mkdtemp(prefix=".subsetsearch-", dir=self.out.resolve().parent)
+        return Path(self.temp)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.state is None:
+            shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def _check_state(work: Path, request: BoxScoreRequest, members: list[Path], functions: tuple[str, ...]) -> None:
+    """Record the inputs a state directory is for; refuse a directory made for others."""
+    inputs = {
+        "annotations": _file_key(Path(request.annotations)),
+        "members": [_file_key(m) for m in members],
+        "functions": list(functions),
+        "stride": float(request.stride),
+        "chunk_images": CHUNK_IMAGES,
+    }
+    path = work / "inputs.json"
+    if path.is_file():
+        if json.loads(path.read_text()) != inputs:
+            raise InputError(
+                f"--state {work} was made for other inputs (annotations, members, functions or stride); "
+                "give a new directory, or the inputs it was made for"
+            )
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(inputs, indent=1) + "\n")
+
+
+def _file_key(path: Path) -> dict:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _sorted_member(work: Path, m: int, member: Path, pool: CocoPool) -> tuple[np.ndarray, np.ndarray]:
+    """Member ``m``'s detections sorted by image (memory-mapped) and where each image's start."""
+    records_path, offsets_path = work / f"member_{m:03d}.npy", work / f"member_{m:03d}.offsets.npy"
+    if not offsets_path.is_file():
+        raw_path = work / f"member_{m:03d}.raw"
+        with atomic_path(raw_path) as tmp, open(tmp, "wb") as raw:
+            batch: list[tuple] = []
+            for row, label, xyxy, score in iter_results(member, pool):
+                batch.append((row, label, xyxy, score))
+                if len(batch) == WRITE_BATCH:
+                    np.array(batch, dtype=_RAW).tofile(raw)
+                    batch = []
+            np.array(batch, dtype=_RAW).tofile(raw)
+        unsorted = np.memmap(raw_path, dtype=_RAW, mode="r") if raw_path.stat().st_size else np.zeros(0, _RAW)
+        counts = np.zeros(len(pool), dtype=np.int64)
+        for start in range(0, len(unsorted), WRITE_BATCH):
+            counts += np.bincount(unsorted["row"][start : start + WRITE_BATCH], minlength=len(pool))
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        with atomic_path(records_path) as tmp:
+            records = np.lib.format.open_memmap(tmp, mode="w+", dtype=RECORD, shape=(int(offsets[-1]),))
+            fill = offsets[:-1].copy()
+            for start in range(0, len(unsorted), WRITE_BATCH):
+                part = np.asarray(unsorted[start : start + WRITE_BATCH])
+                order = np.argsort(part["row"], kind="stable")
+                rows = part["row"][order]
+                first = np.r_[0, np.flatnonzero(rows[1:] != rows[:-1]) + 1]
+                rank = np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)]))
+                at = fill[rows] + rank
+                for field in ("label", "xyxy", "score"):
+                    records[field][at] = part[field][order]
+                fill += np.bincount(rows, minlength=len(pool))
+            records.flush()
+            del records
+        del unsorted
+        with atomic_path(offsets_path) as tmp, open(tmp, "wb") as f:
+            np.save(f, offsets)
+        raw_path.unlink()
+    offsets = np.load(offsets_path)
+    records = np.load(records_path, mmap_mode="r") if offsets[-1] else np.zeros(0, RECORD)
+    return records, offsets
+
+
+def _score_chunks(
+    work: Path,
+    pool: CocoPool,
+    members: list[tuple[np.ndarray, np.ndarray]],
+    functions: tuple[str, ...],
+    stride: float,
+    on_progress: ProgressFn | None,
+) -> dict[str, np.ndarray]:
+    """Every image's score by each function, a chunk of images at a time, resumed from ``progress.npz``."""
+    n = len(pool)
+    path = work / "progress.npz"
+    scores = {f: np.full(n, np.nan) for f in functions}
+    done = 0
+    if path.is_file():
+        with np.load(path) as saved:
+            done = int(saved["images_done"])
+            scores = {f: saved[f] for f in functions}
+    autosave = Autosave(n * len(functions))
+    box_start = (
+        np.searchsorted(pool.box_image, np.arange(0, n + CHUNK_IMAGES, CHUNK_IMAGES)) if len(pool.box_image) else None
+    )
+    for start in range(done, n, CHUNK_IMAGES):
+        stop = min(n, start + CHUNK_IMAGES)
+        chunk = []
+        for records, offsets in members:
+            part = np.asarray(records[offsets[start] : offsets[stop]])
+            image = np.repeat(np.arange(stop - start), np.diff(offsets[start : stop + 1]))
+            chunk.append(Boxes(image, part["label"], part["xyxy"], np.clip(part["score"], 0, 1)))
+        truth = None
+        if "error_count" in functions:
+            lo, hi = (
+                (0, 0)
+                if box_start is None
+                else (box_start[start // CHUNK_IMAGES], box_start[start // CHUNK_IMAGES + 1])
+            )
+            truth = Boxes(pool.box_image[lo:hi] - start, pool.labels[lo:hi], pool.boxes[lo:hi])
+        for f in functions:
+            scores[f][start:stop] = box_image_scores(
+                chunk, f, image_sizes=pool.sizes[start:stop], num_classes=pool.num_classes, stride=stride, truth=truth
+            )
+        if autosave.due() or stop == n:
+            _save_progress(path, scores, stop)
+            autosave.saved()
+        if on_progress is not None:
+            on_progress(stop, n)
+    return scores
+
+
+def _save_progress(path: Path, scores: dict[str, np.ndarray], images_done: int) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images_done=np.array(images_done), **scores)
