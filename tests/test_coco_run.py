@@ -47,6 +47,7 @@ def write_coco(folder: Path, name: str, count: int, seed: int) -> Path:
         file_name = f"{name}_{i:03d}.png"
         Image.fromarray(pixels).save(folder / "images" / file_name)
         images.append({"id": 100 + i, "file_name": file_name, "width": width, "height": height})
+    rng.shuffle(annotations)  # not grouped by image
     path = folder / f"{name}.json"
     path.write_text(json.dumps({"images": images, "categories": CATEGORIES, "annotations": annotations}))
     return path

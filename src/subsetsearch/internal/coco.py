@@ -29,7 +29,8 @@ class CocoPool:
     """The images, classes and ground-truth boxes of an instances file.
 
     ``sizes`` [N, 2] is each image's (width, height); ``boxes`` [B, 4] are ``[x0, y0, x1, y1]``
-    pixels, ``labels`` [B] class indices, ``box_image`` [B] image rows, in file order.
+    pixels, ``labels`` [B] class indices, ``box_image`` [B] image rows, sorted by image (in file
+    order within an image).
     """
 
     path: Path
@@ -121,6 +122,7 @@ def read_instances(path: str | Path, *, option: str = "--annotations") -> CocoPo
         boxes.append(xyxy)
         labels.append(label)
         rows.append(row)
+    order = np.argsort(np.array(rows, dtype=np.int64), kind="stable")  # by image, file order within one
     return CocoPool(
         path,
         image_ids,
@@ -128,9 +130,9 @@ def read_instances(path: str | Path, *, option: str = "--annotations") -> CocoPo
         pool.sizes,
         category_ids,
         pool.class_names,
-        np.array(boxes, dtype=np.float64).reshape(-1, 4),
-        np.array(labels, dtype=np.int64),
-        np.array(rows, dtype=np.int64),
+        np.array(boxes, dtype=np.float64).reshape(-1, 4)[order],
+        np.array(labels, dtype=np.int64)[order],
+        np.array(rows, dtype=np.int64)[order],
     )
 
 
