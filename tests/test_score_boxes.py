@@ -146,6 +146,16 @@ def test_a_killed_job_resumes_from_its_state_and_scores_each_chunk_once(tmp_path
     out.unlink()
     code, _, stderr = run_cli([*inputs, "-f", "variation_ratios", *rest], capsys)
     assert code == 2 and "was made for other inputs" in stderr and not out.exists()
+    # a member file rewritten since (half its detections dropped) is read again, and scoring starts over
+    detections = json.loads(members[0].read_text())
+    members[0].write_text(json.dumps(detections[: len(detections) // 2]))
+    calls.clear()
+    code, _, stderr = run_cli(args, capsys)
+    assert code == 0, stderr
+    assert len(calls) == 6  # every chunk again: 40 images in chunks of 7
+    changed = whole_pool_scores(annotations, members, "entropy")
+    assert not np.allclose(changed, expected)
+    _assert_top(read_table(out)["index"], changed, 10)
 
 
 def _write(path, value):
@@ -184,12 +194,14 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, chan
         members[1].write_text(members[1].read_text()[:-40])
     out = tmp_path / "subset.csv"
     args = ["score", "--annotations", str(annotations), *map(str, members), "-f", "entropy", "-b", "5", "-o", str(out)]
-    code, _, stderr = run_cli(args, capsys)
-    assert code == 2
-    assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
-    assert "Traceback" not in stderr
-    assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    for state in ([], ["--state", str(tmp_path / "state")]):
+        code, _, stderr = run_cli([*args, *state], capsys)
+        assert code == 2
+        assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+        assert "Traceback" not in stderr
+        assert not out.exists()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+        assert not (tmp_path / "state").exists()  # nor a state directory the call made
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,11 @@ per-location acquisition, an image scoring the maximum (:mod:`subsetsearch.boxma
 4. The subset is chosen and the tables are written, atomically, together.
 
 With ``--state DIR`` the sorted members and the scores of the chunks done (``progress.npz``)
-stay in DIR, so a rerun after a kill skips what is done; DIR remembers the inputs it was made
-for (``inputs.json``) and refuses others. Without it they live in a temporary directory beside
-``--out``, removed at the end.
+stay in DIR, so a rerun after a kill skips what is done. DIR remembers the annotation file,
+functions and stride it was made for (``inputs.json``) and refuses others; a member file that
+changed since it was sorted (``member_NNN.json`` holds its size and time) is read again, and the
+scores start over. A bad input leaves no DIR behind that this call made. Without ``--state`` the
+files live in a temporary directory beside ``--out``, removed at the end.
 """
 
 from __future__ import annotations
@@ -104,9 +106,10 @@ def score_box_files(request: BoxScoreRequest, *, on_progress: ProgressFn | None 
     pool = read_instances(request.annotations)
     exclude, pool_size, k = candidates(request.exclude, len(pool), request.budget, request.skip_top)
     with _WorkDir(request.state, out) as work:
-        _check_state(work, request, members, functions)
+        _check_state(work, request, functions)
         sorted_members = [_sorted_member(work, m, member, pool) for m, member in enumerate(members)]
-        scores = _score_chunks(work, pool, sorted_members, functions, request.stride, on_progress)
+        signature = json.dumps([_file_key(member) for member in members])
+        scores = _score_chunks(work, pool, sorted_members, functions, request.stride, signature, on_progress)
     first = functions[0]
     chosen = select(scores[first], k, exclude=exclude, skip_top=request.skip_top, seed=request.seed)
     tables = [(out, {"index": chosen, "image_id": pool.image_ids[chosen], "score": scores[first][chosen]})]
@@ -128,21 +131,24 @@ class _WorkDir:
             state = Path(self.state)
             if state.suffix.lower() == ".npz" or state.is_file():
                 raise InputError(f"--state {state}: box-list scoring keeps its state in a directory; give a directory")
+            self.made = not state.exists()
             state.mkdir(parents=True, exist_ok=True)
             return state
         self.temp = tempfile.mkdtemp(prefix=".subsetsearch-", dir=self.out.resolve().parent)
         return Path(self.temp)
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, kind: type | None, *exc_info) -> None:
         if self.state is None:
             shutil.rmtree(self.temp, ignore_errors=True)
+        elif self.made and kind is not None and issubclass(kind, InputError):
+            shutil.rmtree(self.state, ignore_errors=True)  # a bad input leaves nothing behind
 
 
-def _check_state(work: Path, request: BoxScoreRequest, members: list[Path], functions: tuple[str, ...]) -> None:
-    """Record the inputs a state directory is for; refuse a directory made for others."""
+def _check_state(work: Path, request: BoxScoreRequest, functions: tuple[str, ...]) -> None:
+    """Record what a state directory's scores mean; refuse a directory made for others. (Member
+    files are checked one by one: a changed one is read again, see :func:`_sorted_member`.)"""
     inputs = {
         "annotations": _file_key(Path(request.annotations)),
-        "members": [_file_key(m) for m in members],
         "functions": list(functions),
         "stride": float(request.stride),
         "chunk_images": CHUNK_IMAGES,
@@ -151,7 +157,7 @@ def _check_state(work: Path, request: BoxScoreRequest, members: list[Path], func
     if path.is_file():
         if json.loads(path.read_text()) != inputs:
             raise InputError(
-                f"--state {work} was made for other inputs (annotations, members, functions or stride); "
+                f"--state {work} was made for other inputs (annotations, functions or stride); "
                 "give a new directory, or the inputs it was made for"
             )
         return
@@ -167,6 +173,9 @@ def _file_key(path: Path) -> dict:
 def _sorted_member(work: Path, m: int, member: Path, pool: CocoPool) -> tuple[np.ndarray, np.ndarray]:
     """Member ``m``'s detections sorted by image (memory-mapped) and where each image's start."""
     records_path, offsets_path = work / f"member_{m:03d}.npy", work / f"member_{m:03d}.offsets.npy"
+    key_path, key = work / f"member_{m:03d}.json", _file_key(member)
+    if offsets_path.is_file() and (not key_path.is_file() or json.loads(key_path.read_text()) != key):
+        offsets_path.unlink()  # another file than the one sorted here: read it again
     if not offsets_path.is_file():
         raw_path = work / f"member_{m:03d}.raw"
         with atomic_path(raw_path) as tmp, open(tmp, "wb") as raw:
@@ -198,6 +207,8 @@ def _sorted_member(work: Path, m: int, member: Path, pool: CocoPool) -> tuple[np
             records.flush()
             del records
         del unsorted
+        with atomic_path(key_path) as tmp:
+            tmp.write_text(json.dumps(key) + "\n")
         with atomic_path(offsets_path) as tmp, open(tmp, "wb") as f:
             np.save(f, offsets)
         raw_path.unlink()
@@ -212,17 +223,20 @@ def _score_chunks(
     members: list[tuple[np.ndarray, np.ndarray]],
     functions: tuple[str, ...],
     stride: float,
+    signature: str,
     on_progress: ProgressFn | None,
 ) -> dict[str, np.ndarray]:
-    """Every image's score by each function, a chunk of images at a time, resumed from ``progress.npz``."""
+    """Every image's score by each function, a chunk of images at a time, resumed from ``progress.npz``
+    when it was made from the same member files (``signature``)."""
     n = len(pool)
     path = work / "progress.npz"
     scores = {f: np.full(n, np.nan) for f in functions}
     done = 0
     if path.is_file():
         with np.load(path) as saved:
-            done = int(saved["images_done"])
-            scores = {f: saved[f] for f in functions}
+            if str(saved["members"]) == signature:
+                done = int(saved["images_done"])
+                scores = {f: saved[f] for f in functions}
     autosave = Autosave(n * len(functions))
     box_start = (
         np.searchsorted(pool.box_image, np.arange(0, n + CHUNK_IMAGES, CHUNK_IMAGES)) if len(pool.box_image) else None
@@ -247,13 +261,13 @@ def _score_chunks(
                 chunk, f, image_sizes=pool.sizes[start:stop], num_classes=pool.num_classes, stride=stride, truth=truth
             )
         if autosave.due() or stop == n:
-            _save_progress(path, scores, stop)
+            _save_progress(path, scores, stop, signature)
             autosave.saved()
         if on_progress is not None:
             on_progress(stop, n)
     return scores
 
 
-def _save_progress(path: Path, scores: dict[str, np.ndarray], images_done: int) -> None:
+def _save_progress(path: Path, scores: dict[str, np.ndarray], images_done: int, signature: str) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, images_done=np.array(images_done), **scores)
+        np.savez(f, images_done=np.array(images_done), members=np.array(signature), **scores)
