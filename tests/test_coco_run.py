@@ -73,6 +73,23 @@ def test_letterboxing_scales_image_and_boxes_by_one_factor(tmp_path):
     assert not x[0, :16, 17:].any() and not x[0, :3].any()  # no red outside the box's rows and columns
 
 
+def test_a_box_within_a_pixel_of_the_edge_is_clipped_and_one_further_out_refused(tmp_path):
+    from subsetsearch.internal.coco import read_instances
+    from subsetsearch.internal.files import InputError
+
+    instances = {
+        "images": [{"id": 1, "file_name": "a.png", "width": 80, "height": 40}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{"image_id": 1, "category_id": 1, "bbox": [-0.5, 30.0, 80.75, 10.5]}],
+    }
+    (tmp_path / "a.json").write_text(json.dumps(instances))
+    np.testing.assert_allclose(read_instances(tmp_path / "a.json").boxes, [[0.0, 30.0, 80.0, 40.0]])
+    instances["annotations"][0]["bbox"] = [-1.5, 30.0, 10.0, 5.0]
+    (tmp_path / "a.json").write_text(json.dumps(instances))
+    with pytest.raises(InputError, match=r"has a box \[-1.5, 30.0, 10.0, 5.0\] outside its 80x40 pixels"):
+        read_instances(tmp_path / "a.json")
+
+
 def test_coco_size_buckets_are_judged_in_original_pixels():
     boxes = np.array([[0.0, 0.0, 20.0, 20.0], [0.0, 0.0, 40.0, 40.0], [0.0, 0.0, 100.0, 100.0]])
     perfect = [np.array([[*b, 0.9, 0.0]]) for b in boxes]

@@ -22,6 +22,9 @@ from subsetsearch.internal.files import InputError
 
 #: Characters read from a results file at a time.
 READ_BLOCK = 1 << 20
+#: Pixels a ground-truth box may reach past its image's edge (annotation tools round): clipped to
+#: the image; further out, the box is refused.
+BOX_SLACK = 1.0
 
 
 @dataclass(frozen=True)
@@ -113,13 +116,15 @@ def read_instances(path: str | Path, *, option: str = "--annotations") -> CocoPo
     for entry in data.get("annotations") or []:
         image, category, xyxy = _box_fields(entry, where, "annotation")
         row, label = _place(pool, lookups, image, category, where, "annotation")
-        width, height = pool.sizes[row]
-        if xyxy[0] < 0 or xyxy[1] < 0 or xyxy[2] > width or xyxy[3] > height:
+        width, height = (int(v) for v in pool.sizes[row])
+        slack = BOX_SLACK
+        if xyxy[0] < -slack or xyxy[1] < -slack or xyxy[2] > width + slack or xyxy[3] > height + slack:
             raise InputError(
                 f"{where}: image {image} ({pool.file_names[row]}) has a box {entry['bbox']} outside its "
                 f"{width}x{height} pixels; clip or fix the box"
             )
-        boxes.append(xyxy)
+        x0, y0, x1, y1 = xyxy  # within the slack: clipped to the image
+        boxes.append((max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))))
         labels.append(label)
         rows.append(row)
     order = np.argsort(np.array(rows, dtype=np.int64), kind="stable")  # by image, file order within one
