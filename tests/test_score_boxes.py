@@ -118,7 +118,7 @@ def test_a_killed_job_resumes_from_its_state_and_scores_each_chunk_once(tmp_path
     inputs = ["score", "--annotations", str(annotations), *map(str, members)]
     rest = ["-b", "25%", "-o", str(out), "--state", str(state)]
     args = [*inputs, "-f", "entropy", *rest]
-    real, calls = score_boxes.box_image_scores, []
+    real, calls = score_boxes.BoxMaps, []  # one per chunk of images
 
     class Killed(Exception):
         """The job dying mid-way (a kill leaves the same files: every write is atomic)."""
@@ -129,14 +129,14 @@ def test_a_killed_job_resumes_from_its_state_and_scores_each_chunk_once(tmp_path
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(score_boxes, "box_image_scores", dies_after_three_chunks)
+    monkeypatch.setattr(score_boxes, "BoxMaps", dies_after_three_chunks)
     with pytest.raises(Killed):
         run_cli(args, capsys)
     assert not out.exists()
     with np.load(state / "progress.npz") as saved:
         assert int(saved["images_done"]) == 21  # three chunks of 7
     calls.clear()
-    monkeypatch.setattr(score_boxes, "box_image_scores", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    monkeypatch.setattr(score_boxes, "BoxMaps", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     code, _, stderr = run_cli(args, capsys)
     assert code == 0, stderr
     assert len(calls) == 3  # images 21-39: chunks of 7, 7 and 5

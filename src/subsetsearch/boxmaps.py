@@ -34,8 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, acquire
+from subsetsearch.stats import EnsembleStats
 
-__all__ = ["Boxes", "box_image_scores", "render_centres"]
+__all__ = ["BoxMaps", "Boxes", "box_image_scores", "render_centres"]
 
 #: Cells rendered around a box's centre cell along each axis, in units of its spread σ.
 WINDOW_SIGMAS = 3.0
@@ -193,35 +194,78 @@ def box_image_scores(
     >>> scores.tolist()
     [0.5]
     """
+    _check_function(function, has_truth=truth is not None)  # before the rendering, which is the work
+    return BoxMaps(members, image_sizes=image_sizes, num_classes=num_classes, stride=stride, truth=truth).scores(
+        function
+    )
+
+
+class BoxMaps:
+    """Members' boxes rendered once, at the cells they reach, and scored by any of the functions.
+
+    Parameters are those of :func:`box_image_scores` less ``function``; ``truth`` adds its centre
+    cells (where every other function scores 0, so only ``error_count`` reads them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> maps = BoxMaps([Boxes([0], [0], [[0.0, 0.0, 4.0, 4.0]], [1.0]), Boxes([0], [0], [[0.0, 0.0, 4.0, 4.0]], [0.5])],
+    ...                image_sizes=np.array([[4, 4]]), num_classes=1)
+    >>> maps.scores("variation_ratios").tolist(), round(float(maps.scores("entropy")[0]), 4)
+    ([0.5], 0.5623)
+    """
+
+    def __init__(
+        self,
+        members: Sequence[Boxes],
+        *,
+        image_sizes: np.ndarray,
+        num_classes: int,
+        stride: float = 4.0,
+        truth: Boxes | None = None,
+    ) -> None:
+        if len(members) == 0:
+            raise ValueError("members holds no member; give at least one (M >= 1)")
+        sizes, grid, stride = _check_frame(image_sizes, num_classes, stride)
+        rendered = [render_centres(m, image_sizes=sizes, num_classes=num_classes, stride=stride) for m in members]
+        parts = [keys for keys, _ in rendered]
+        self.has_truth = truth is not None
+        gt_keys = None
+        if truth is not None:
+            gt_keys = _centre_keys(truth, sizes, num_classes, grid, stride)
+            parts.append(gt_keys)
+        self.locations = np.unique(np.concatenate(parts))
+        self.num_images = len(sizes)
+        self.images = self.locations // (num_classes * grid * grid)
+        self.stats: EnsembleStats | None = None
+        self.labels = None
+        if self.locations.size:
+            probs = np.zeros((len(members), self.locations.size, 2))
+            for m, (keys, p) in enumerate(rendered):
+                probs[m, np.searchsorted(self.locations, keys), 1] = p
+            probs[..., 0] = 1 - probs[..., 1]
+            self.stats = EnsembleStats.from_members(probs)
+            if gt_keys is not None:
+                self.labels = np.isin(self.locations, gt_keys).astype(np.int64)
+
+    def scores(self, function: str) -> np.ndarray:
+        """Image scores ``(n,)`` by ``function``: the maximum over classes and cells, 0 for an image no
+        box reaches (ValueError for an unknown function, or ``error_count`` without ``truth``)."""
+        _check_function(function, has_truth=self.has_truth)
+        image_scores = np.zeros(self.num_images)
+        if self.stats is not None:
+            location_scores = acquire(self.stats, function, labels=self.labels)
+            np.maximum.at(image_scores, self.images, location_scores)
+        return image_scores
+
+
+def _check_function(function: str, *, has_truth: bool) -> None:
     if function not in ACQUISITION_FUNCTIONS:
         raise ValueError(
             f"unknown acquisition function {function!r}; choose one of: {', '.join(ACQUISITION_FUNCTIONS)}"
         )
-    if len(members) == 0:
-        raise ValueError("members holds no member; give at least one (M >= 1)")
-    if function == "error_count" and truth is None:
+    if function == "error_count" and not has_truth:
         raise ValueError("error_count needs the ground-truth boxes (truth=...)")
-    sizes, grid, stride = _check_frame(image_sizes, num_classes, stride)
-    rendered = [render_centres(m, image_sizes=sizes, num_classes=num_classes, stride=stride) for m in members]
-    parts = [keys for keys, _ in rendered]
-    gt_keys = None
-    if function == "error_count":
-        assert truth is not None
-        gt_keys = _centre_keys(truth, sizes, num_classes, grid, stride)
-        parts.append(gt_keys)
-    locations = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-    image_scores = np.zeros(len(sizes))
-    if locations.size == 0:
-        return image_scores
-    probs = np.zeros((len(members), locations.size, 2))
-    for m, (keys, p) in enumerate(rendered):
-        at = np.searchsorted(locations, keys)
-        probs[m, at, 1] = p
-    probs[..., 0] = 1 - probs[..., 1]
-    labels = None if gt_keys is None else np.isin(locations, gt_keys).astype(np.int64)
-    location_scores = acquire(probs, function, labels=labels)
-    np.maximum.at(image_scores, locations // (num_classes * grid * grid), location_scores)
-    return image_scores
 
 
 def _centre_keys(truth: Boxes, sizes: np.ndarray, num_classes: int, grid: int, stride: float) -> np.ndarray:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS
-from subsetsearch.boxmaps import Boxes, box_image_scores
+from subsetsearch.boxmaps import Boxes, BoxMaps
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.coco import CocoPool, iter_results, read_instances
 from subsetsearch.internal.files import InputError, write_tables
@@ -256,10 +256,11 @@ def _score_chunks(
                 else (box_start[start // CHUNK_IMAGES], box_start[start // CHUNK_IMAGES + 1])
             )
             truth = Boxes(pool.box_image[lo:hi] - start, pool.labels[lo:hi], pool.boxes[lo:hi])
-        for f in functions:
-            scores[f][start:stop] = box_image_scores(
-                chunk, f, image_sizes=pool.sizes[start:stop], num_classes=pool.num_classes, stride=stride, truth=truth
-            )
+        maps = BoxMaps(
+            chunk, image_sizes=pool.sizes[start:stop], num_classes=pool.num_classes, stride=stride, truth=truth
+        )
+        for f in functions:  # the chunk is rendered once, whatever the number of functions
+            scores[f][start:stop] = maps.scores(f)
         if autosave.due() or stop == n:
             _save_progress(path, scores, stop, signature)
             autosave.saved()
