@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detection_subsets import SCHEMES, grouped, records_of, share_first_step
-from summary_stats import mean_sd, paired, text
+from summary_stats import difference, mean_sd, paired, text
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.pipeline.config import parse_config
@@ -206,8 +206,7 @@ def tables(payload: dict) -> str:
 
 def _paired(a: list[dict], b: list[dict]) -> str:
     d = paired({r["seed"]: r["wMAP"] for r in a}, {r["seed"]: r["wMAP"] for r in b})
-    interval = f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d["ci95"] else ""
-    return f"{100 * d['mean']:+.2f}{interval} (n={d['n']})"
+    return f"{difference(d)} (n={d['n']})"
 
 
 def plot(payload: dict, path: Path) -> None:

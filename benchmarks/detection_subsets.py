@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from summary_stats import mean_sd, paired, text
+from summary_stats import difference, mean_sd, paired, text
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.pipeline.config import parse_config
@@ -201,8 +201,7 @@ def table(payload: dict) -> str:
             if (b, size) not in groups:
                 continue
             d = paired(*({r["seed"]: r["wMAP"] for r in groups[m, size]} for m in (a, b)))
-            interval = f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d["ci95"] else ""
-            lines.append(f"  {a} - {b} at {size}: {100 * d['mean']:+.2f}{interval} (n={d['n']})")
+            lines.append(f"  {a} - {b} at {size}: {difference(d)} (n={d['n']})")
     return "\n".join(lines)
 
 

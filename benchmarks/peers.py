@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from summary_stats import mean_sd, paired, text
+from summary_stats import difference, mean_sd, paired, text
 
 from subsetsearch.internal.atomic import atomic_path
 
@@ -597,14 +597,6 @@ def break_even(search: float, subset: float, full: float) -> str:
     if subset >= full:
         return "never"
     return f"{math.floor(search / (full - subset)) + 1}"
-
-
-def difference(d: dict) -> str:
-    """A :func:`paired` difference in points: mean and its 95% interval ("-" without seeds)."""
-    if not d["n"]:
-        return "-"
-    ci = f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d["ci95"] else ""
-    return f"{100 * d['mean']:+.2f}{ci}"
 
 
 def side(d: dict) -> str | None:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from summary_stats import mean_sd, paired, text
+from summary_stats import difference, mean_sd, paired, text
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.pipeline.config import parse_config
@@ -120,8 +120,7 @@ def table(records: list[dict]) -> str:
             d = paired(mine, base)
             if not d["n"]:
                 continue
-            interval = f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d["ci95"] else ""
-            lines.append(f"  {method} - {name} at {fraction:.3f}: {100 * d['mean']:+.2f}{interval} (n={d['n']})")
+            lines.append(f"  {method} - {name} at {fraction:.3f}: {difference(d)} (n={d['n']})")
     return "\n".join(lines)
 
 

@@ -35,3 +35,12 @@ def text(summary: dict, scale: float = 1.0, digits: int = 2) -> str:
     mean = f"{scale * summary['mean']:.{digits}f}"
     sd = f" ± {scale * summary['sd']:.{digits}f}" if summary["sd"] is not None else ""
     return f"{mean}{sd} (n={summary['n']})"
+
+
+def difference(d: dict) -> str:
+    """A :func:`paired` difference in points: mean and its 95% interval ("-" without seeds; no
+    interval for n < 2)."""
+    if not d["n"]:
+        return "-"
+    ci = f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d["ci95"] else ""
+    return f"{100 * d['mean']:+.2f}{ci}"

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import peers
-from summary_stats import paired
+from summary_stats import difference, paired
 
 #: t_{0.975, 2} from a table of Student's t: the quantile of a two-sided 95% interval over 3 seeds.
 T_975_DF2 = 4.302652729911275
@@ -32,6 +32,14 @@ def test_paired_by_hand_on_the_seeds_both_hold():
     assert d["sd"] == pytest.approx(0.01, abs=1e-12)
     half = T_975_DF2 * 0.01 / math.sqrt(3)  # 0.024841
     assert d["ci95"] == pytest.approx([0.02 - half, 0.02 + half], abs=1e-12)
+
+
+def test_difference_text_in_points_by_hand():
+    # the hand-derived case above: mean 0.02, interval 0.02 -+ 0.024841 -> +2.00 [-0.48, +4.48] points
+    d = paired({0: 0.91, 1: 0.93, 2: 0.92}, {0: 0.90, 1: 0.90, 2: 0.90})
+    assert difference(d) == "+2.00 [-0.48, +4.48]"
+    assert difference(paired({0: 0.9}, {0: 0.8})) == "+10.00"  # one seed: no interval
+    assert difference(paired({0: 0.9}, {1: 0.8})) == "-"  # no seed in common
 
 
 def test_paired_with_one_seed_has_no_interval_and_with_none_no_mean():
