@@ -36,14 +36,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection_subsets import SCHEMES, grouped, records_of, share_first_step
+from detection_subsets import SCHEMES, grouped, records_of, shared_with_first
 from summary_stats import difference, mean_sd, paired, text
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.pipeline.config import parse_config
-from subsetsearch.pipeline.detect import DetectionSearch
 from subsetsearch.pipeline.progress import Reporter
-from subsetsearch.pipeline.run import run_config
+from subsetsearch.pipeline.run import search_for
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "detection_paper.json"
@@ -83,9 +82,8 @@ def run_part(setting: str, seed: int, quick: bool) -> tuple[list[dict], int, flo
     for scheme in SCHEMES:
         run_dir = data / scheme
         config = parse_config(search_config(setting, scheme, seed, quick))
-        if scheme != SCHEMES[0]:
-            share_first_step(data / SCHEMES[0], DetectionSearch(config, run_dir, Reporter()))
-        result = run_config(config, run_dir, Reporter())
+        shared = shared_with_first(data) if scheme != SCHEMES[0] else None
+        result = search_for(config, run_dir, Reporter(), shared=shared).run()
         pool = result.pool_size
         records += [{**r, "setting": setting} for r in records_of(run_dir, scheme, seed)]
     return records, pool, time.perf_counter() - started

@@ -14,8 +14,9 @@ subset is a multiset; `build_up` scores only the unchosen. At each step a detect
 the subset, on a random subset of the same size, and once on the full set, all with the same
 schedule (18 epochs over their subset), and judged on the test canvases by COCO mAP and wMAP.
 
-The second search copies the first acquisition step's ensemble from the first (same start, same
-derived seeds: the files would come out bit for bit the same). Run directories are kept in
+The second search takes the first acquisition step's ensemble from the first, found by its
+fingerprint (same start, same derived seeds: the files would come out bit for bit the same). Run
+directories are kept in
 benchmarks/.data/detection_subsets/, so an interrupted benchmark resumes where it stopped.
 Results: benchmarks/results/detection_subsets.{json,png}.
 """
@@ -26,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,9 +38,10 @@ from summary_stats import difference, mean_sd, paired, text
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.pipeline.config import parse_config
-from subsetsearch.pipeline.detect import DetectionSearch
 from subsetsearch.pipeline.progress import Reporter
-from subsetsearch.pipeline.run import run_config
+from subsetsearch.pipeline.run import search_for
+from subsetsearch.pipeline.study import StudyWork
+from subsetsearch.rundir import RunLayout
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "detection_subsets.json"
@@ -64,18 +65,12 @@ def search_config(scheme: str, quick: bool, seed: int = 0) -> dict:
     }
 
 
-def share_first_step(source: Path, search: DetectionSearch) -> None:
-    """Give the second search the first search's step-1 ensemble (same start, same seeds)."""
-    members = source / "iter_01" / "members"
-    target = search.run_dir
-    if (target / "iter_01" / "members").exists() or not (members / "run_0" / "done.json").is_file():
-        return
-    if not (target / "config.yaml").is_file():
-        search.claim_run_dir()
-    staging = target / "iter_01" / ".members.copying"  # whole copies or none
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(members, staging)
-    staging.rename(target / "iter_01" / "members")
+def shared_with_first(data: Path) -> StudyWork:
+    """The first scheme's run as a donor: later schemes take its finished work where theirs has the
+    same fingerprint (the same start and seeds give the same step-1 ensemble)."""
+    shared = StudyWork()
+    shared.add(RunLayout(data / SCHEMES[0]))
+    return shared
 
 
 def records_of(run_dir: Path, scheme: str, seed: int) -> list[dict]:
@@ -161,10 +156,9 @@ def main() -> None:
     for scheme in SCHEMES:
         run_dir = data / scheme
         config = parse_config(search_config(scheme, args.quick, args.seed))
-        if scheme != SCHEMES[0]:
-            share_first_step(data / SCHEMES[0], DetectionSearch(config, run_dir, Reporter()))
+        shared = shared_with_first(data) if scheme != SCHEMES[0] else None
         t0 = time.perf_counter()
-        result = run_config(config, run_dir, Reporter())
+        result = search_for(config, run_dir, Reporter(), shared=shared).run()
         print(f"{scheme}: {time.perf_counter() - t0:.0f} s", flush=True)
         pool = result.pool_size
         records += records_of(run_dir, scheme, args.seed)

@@ -136,16 +136,16 @@ def rescored_in_fp32(run_dir: Path) -> dict:
     (as the run did) and in fp32; how many chosen rows the two scorings share (intersection /
     union), and whether the bf16 rescoring chose what the run chose."""
     from subsetsearch import acquire, select
-    from subsetsearch.pipeline.classify import ClassificationSearch
     from subsetsearch.pipeline.config import parse_config
+    from subsetsearch.pipeline.search import Search
     from subsetsearch.rundir import Subset
     from subsetsearch.train import trainer
 
     raw = yaml.safe_load((run_dir / "config.yaml").read_text())
     raw.pop("subsetsearch_version", None)
     config = parse_config(raw, str(run_dir / "config.yaml"))
-    search = ClassificationSearch(config, run_dir)
-    search.info = search.prepare()
+    search = Search(config, run_dir).task
+    search.prepare()
     start, step = (
         Subset.read(run_dir / "iter_00" / "subset.parquet"),
         Subset.read(run_dir / "iter_01" / "subset.parquet"),

@@ -247,9 +247,9 @@ def part_b(quick: bool) -> dict:
     import ray
 
     from subsetsearch.executors import LocalExecutor, ScoreTask, make_executor, score_shards
-    from subsetsearch.pipeline.classify import ClassificationSearch
     from subsetsearch.pipeline.config import parse_config
-    from subsetsearch.pipeline.search import SearchWorkload
+    from subsetsearch.pipeline.search import Search
+    from subsetsearch.pipeline.task import TaskWorkload
     from subsetsearch.stats import EnsembleStats
 
     pool = 12_000 if quick else None
@@ -264,9 +264,10 @@ def part_b(quick: bool) -> dict:
         }
     )
     run_dir = DATA / ("checkpoints_quick" if quick else "checkpoints")
-    search = ClassificationSearch(config, run_dir)
-    search.info = search.prepare()
-    search.claim_run_dir()
+    driver = Search(config, run_dir)
+    search = driver.task
+    search.prepare()
+    driver.claim_run_dir()
     n = len(search.pool)
     rows = np.arange(n)
     train_rows = np.random.default_rng(0).permutation(n)[: n // 10]  # the checkpoints: a tenth of the pool
@@ -274,7 +275,7 @@ def part_b(quick: bool) -> dict:
 
     print(f"(b) training 8 checkpoints on {len(train_rows)} images", file=sys.stderr, flush=True)
     with LocalExecutor() as local:
-        local.train(SearchWorkload(search), [TrainTask(0, 0, train_rows)])
+        local.train(TaskWorkload(search), [TrainTask(0, 0, train_rows)])
     members = search.member_files(0)
     shards = score_shards(n)
     tasks = [ScoreTask(0, member.name, s, rows[shard]) for member in members for s, shard in enumerate(shards)]
@@ -289,7 +290,7 @@ def part_b(quick: bool) -> dict:
 
     results: dict = {"pool": n, "members": len(members), "tasks": len(tasks)}
     local = LocalExecutor()
-    workload = SearchWorkload(search)
+    workload = TaskWorkload(search)
     timed(local, workload)  # warm-up: torch's first calls
     seconds, reference = timed(local, workload)
     results["local"] = {"seconds": seconds, "threads": search.config.train.threads or os.cpu_count()}
@@ -304,7 +305,7 @@ def part_b(quick: bool) -> dict:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR", _temp_dir=temp)
         init_seconds = time.perf_counter() - started
         executor = make_executor("ray", workers=workers, cpus_per_worker=cpus)
-        remote = SearchWorkload(search)
+        remote = TaskWorkload(search)
         cold, stats_cold = timed(executor, remote)
         warm, stats_warm = timed(executor, remote)
         executor.close()

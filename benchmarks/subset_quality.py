@@ -30,11 +30,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from summary_stats import difference, mean_sd, paired, text
 
-from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.pipeline.config import parse_config
 from subsetsearch.pipeline.progress import Reporter
-from subsetsearch.pipeline.run import run_config, search_for
-from subsetsearch.pipeline.search import Search
+from subsetsearch.pipeline.run import search_for
+from subsetsearch.pipeline.study import StudyWork
+from subsetsearch.rundir import RunLayout
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "subset_quality.json"
@@ -54,28 +54,6 @@ def search_config(seed: int, function: str, quick: bool) -> dict:
         # the baselines depend on the seed only: train them once per seed, beside the first function
         "compare": ["random", "full"] if function == FUNCTIONS[0] else [],
     }
-
-
-def share_first_step(source: Path, search: Search) -> None:
-    """Copy the first acquisition step's ensemble and statistics from the first function's run.
-
-    With one seed, both searches start from the same random 12.5% and train the same ensemble
-    on it (the same derived seeds), so these files would come out bit for bit the same; the
-    run resumes from them as from its own. Only the selection (by another function) differs.
-    """
-    import shutil
-
-    target = search.run_dir
-    if (target / "config.yaml").is_file() or not (source / "iter_01" / "stats.npz").is_file():
-        return
-    search.claim_run_dir()
-    # whole copies or none: a benchmark killed mid-copy trains the step itself on resume
-    staging = target / "iter_01" / ".members.copying"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source / "iter_01" / "members", staging)
-    with atomic_path(target / "iter_01" / "stats.npz") as tmp:
-        shutil.copyfile(source / "iter_01" / "stats.npz", tmp)
-    staging.rename(target / "iter_01" / "members")
 
 
 def records_of(metrics: dict, seed: int, function: str, pool: int) -> list[dict]:
@@ -173,10 +151,10 @@ def main() -> None:
     for seed in seeds:
         for function in FUNCTIONS:
             config = parse_config(search_config(seed, function, args.quick), "benchmark")
-            if function != FUNCTIONS[0]:
-                share_first_step(work / f"{FUNCTIONS[0]}-seed{seed}", search_for(config, work / config.name))
+            shared = StudyWork()  # the first function's run: later ones take its step-1 ensemble and scores
+            shared.add(RunLayout(work / f"{FUNCTIONS[0]}-seed{seed}"))
             with Reporter() as reporter:
-                result = run_config(config, work / config.name, reporter)
+                result = search_for(config, work / config.name, reporter, shared=shared).run()
             metrics = json.loads((result.run_dir / "metrics.json").read_text())
             records += records_of(metrics, seed, function, result.pool_size)
             print(f"[{time.perf_counter() - started:.0f} s] seed {seed} {function} done", flush=True)

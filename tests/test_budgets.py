@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from subsetsearch.errors import InputError
 from subsetsearch.internal.budgets import Budget, budget_counts, check_config_budget, parse_budget
-from subsetsearch.internal.files import InputError
 from subsetsearch.pipeline.config import parse_config
 
 

@@ -74,8 +74,8 @@ def test_letterboxing_scales_image_and_boxes_by_one_factor(tmp_path):
 
 
 def test_a_box_within_a_pixel_of_the_edge_is_clipped_and_one_further_out_refused(tmp_path):
+    from subsetsearch.errors import InputError
     from subsetsearch.internal.coco import read_instances
-    from subsetsearch.internal.files import InputError
 
     instances = {
         "images": [{"id": 1, "file_name": "a.png", "width": 80, "height": 40}],
@@ -147,10 +147,11 @@ def _coco_map(tmp_path: Path, config: Path) -> float:
     from pycocotools.cocoeval import COCOeval
 
     from subsetsearch.pipeline.config import load_config
-    from subsetsearch.pipeline.detect import DetectionSearch
+    from subsetsearch.pipeline.detect import DetectionTask
+    from subsetsearch.rundir import RunLayout
     from subsetsearch.train import detector, trainer
 
-    search = DetectionSearch(load_config(config), tmp_path / "run")
+    search = DetectionTask(load_config(config), RunLayout(tmp_path / "run"))
     search.prepare()
     net = search.subset_net.build(0)
     trainer.load_weights(net, tmp_path / "run" / "models" / "build_up" / "model_0" / "last.safetensors")

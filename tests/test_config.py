@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from subsetsearch.internal.files import InputError
+from subsetsearch.errors import InputError
 from subsetsearch.pipeline.config import PatienceSchedule, RunConfig, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]

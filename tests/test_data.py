@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from reference import idx_bytes as _idx
 
-from subsetsearch.internal.files import InputError
+from subsetsearch.errors import InputError
 from subsetsearch.train import data
 
 FASHION = data.FASHION_MNIST_DIR.is_dir()

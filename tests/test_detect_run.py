@@ -20,7 +20,8 @@ from reference import direct_heatmaps
 
 from subsetsearch.internal.budgets import budget_counts
 from subsetsearch.pipeline.config import parse_config
-from subsetsearch.pipeline.detect import SCORE_CHUNK, DetectionSearch
+from subsetsearch.pipeline.detect import SCORE_CHUNK
+from subsetsearch.pipeline.search import Search
 from subsetsearch.train import detector, trainer
 from subsetsearch.train.data import FASHION_MNIST_DIR
 
@@ -50,36 +51,36 @@ def _table(path: Path) -> dict[str, np.ndarray]:
     return {name: table[name].to_numpy() for name in table.column_names}
 
 
-def _reference_scores(search: DetectionSearch, iteration: int, rows: np.ndarray) -> np.ndarray:
+def _reference_scores(search: Search, iteration: int, rows: np.ndarray) -> np.ndarray:
     """Image scores of pool ``rows`` (the rows the step scored, in its order) from the stored
     checkpoints, by the direct per-location formulas (float64). The maps are computed in the run's
     own precision (``Network.forward``: bf16 autocast where the run used it) and on the same
     batches as the run's scoring (chunks of SCORE_CHUNK of the scored rows), so both sides see the
     same probabilities and only the scoring arithmetic differs."""
     maps = []
-    for member in search.member_files(iteration):
-        net = search.acq_net.build(0)
+    for member in search.task.member_files(iteration):
+        net = search.task.acq_net.build(0)
         trainer.load_weights(net, member.path)
         net.eval()
         parts = []
         with torch.inference_mode():
             for start in range(0, len(rows), SCORE_CHUNK):
-                x = search.pool.x[torch.from_numpy(rows[start : start + SCORE_CHUNK])]
-                parts.append(torch.sigmoid(search.acq_net.forward(net, search.pool, x)[:, :5]).numpy())
+                x = search.task.pool.x[torch.from_numpy(rows[start : start + SCORE_CHUNK])]
+                parts.append(torch.sigmoid(search.task.acq_net.forward(net, search.task.pool, x)[:, :5]).numpy())
         maps.append(np.concatenate(parts))
     function = search.config.search.function
     gt = None
     if function == "error_count":
-        part = search.images.take(rows)
+        part = search.task.images.take(rows)
         gt = detector.centre_maps(part.boxes, part.labels, part.image_index, len(rows), 5, 64)
     heat = direct_heatmaps(np.stack(maps), function, gt)
     return heat.reshape(len(heat), -1).max(axis=1)
 
 
 @pytest.fixture(scope="module")
-def auto_run(tmp_path_factory) -> tuple[DetectionSearch, object]:
+def auto_run(tmp_path_factory) -> tuple[Search, object]:
     config = parse_config(_config(compare=["random", "full"], subset_model={"steps": "all"}))
-    search = DetectionSearch(config, tmp_path_factory.mktemp("auto") / "run")
+    search = Search(config, tmp_path_factory.mktemp("auto") / "run")
     return search, search.run()
 
 
@@ -158,7 +159,7 @@ def test_build_up_scores_only_the_unselected(tmp_path, function, precision):
     scores in bf16, and the reference computes its maps in the run's precision."""
     changes = {"search": {"scheme": "build_up", "function": function, "budgets": [0.2, 0.4]}}
     config = parse_config(_config(**changes, train={**BASE["train"], "precision": precision}))
-    search = DetectionSearch(config, tmp_path / "run")
+    search = Search(config, tmp_path / "run")
     search.run()
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["precision"] == {"acquisition": precision, "subset_model": precision}
@@ -244,7 +245,7 @@ def test_bad_detection_configs_are_one_line_errors(tmp_path, changes, message):
 
 def test_class_weights_are_inverse_box_frequency_of_the_training_multiset(auto_run):
     search, _ = auto_run
-    images = search.images
+    images = search.task.images
     rows = np.array([0, 0, 0, 1, 2, 5])  # image 0 three times
     counts = np.zeros(5)
     for row in rows:  # the boxes the model sees in an epoch, counted one by one
@@ -253,7 +254,7 @@ def test_class_weights_are_inverse_box_frequency_of_the_training_multiset(auto_r
     # w_k ∝ 1 / n_k with sum_k n_k w_k = number of boxes; an absent class gets the largest weight
     inverse = np.where(seen, 1 / np.maximum(counts, 1), (1 / counts[seen]).max())
     expected = inverse * counts.sum() / (counts * inverse).sum()
-    np.testing.assert_allclose(search.class_weights(rows), expected, rtol=1e-6)
+    np.testing.assert_allclose(search.task.class_weights(rows), expected, rtol=1e-6)
 
 
 def test_sequence_mode_pools_are_clips_of_frames():
@@ -272,11 +273,11 @@ def test_sequence_mode_pools_are_clips_of_frames():
 def test_pool_class_weights_are_the_same_for_every_training_set(auto_run, tmp_path):
     search, _ = auto_run
     config = parse_config(_config(detection={**BASE["detection"], "class_weights": "pool"}))
-    pooled = DetectionSearch(config, tmp_path / "run")
-    pooled.images, pooled.num_classes = search.images, 5  # the same canvases, without preparing the run
-    counts = np.bincount(search.images.labels, minlength=5).astype(float)  # every box of the pool once
+    pooled = Search(config, tmp_path / "run").task
+    pooled.images, pooled.num_classes = search.task.images, 5  # the same canvases, without preparing the run
+    counts = np.bincount(search.task.images.labels, minlength=5).astype(float)  # every box of the pool once
     expected = (1 / counts) * counts.sum() / 5  # sum_k n_k w_k = boxes: w_k = B / (K n_k)
-    for rows in (np.array([0, 0, 0, 1, 2, 5]), np.arange(len(search.images))):
+    for rows in (np.array([0, 0, 0, 1, 2, 5]), np.arange(len(search.task.images))):
         np.testing.assert_allclose(pooled.class_weights(rows), expected, rtol=1e-6)
 
 
@@ -289,7 +290,7 @@ def test_report_of_a_detection_run_counts_boxes_and_embeds_the_heatmaps(auto_run
     assert {"class_balance.png", "heatmaps_iter_01.png", "heatmaps_iter_02.png", "duplication.png"} <= set(names)
     assert result.missing == ["validation curves: detection runs train without a validation set"]
     # class balance: the final multiset's boxes per class, counted here from the canvases
-    images = search.images
+    images = search.task.images
     table = _table(search.run_dir / "iter_02" / "subset.parquet")
     per_image = np.zeros(len(images), np.int64)
     per_image[table["index"]] = table["multiplicity"]

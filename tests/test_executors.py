@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from test_run import _config, _member_probs
 
+from subsetsearch.errors import InputError
 from subsetsearch.executors import ExecutorError, LocalExecutor, ScoreTask, TrainTask, make_executor
 from subsetsearch.executors import base as executor_base
-from subsetsearch.internal.files import InputError
 from subsetsearch.internal.ledger import Ledger
-from subsetsearch.pipeline.classify import ClassificationSearch as Search
 from subsetsearch.pipeline.classify import ShardScore
-from subsetsearch.pipeline.search import SearchWorkload
+from subsetsearch.pipeline.search import Search
+from subsetsearch.pipeline.task import Task, TaskWorkload
 from subsetsearch.stats import EnsembleStats
 
 ray = pytest.importorskip("ray")
@@ -53,9 +53,9 @@ def _same_stats(a: Path, b: Path) -> bool:
     return EnsembleStats.load(a).equals(EnsembleStats.load(b))
 
 
-def _merged(search: Search, tasks: list[ScoreTask], executor, workload) -> tuple[EnsembleStats, list[str]]:
+def _merged(task: Task, tasks: list[ScoreTask], executor, workload) -> tuple[EnsembleStats, list[str]]:
     """The tasks' results merged into one accumulator, as the run's driver merges them."""
-    stats, seen = EnsembleStats(len(search.pool), search.splits.num_classes), []
+    stats, seen = EnsembleStats(len(task.pool), task.splits.num_classes), []
 
     def merge(task: ScoreTask, result: ShardScore) -> None:
         stats.merge(result.stats, index=task.rows)
@@ -109,7 +109,7 @@ def test_ray_run_of_an_ordered_function_gives_the_local_dynamics_bit_for_bit(tmp
 class _KillOnce:
     """A workload that kills its own worker process the first time it meets ``victim``."""
 
-    def __init__(self, inner: SearchWorkload, victim: str, marker: Path) -> None:
+    def __init__(self, inner: TaskWorkload, victim: str, marker: Path) -> None:
         self.inner, self.victim, self.marker = inner, victim, marker
 
     def setup(self, threads):
@@ -129,33 +129,33 @@ class _KillOnce:
         return self.inner.score(task)
 
 
-def _trained_search(tmp_path: Path) -> tuple[Search, np.ndarray]:
-    """A compress run's step 0 trained locally (checkpoints on disk) and its pool rows."""
+def _trained_search(tmp_path: Path) -> tuple[Task, np.ndarray]:
+    """A compress run's step 0 trained locally (checkpoints on disk), as its task, and its pool rows."""
     config = _config(ensemble=ENSEMBLE, search={"scheme": "compress", "budgets": [0.3]})
     search = Search(config, tmp_path / "run")
-    search.info = search.prepare()
+    search.task.prepare()
     search.claim_run_dir()
-    rows = np.arange(len(search.pool))
+    rows = np.arange(len(search.task.pool))
     with LocalExecutor() as executor:
-        executor.train(SearchWorkload(search), [TrainTask(0, r, rows) for r in range(2)])
-    return search, rows
+        executor.train(TaskWorkload(search.task), [TrainTask(0, r, rows) for r in range(2)])
+    return search.task, rows
 
 
-def _score_tasks(search: Search, rows: np.ndarray, shard_rows: int) -> list[ScoreTask]:
+def _score_tasks(task: Task, rows: np.ndarray, shard_rows: int) -> list[ScoreTask]:
     shards = executor_base.score_shards(len(rows), shard_rows)
     return [
-        ScoreTask(0, member.name, s, rows[shard]) for member in search.member_files(0) for s, shard in enumerate(shards)
+        ScoreTask(0, member.name, s, rows[shard]) for member in task.member_files(0) for s, shard in enumerate(shards)
     ]
 
 
 def test_a_killed_worker_is_replaced_and_no_member_counted_twice(tmp_path, local_ray):
     search, rows = _trained_search(tmp_path)
     tasks = _score_tasks(search, rows, shard_rows=128)  # 6 members x 4 shards
-    expected, _ = _merged(search, tasks, LocalExecutor(), SearchWorkload(search))
+    expected, _ = _merged(search, tasks, LocalExecutor(), TaskWorkload(search))
 
     victim = tasks[len(tasks) // 2].name
     marker = tmp_path / "killed"
-    workload = _KillOnce(SearchWorkload(search), victim, marker)
+    workload = _KillOnce(TaskWorkload(search), victim, marker)
     executor = make_executor("ray", workers=2)
     got, seen = _merged(search, tasks, executor, workload)
     executor.close()
@@ -169,19 +169,19 @@ def test_a_killed_worker_is_replaced_and_no_member_counted_twice(tmp_path, local
 def test_a_worker_killed_while_training_resumes_the_run(tmp_path, local_ray):
     config = _config(ensemble={"kind": "checkpoints", "start": 1, "stop": 3})
     search = Search(config, tmp_path / "run")
-    search.info = search.prepare()
+    search.task.prepare()
     search.claim_run_dir()
-    rows = np.arange(len(search.pool))
+    rows = np.arange(len(search.task.pool))
     marker = tmp_path / "killed"
-    workload = _KillOnce(SearchWorkload(search), "iter_00/run_0", marker)
+    workload = _KillOnce(TaskWorkload(search.task), "iter_00/run_0", marker)
     with make_executor("ray", workers=1) as executor:
         seconds = executor.train(workload, [TrainTask(0, 0, rows)])
         assert executor.retried == 1
     assert list(seconds) == ["iter_00/run_0"] and seconds["iter_00/run_0"] > 0
     fresh = Search(config, tmp_path / "again")
-    fresh.info = fresh.prepare()
+    fresh.task.prepare()
     fresh.claim_run_dir()
-    fresh.train_member_run(TrainTask(0, 0, rows))
+    fresh.task.train_member_run(TrainTask(0, 0, rows))
     for epoch in (1, 2, 3):  # the retried run's checkpoints are those of an uninterrupted run
         name = f"iter_00/members/run_0/epoch_{epoch:03d}.safetensors"
         from safetensors.numpy import load_file
@@ -396,15 +396,14 @@ def test_ray_detection_run_gives_the_local_subset_and_scores_bit_for_bit(tmp_pat
     from test_detect_run import _config as detection_config
 
     from subsetsearch.pipeline.config import parse_config
-    from subsetsearch.pipeline.detect import DetectionSearch
     from subsetsearch.train.data import FASHION_MNIST_DIR
 
     if not FASHION_MNIST_DIR.is_dir():
         pytest.skip("Fashion-MNIST missing (make test installs it)")
     changes = {"search": {"scheme": "auto_duplication", "budgets": [0.2, 0.4]}, "compare": ["random"]}
-    local = DetectionSearch(parse_config(detection_config(**changes)), tmp_path / "local").run()
+    local = Search(parse_config(detection_config(**changes)), tmp_path / "local").run()
     remote_config = parse_config(detection_config(**changes, executor={"name": "ray", "workers": 2}))
-    remote = DetectionSearch(remote_config, tmp_path / "ray").run()
+    remote = Search(remote_config, tmp_path / "ray").run()
     assert np.array_equal(local.subset.index, remote.subset.index)
     with (
         np.load(tmp_path / "local" / "iter_01" / "scores.npz") as a,

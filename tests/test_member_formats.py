@@ -21,7 +21,8 @@ from scoring import score_files
 import subsetsearch.internal.members as members_module
 import subsetsearch.pipeline.score as score_module
 from subsetsearch.cli import main
-from subsetsearch.internal.files import InputError, open_array
+from subsetsearch.errors import InputError
+from subsetsearch.internal.files import open_array
 from subsetsearch.internal.members import MemberSource, ParquetColumn, member_sources, read_column
 
 N, C, M = 300, 5, 4

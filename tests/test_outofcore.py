@@ -24,10 +24,10 @@ from test_run import BASE
 import subsetsearch.internal.ledger as ledger_module
 import subsetsearch.pipeline.score as score_module
 from subsetsearch import EnsembleStats, select
-from subsetsearch.internal.files import InputError
+from subsetsearch.errors import InputError
 from subsetsearch.internal.members import MemberSource, member_sources
-from subsetsearch.pipeline.classify import ClassificationSearch as Search
 from subsetsearch.pipeline.config import parse_config
+from subsetsearch.pipeline.search import Search
 from subsetsearch.selection import select_chunks
 from subsetsearch.stats import MappedStats
 from subsetsearch.train.data import LazyImages, load_arrays, load_digits_images
@@ -341,7 +341,7 @@ def test_a_run_on_images_left_on_disk_equals_the_run_in_memory(tmp_path):
         }
         search = Search(parse_config(config), tmp_path / name)
         results[name] = search.run()
-        assert isinstance(search.splits.pool.x, LazyImages) == (name != "memory")
+        assert isinstance(search.task.splits.pool.x, LazyImages) == (name != "memory")
     for name in ("npy", "zarr"):
         assert results[name].subset.index.tolist() == results["memory"].subset.index.tolist()
         assert [v.accuracies for v in results[name].variants] == [v.accuracies for v in results["memory"].variants]

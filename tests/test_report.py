@@ -61,7 +61,10 @@ def make_run(
     for i in range(2):
         step = path / f"iter_{i:02d}"
         step.mkdir()
-        (step / "metrics.json").write_text(json.dumps({"iteration": i, "subset_size": 10 * (i + 1)}))
+        metrics = {"iteration": i, "subset_size": 10 * (i + 1)}
+        if scheme in ("compress", "pretrain"):  # as a run writes it: the ensemble trained on all 40 rows
+            metrics.update(kind="acquisition", trained_on=40, scored=40)
+        (step / "metrics.json").write_text(json.dumps(metrics))
     for name, history in (histories or {}).items():
         folder = path / "models" / name / "model_0"
         folder.mkdir(parents=True)
@@ -377,7 +380,7 @@ def test_a_partial_run_reads_what_it_has(tmp_path):
 
 
 def test_rows_a_step_added_include_the_ones_chosen_again():
-    from subsetsearch.pipeline.report import _added_rows
+    from subsetsearch.report.pages import _added_rows
 
     def table(index, multiplicity):
         n = len(index)

@@ -17,11 +17,12 @@ import pytest
 import yaml
 from report_helpers import report_elsewhere
 
-from subsetsearch.internal.files import InputError
+from subsetsearch.errors import InputError
 from subsetsearch.pipeline.config import parse_config
 from subsetsearch.pipeline.report import build_report
 from subsetsearch.pipeline.run import run_config
-from subsetsearch.pipeline.study import load_study_config, run_dir_of, run_study, shared_paths
+from subsetsearch.pipeline.study import load_study_config, run_study
+from subsetsearch.rundir import StudyLayout
 
 BASE = {
     "seed": 2,
@@ -171,20 +172,42 @@ STUDY = {
 }
 
 
+def _shared(donor: Path, run: Path) -> list[str]:
+    """The pieces of ``run`` whose every file is the same file (one inode) as ``donor``'s at the same
+    path, outermost first: a finished step, a training run, a subset model's folder."""
+    pieces = [
+        *sorted(p for p in run.glob("iter_*") if p.is_dir()),
+        *sorted(run.glob("iter_*/members/run_*")),
+        *sorted(run.glob("models/*")),
+    ]
+    shared = []
+    for piece in pieces:
+        if any(piece.is_relative_to(run / s) for s in shared):
+            continue
+        files = [f for f in piece.rglob("*") if f.is_file()]
+        twins = [donor / f.relative_to(run) for f in files]
+        if files and all(t.is_file() and t.stat().st_ino == f.stat().st_ino for f, t in zip(files, twins, strict=True)):
+            shared.append(piece.relative_to(run).as_posix())
+    return sorted(shared)
+
+
 def test_study_shares_work_and_matches_unshared_runs(tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(STUDY))
     config = load_study_config(path)
     study_dir = run_study(config, tmp_path / "study")
-    pretrain = run_dir_of(study_dir, "pretrain", 0)
-    compress = run_dir_of(study_dir, "compress", 0)
-    # pretrain (epochs 3-4) reuses compress's training run (epochs 1-4) and both baselines
-    assert shared_paths(config.cell_config("compress", 0), config.cell_config("pretrain", 0)) == [
-        "iter_00/members/run_0",
-        "models/full",
-        *[f"models/random@iter_{i:02d}" for i in range(3)],
-        "models/random",
-    ]
+    pretrain = StudyLayout(study_dir).run("pretrain", 0).root
+    compress = StudyLayout(study_dir).run("compress", 0).root
+    # pretrain (epochs 3-4) reuses compress's training run (epochs 1-4) and both baselines (steps: all,
+    # so the random subsets of iter_00 and iter_01, and of the last step, named plainly "random")
+    assert _shared(compress, pretrain) == sorted(
+        [
+            "iter_00/members/run_0",
+            "models/full",
+            *[f"models/random@iter_{i:02d}" for i in range(2)],
+            "models/random",
+        ]
+    )
     shared = compress / "iter_00" / "members" / "run_0" / "epoch_004.safetensors"
     assert (pretrain / "iter_00" / "members" / "run_0" / "epoch_004.safetensors").stat().st_ino == shared.stat().st_ino
     # the same cell run alone, without sharing, reaches the same subset and test accuracies
@@ -272,13 +295,13 @@ def test_a_study_takes_new_cells_and_refuses_a_changed_one_before_any_work(tmp_p
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(small))
     study_dir = run_study(load_study_config(path), tmp_path / "s")
-    trained = run_dir_of(study_dir, "random", 0) / "models" / "random" / "model_0" / "done.json"
+    trained = StudyLayout(study_dir).run("random", 0).root / "models" / "random" / "model_0" / "done.json"
     first = trained.stat().st_mtime_ns
     grown = {**small, "cells": {**small["cells"], "full": {"search": {"scheme": "full", "budgets": [1.0]}}}}
     path.write_text(yaml.safe_dump(grown))
     run_study(load_study_config(path), study_dir)
     assert trained.stat().st_mtime_ns == first  # not trained again
-    assert (run_dir_of(study_dir, "full", 0) / "metrics.json").is_file()
+    assert (StudyLayout(study_dir).run("full", 0).root / "metrics.json").is_file()
     assert yaml.safe_load((study_dir / "study.yaml").read_text())["cells"] == grown["cells"]
     changed = {**grown, "cells": {**grown["cells"], "full": {"search": {"scheme": "full", "budgets": [0.9]}}}}
     path.write_text(yaml.safe_dump(changed))
@@ -339,15 +362,10 @@ def test_a_last_step_ensemble_shares_the_steps_before_it_and_leaves_out_disagree
     path.write_text(yaml.safe_dump(ENSEMBLES, sort_keys=False))  # wide first: it trains what narrow reads
     config = load_study_config(path)
     study_dir = run_study(config, tmp_path / "study")
-    wide, narrow = (run_dir_of(study_dir, cell, 0) for cell in ("wide", "narrow"))
-    # only the last step's ensemble differs: the steps before it, and the run the last one shares
-    assert shared_paths(config.cell_config("wide", 0), config.cell_config("narrow", 0)) == [
-        "iter_00",
-        "iter_01",
-        "iter_02/members/run_0",
-        *[f"models/random@iter_{i:02d}" for i in range(3)],
-        "models/random",
-    ]
+    wide, narrow = (StudyLayout(study_dir).run(cell, 0).root for cell in ("wide", "narrow"))
+    # only the last step's ensemble differs: the steps before it, the run the last one shares, and the
+    # random baseline of the final subset (steps: final)
+    assert _shared(wide, narrow) == sorted(["iter_00", "iter_01", "iter_02/members/run_0", "models/random"])
     member = "iter_02/members/run_0/epoch_002.safetensors"
     assert (narrow / member).stat().st_ino == (wide / member).stat().st_ino
     steps = {
@@ -389,14 +407,14 @@ def test_a_last_step_ensemble_shares_the_steps_before_it_and_leaves_out_disagree
 
 
 def test_a_run_from_before_a_config_key_existed_resumes_with_its_default(finished_run, tmp_path):
-    from subsetsearch.pipeline.classify import ClassificationSearch
+    from subsetsearch.pipeline.search import Search
 
     old = _report_copy(finished_run, tmp_path / "old")
     written = yaml.safe_load((old / "config.yaml").read_text())
     del written["final_ensemble"], written["search"]["score_subset"], written["search"]["skip_disagreement"]
     (old / "config.yaml").write_text(yaml.safe_dump(written))
     config = parse_config({**BASE, "name": "r"})
-    assert ClassificationSearch(config, old).check_run_dir()  # the keys' defaults are what it ran
+    assert Search(config, old).check_run_dir()  # the keys' defaults are what it ran
     changed = parse_config({**BASE, "name": "r", "final_ensemble": {"start": 3}})
     with pytest.raises(InputError, match=r"holds a run of another config \(final_ensemble differs\)"):
-        ClassificationSearch(changed, old).check_run_dir()
+        Search(changed, old).check_run_dir()

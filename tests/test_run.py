@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 from reference import direct_scores
 
+from subsetsearch.errors import InputError
 from subsetsearch.internal.budgets import budget_counts
-from subsetsearch.internal.files import InputError
 from subsetsearch.internal.ledger import Ledger
-from subsetsearch.pipeline.classify import ClassificationSearch as Search
 from subsetsearch.pipeline.classify import load_splits
 from subsetsearch.pipeline.config import parse_config
 from subsetsearch.pipeline.run import run_config, summary
+from subsetsearch.pipeline.search import Search
 from subsetsearch.rundir import Subset
 from subsetsearch.stats import EnsembleStats
 from subsetsearch.train import data as datasets
@@ -64,10 +64,10 @@ def _member_probs(search: Search, iteration: int, rows: np.ndarray) -> np.ndarra
     precision and on the same batches as the run's scoring (shards of 8,192 rows, a multiple of
     the inference batch, so ``predict`` over all ``rows`` meets the same batches)."""
     members = []
-    for member in search.member_files(iteration):
-        net = search.acq_net.build(0)
+    for member in search.task.member_files(iteration):
+        net = search.task.acq_net.build(0)
         trainer.load_weights(net, member.path)
-        members.append(trainer.predict(search.acq_net, net, search.pool, rows))
+        members.append(trainer.predict(search.task.acq_net, net, search.task.pool, rows))
     return np.stack(members)
 
 
@@ -130,7 +130,7 @@ def test_build_up_acquires_the_top_scores_of_the_unselected_pool(tmp_path, preci
     assert metrics["variants"]["full"]["subset_size"] == 600
     assert metrics["variants"]["random"]["subset_size"] == counts[-1]
     full_probs = np.load(tmp_path / "run" / "models" / "full" / "model_0" / "test_probs.npy")
-    test_y = search.splits.test.y
+    test_y = search.task.splits.test.y
     assert metrics["variants"]["full"]["test_accuracy"][0] == pytest.approx(np.mean(full_probs.argmax(1) == test_y))
     assert metrics["variants"]["full"]["test_accuracy"][0] > 0.5  # digits, 10 classes: chance is 0.1
     text = summary(result, config)
@@ -155,7 +155,7 @@ def test_ensemble_configurations(tmp_path, kind, runs, expected):
     search.run()
     stats = EnsembleStats.load(tmp_path / "run" / "iter_00" / "stats.npz")
     assert _held(stats) == expected
-    n = len(search.pool)
+    n = len(search.task.pool)
     assert np.all(stats.member_counts == len(expected))  # compress scores all of L
     table = _table(tmp_path / "run" / "iter_00" / "subset.parquet")
     reference = _reference_scores(search, 0, np.arange(n))["variation_ratios"]
@@ -198,7 +198,7 @@ def test_outlier_skip_sets_aside_the_top_scores(tmp_path):
     config = _config(search={"scheme": "compress", "budgets": [0.25], "skip_top": 0.25})
     search = Search(config, tmp_path / "run")
     search.run()
-    n = len(search.pool)
+    n = len(search.task.pool)
     reference = _reference_scores(search, 0, np.arange(n))["mutual_information"]
     chosen = _table(tmp_path / "run" / "subset.parquet")["index"]
     ranked = np.sort(reference)[::-1]
@@ -214,8 +214,8 @@ def test_error_count_uses_the_pool_labels(tmp_path):
     config = _config(search={"scheme": "compress", "budgets": [0.2], "function": "error_count"})
     search = Search(config, tmp_path / "run")
     search.run()
-    n = len(search.pool)
-    reference = _reference_scores(search, 0, np.arange(n), labels=search.splits.pool.y)["error_count"]
+    n = len(search.task.pool)
+    reference = _reference_scores(search, 0, np.arange(n), labels=search.task.splits.pool.y)["error_count"]
     table = _table(tmp_path / "run" / "subset.parquet")
     np.testing.assert_allclose(table["score"], reference[table["index"]], atol=1e-12)
 

@@ -14,11 +14,11 @@ from reference import other_scores
 from test_run import BASE, _member_probs
 
 from subsetsearch.dynamics import TrainingDynamics
+from subsetsearch.errors import InputError
 from subsetsearch.executors import LocalExecutor
-from subsetsearch.internal.files import InputError
 from subsetsearch.internal.ledger import Ledger
-from subsetsearch.pipeline.classify import ClassificationSearch as Search
 from subsetsearch.pipeline.config import parse_config
+from subsetsearch.pipeline.search import Search
 
 CONFIG = {
     **BASE,
@@ -44,7 +44,7 @@ def test_compress_selects_the_top_of_the_direct_computation(tmp_path, function):
     result = search.run()
     rows = np.arange(result.pool_size)
     members = _member_probs(search, 0, rows).astype(np.float64)
-    reference = other_scores(members, search.splits.pool.y, function, window=2)
+    reference = other_scores(members, search.task.splits.pool.y, function, window=2)
     table = pq.read_table(tmp_path / "run" / "iter_00" / "subset.parquet").to_pydict()
     k = len(table["index"])
     np.testing.assert_allclose(table["score"], reference[table["index"]], atol=1e-6)

@@ -17,7 +17,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from subsetsearch.internal.files import InputError
+from subsetsearch.errors import InputError
 from subsetsearch.pipeline.config import config_schema, parse_config
 from subsetsearch.pipeline.study import load_study_config, study_schema
 

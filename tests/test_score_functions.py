@@ -144,7 +144,7 @@ def test_label_statistics_added_to_a_state_made_without_them(pool, capsys):
             ["-f", "dyn_unc", "--labels", "{y}", "--window", "7"],
             r"--window 7 must lie from 2 to the number of members \(6\)",
         ),
-        (["-f", "dyn_unc", "--labels", "{y}", "--window", "1"], "--window must be an integer of at least 2"),
+        (["-f", "dyn_unc", "--labels", "{y}", "--window", "1"], "--window must be an integer >= 2"),
     ],
 )
 def test_bad_function_options_are_one_line_and_write_nothing(pool, capsys, options, pattern):

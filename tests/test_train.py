@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from subsetsearch.internal.files import InputError
+from subsetsearch.errors import InputError
 from subsetsearch.train import trainer
 from subsetsearch.train.models import MODELS, build_model
 from subsetsearch.train.settings import MODEL_NAMES, MilestoneSchedule, ModelConfig, PatienceSchedule, TrainConfig

@@ -25,11 +25,12 @@ label-based ones need):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from subsetsearch.dynamics import DEFAULT_WINDOW, DYNAMICS_FUNCTIONS, ORDERED_FUNCTIONS, TrainingDynamics
+from subsetsearch.internal.validation import check_labels
 from subsetsearch.stats import EnsembleStats
 
 __all__ = ["ACQUISITION_FUNCTIONS", "FUNCTIONS", "NEEDS_LABELS", "NEEDS_ORDER", "acquire"]
@@ -116,37 +117,65 @@ def acquire(
         else EnsembleStats.from_members(predictions, from_logits=from_logits)
     )
     with np.errstate(invalid="ignore", divide="ignore"):
-        if function in MEAN_FUNCTIONS:
-            return _mean_scores(stats, function)
-        if function == "entropy":
-            return stats.entropy_of_mean()
-        if function == "mutual_information":
-            # >= 0 by Jensen; clip the last-bit rounding of the fixed-point sums
-            return np.maximum(stats.entropy_of_mean() - stats.mean_member_entropy(), 0.0)
-        votes, counts = stats.vote_counts, stats.member_counts
-        if function == "variation_ratios":
-            return 1.0 - votes.max(axis=1) / counts
-        labels = check_labels(labels, stats.num_samples, stats.num_classes)
-        return 1.0 - votes[np.arange(stats.num_samples), labels] / counts
+        return _STATS_SCORES[function](stats, labels)
+
+
+def _entropy(stats: EnsembleStats, labels: np.ndarray | None) -> np.ndarray:
+    return stats.entropy_of_mean()
+
+
+def _mutual_information(stats: EnsembleStats, labels: np.ndarray | None) -> np.ndarray:
+    # >= 0 by Jensen; clip the last-bit rounding of the fixed-point sums
+    return np.maximum(stats.entropy_of_mean() - stats.mean_member_entropy(), 0.0)
+
+
+def _variation_ratios(stats: EnsembleStats, labels: np.ndarray | None) -> np.ndarray:
+    return 1.0 - stats.vote_counts.max(axis=1) / stats.member_counts
+
+
+def _error_count(stats: EnsembleStats, labels: np.ndarray | None) -> np.ndarray:
+    labels = check_labels(labels, stats.num_samples, stats.num_classes)
+    return 1.0 - stats.vote_counts[np.arange(stats.num_samples), labels] / stats.member_counts
 
 
 #: Rows of p̄ held at a time by least_confidence and margin (float64: 64 MB at C = 1,000).
 _MEAN_BLOCK_ELEMENTS = 1 << 23
 
 
-def _mean_scores(stats: EnsembleStats, function: str) -> np.ndarray:
-    """least_confidence or margin of p̄, a block of rows at a time (p̄ of the pool is never held whole)."""
-    scores = np.empty(stats.num_samples, dtype=np.float64)
-    step = max(1, _MEAN_BLOCK_ELEMENTS // stats.num_classes)
-    for start in range(0, stats.num_samples, step):
-        rows = slice(start, start + step)
-        mean = stats.mean_probs(rows)
-        if function == "least_confidence":
-            scores[rows] = 1.0 - mean.max(axis=1)
-        else:
-            top_two = np.partition(mean, -2, axis=1)[:, -2:]
-            scores[rows] = 1.0 - (top_two[:, 1] - top_two[:, 0])
+def _of_mean(
+    score_rows: Callable[[np.ndarray], np.ndarray],
+) -> Callable[[EnsembleStats, np.ndarray | None], np.ndarray]:
+    """A score of p̄, computed a block of rows at a time (p̄ of the pool is never held whole)."""
+
+    def scores(stats: EnsembleStats, labels: np.ndarray | None) -> np.ndarray:
+        out = np.empty(stats.num_samples, dtype=np.float64)
+        step = max(1, _MEAN_BLOCK_ELEMENTS // stats.num_classes)
+        for start in range(0, stats.num_samples, step):
+            rows = slice(start, start + step)
+            out[rows] = score_rows(stats.mean_probs(rows))
+        return out
+
     return scores
+
+
+def _least_confidence_of(mean: np.ndarray) -> np.ndarray:
+    return 1.0 - mean.max(axis=1)
+
+
+def _margin_of(mean: np.ndarray) -> np.ndarray:
+    top_two = np.partition(mean, -2, axis=1)[:, -2:]
+    return 1.0 - (top_two[:, 1] - top_two[:, 0])
+
+
+#: The functions of the ensemble statistics, by name (the label-based ones are TrainingDynamics').
+_STATS_SCORES: dict[str, Callable[[EnsembleStats, np.ndarray | None], np.ndarray]] = {
+    "entropy": _entropy,
+    "mutual_information": _mutual_information,
+    "variation_ratios": _variation_ratios,
+    "error_count": _error_count,
+    "least_confidence": _of_mean(_least_confidence_of),
+    "margin": _of_mean(_margin_of),
+}
 
 
 def _dynamics_scores(predictions, function: str, labels, from_logits: bool, window: int) -> np.ndarray:
@@ -167,19 +196,3 @@ def _dynamics_scores(predictions, function: str, labels, from_logits: bool, wind
         dynamics.update(np.asarray(member), from_logits=from_logits)
     with np.errstate(invalid="ignore", divide="ignore"):
         return dynamics.scores(function)
-
-
-def check_labels(
-    labels: np.ndarray | None, num_samples: int, num_classes: int, *, function: str = "error_count"
-) -> np.ndarray:
-    """Return ``labels`` as int64 (N,) or raise ValueError saying what is wrong."""
-    if labels is None:
-        raise ValueError(f"{function} needs the labels of the pool (labels=..., --labels on the command line)")
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.shape[0] != num_samples:
-        raise ValueError(f"labels must have shape ({num_samples},), got {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}")
-    return labels.astype(np.int64, copy=False)

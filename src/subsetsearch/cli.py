@@ -19,9 +19,9 @@ import typer
 from subsetsearch import __version__
 from subsetsearch.acquisition import FUNCTIONS, NEEDS_LABELS, NEEDS_ORDER
 from subsetsearch.dynamics import DEFAULT_WINDOW
+from subsetsearch.errors import InputError
 from subsetsearch.executors.base import ExecutorError
 from subsetsearch.internal.extras import MissingExtraError, extra_of, install_line, require_extra
-from subsetsearch.internal.files import InputError
 
 EXIT_BAD_INPUT = 2
 #: What ``report`` imports of the train extra: it reads run directories, never PyTorch.
@@ -140,45 +140,60 @@ def score(
     ] = None,
 ) -> None:
     """Score ensemble member predictions and write the most informative subset."""
-    options = {**locals(), "members": members or (), "saved_stats": saved_stats or ()}  # the request's fields
     from subsetsearch.pipeline.score import ScoreRequest, score_files, summary
 
-    box_options = options.pop("annotations"), options.pop("stride")
-    if box_options[0] is not None:
-        result = _score_boxes(options, *box_options)
+    if annotations is not None:
+        from subsetsearch.pipeline.score_boxes import BoxScoreRequest, score_box_files
+
+        BoxScoreRequest.refuse(
+            {
+                "--labels": labels is not None,
+                "--labels-column": labels_column is not None,
+                "--logits": logits,
+                "--skip-disagreement": skip_disagreement,
+                "--stats": bool(saved_stats),
+                "--window": window != DEFAULT_WINDOW,
+            }
+        )
+        box_request = BoxScoreRequest(
+            annotations=annotations,
+            members=tuple(members or ()),
+            function=function,
+            budget=budget,
+            out=out,
+            scores_out=scores_out,
+            exclude=exclude,
+            skip_top=skip_top,
+            seed=seed,
+            state=state,
+            stride=4.0 if stride is None else stride,
+        )
+        with _MemberProgress() as advance:
+            result = score_box_files(box_request, on_progress=advance)
     else:
         if stride is not None:
             raise InputError("--stride sets the centre maps of --annotations; give --annotations or drop it")
+        request = ScoreRequest(
+            function=function,
+            budget=budget,
+            out=out,
+            members=tuple(members or ()),
+            labels=labels,
+            labels_column=labels_column,
+            logits=logits,
+            exclude=exclude,
+            skip_top=skip_top,
+            skip_disagreement=skip_disagreement,
+            seed=seed,
+            scores_out=scores_out,
+            state=state,
+            saved_stats=tuple(saved_stats or ()),
+            window=window,
+        )
         with _MemberProgress() as advance:
-            result = score_files(ScoreRequest(**options), on_progress=advance)
+            result = score_files(request, on_progress=advance)
     typer.echo(summary(result, function))
     typer.echo(f"wrote {out}" + (f" and {scores_out}" if scores_out else ""))
-
-
-def _score_boxes(options: dict, annotations: Path, stride: float | None):
-    """``score --annotations``: members are COCO results files (pipeline/score_boxes.py)."""
-    from subsetsearch.pipeline.score_boxes import BoxScoreRequest, score_box_files
-
-    unused = {
-        "--labels": options["labels"] is not None,
-        "--labels-column": options["labels_column"] is not None,
-        "--logits": options["logits"],
-        "--skip-disagreement": options["skip_disagreement"],
-        "--stats": bool(options["saved_stats"]),
-        "--window": options["window"] != DEFAULT_WINDOW,
-    }
-    for option, given in unused.items():
-        if given:
-            raise InputError(
-                f"{option} does not apply to --annotations (detections: the ground truth is the annotation file's "
-                "boxes); drop it"
-            )
-    keys = ("function", "budget", "out", "scores_out", "exclude", "skip_top", "seed", "state")
-    request = BoxScoreRequest(
-        annotations, options["members"], stride=4.0 if stride is None else stride, **{k: options[k] for k in keys}
-    )
-    with _MemberProgress() as advance:
-        return score_box_files(request, on_progress=advance)
 
 
 _EXECUTOR = typer.Option(

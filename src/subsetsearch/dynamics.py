@@ -38,6 +38,7 @@ from subsetsearch.internal.probabilities import (
     pool_rows,
     probability_problem,
 )
+from subsetsearch.internal.validation import check_integer
 from subsetsearch.stats import InvalidMemberError
 
 __all__ = ["DYNAMICS_FUNCTIONS", "ORDERED_FUNCTIONS", "TrainingDynamics", "dynamics_path"]
@@ -110,10 +111,8 @@ class TrainingDynamics:
     def __init__(
         self, labels: np.ndarray, *, num_classes: int, window: int = DEFAULT_WINDOW, ordered: bool = True
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 2:
-            raise ValueError(f"window must be an integer >= 2, got {window!r}")
+        num_classes = check_integer(num_classes, "num_classes", minimum=2)
+        window = check_integer(window, "window", minimum=2)
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
@@ -204,8 +203,8 @@ class TrainingDynamics:
         """
         probs = check_probability_matrix(probs, self.num_classes)
         rows = self._rows(index, probs.shape[0])
-        if position is not None and (isinstance(position, bool) or not isinstance(position, (int, np.integer))):
-            raise ValueError(f"position must be an integer, got {position!r}")
+        if position is not None:
+            check_integer(position, "position")
         if self.ordered:
             positions = self._positions(rows, position)
         values, tolerance = kernel_values(probs, from_logits)

@@ -1,4 +1,5 @@
-"""The run directory: its files, written by ``subsetsearch run`` and read by everything after it.
+"""The run directory and the study directory: every path in them, the files written by ``subsetsearch
+run`` and ``study``, and their readers.
 
 A run directory describes itself: whatever ``subsetsearch report`` or a study needs is in it, so
 it can be read on a machine that has neither the dataset nor PyTorch (docs/architecture.md,
@@ -7,21 +8,32 @@ it can be read on a machine that has neither the dataset nor PyTorch (docs/archi
     config.yaml                   the resolved config (every default filled in), package version
     dataset.npz                   what readers need of the data: class names, pool and test labels
                                   (detection: each pool image's boxes per class)
-    iter_NN/members/run_R/        the step's acquisition training runs (checkpoints; train/trainer.py)
+    work.json                     the fingerprint of each finished piece of work (a study shares by them)
+    iter_NN/members/run_R/        the step's acquisition training runs (a training run's folder, below)
     iter_NN/stats.npz             ensemble statistics of the scored rows, with their resume ledger
     iter_NN/votes.npz             each member's predicted class of every scored row (consensus)
+    iter_NN/dynamics.npz          label statistics (el2n, forgetting, ...), with their own ledger
     iter_NN/scores.npz            detection: the step's image scores, with their resume ledger
     iter_NN/heatmaps.npz          detection: a few images, their boxes and per-class heatmaps (figures)
     iter_NN/subset.parquet        the subset after step NN: index, multiplicity, score, iteration
     iter_NN/metrics.json          sizes, multiplicities, members, seconds, device and precision
-    models/VARIANT/model_K/       a subset model: training run, test_probs.npy or test_metrics.json
+    models/VARIANT/model_K/       a subset model: a training run's folder, test_probs.npy or test_metrics.json
     subset.parquet                the final subset
     metrics.json                  test results of every variant, cost of the search (written last)
     report/                       ``subsetsearch report``: PNG figures and report.html
 
-Every file is written atomically (:func:`subsetsearch.internal.atomic.atomic_path`). Readers never
-fail on a missing file: each returns None (or nothing) and :attr:`RunDir.missing` says what is
-not there yet.
+A training run's folder (:class:`TrainingRunFiles`, written by ``train/trainer.py``)::
+
+    state.safetensors             weights, momentum, schedule and history after the last finished epoch
+    epoch_EEE.safetensors         a checkpoint an ensemble asked for
+    best.safetensors              the best validation epoch (seeds ensembles)
+    last.safetensors              the final weights (subset models)
+    done.json                     written last: the run's history
+
+Every path is composed here (:class:`RunLayout`, :class:`StepLayout`, :class:`TrainingRunFiles`,
+:class:`StudyLayout`); every file is written atomically
+(:func:`subsetsearch.internal.atomic.atomic_path`). Readers never fail on a missing file: each
+returns None (or nothing) and :attr:`RunDir.missing` says what is not there yet.
 """
 
 from __future__ import annotations
@@ -40,18 +52,223 @@ CONFIG = "config.yaml"
 DATASET = "dataset.npz"
 METRICS = "metrics.json"
 SUBSET = "subset.parquet"
+WORK = "work.json"
 STATS = "stats.npz"
 #: A step's label statistics (el2n, forgetting, dyn_unc, ...), with their own ledger.
 DYNAMICS = "dynamics.npz"
 VOTES = "votes.npz"
 SCORES = "scores.npz"
 HEATMAPS = "heatmaps.npz"
+REPORT = "report"
+STUDY_CONFIG = "study.yaml"
 
 _VARIANT_STEP = re.compile(r"^(?P<base>.+)@iter_(?P<step>\d+)$")
+_WORK_FORMAT = "subsetsearch-work/1"
 
 
-def step_dir(run_dir: Path, iteration: int) -> Path:
-    return Path(run_dir) / f"iter_{iteration:02d}"
+# -- where everything is ----------------------------------------------------------------------------
+
+
+def step_name(iteration: int) -> str:
+    """The folder of step ``iteration``: ``iter_NN``."""
+    return f"iter_{iteration:02d}"
+
+
+@dataclass(frozen=True)
+class TrainingRunFiles:
+    """The files of one training run's folder (``train/trainer.py`` writes them)."""
+
+    folder: Path
+
+    @property
+    def state(self) -> Path:
+        return self.folder / "state.safetensors"
+
+    @property
+    def done(self) -> Path:
+        return self.folder / "done.json"
+
+    @property
+    def best(self) -> Path:
+        return self.folder / "best.safetensors"
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.safetensors"
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.folder / f"epoch_{epoch:03d}.safetensors"
+
+    @property
+    def test_probs(self) -> Path:
+        """A classifier's softmax on the test set (subset models)."""
+        return self.folder / "test_probs.npy"
+
+    @property
+    def test_metrics(self) -> Path:
+        """A detector's COCO metrics on the test set (subset models)."""
+        return self.folder / "test_metrics.json"
+
+
+@dataclass(frozen=True)
+class StepLayout:
+    """The files of one search step, ``iter_NN``."""
+
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def subset(self) -> Path:
+        return self.folder / SUBSET
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / METRICS
+
+    @property
+    def stats(self) -> Path:
+        return self.folder / STATS
+
+    @property
+    def votes(self) -> Path:
+        return self.folder / VOTES
+
+    @property
+    def dynamics(self) -> Path:
+        return self.folder / DYNAMICS
+
+    @property
+    def scores(self) -> Path:
+        return self.folder / SCORES
+
+    @property
+    def heatmaps(self) -> Path:
+        return self.folder / HEATMAPS
+
+    @property
+    def members(self) -> Path:
+        return self.folder / "members"
+
+    def member_run(self, run: int) -> TrainingRunFiles:
+        """Acquisition training run ``run`` of the step."""
+        return TrainingRunFiles(self.members / f"run_{run}")
+
+    def member(self, name: str) -> Path:
+        """The checkpoint of member ``name`` (``run_R/epoch_EEE`` or ``run_R/best``)."""
+        return self.members / f"{name}.safetensors"
+
+    @staticmethod
+    def member_name(run: int, epoch: int | None) -> str:
+        """A member's name: epoch ``epoch`` of run ``run``, or its best epoch (None)."""
+        return f"run_{run}/best" if epoch is None else f"run_{run}/epoch_{epoch:03d}"
+
+
+class RunLayout:
+    """Every path of a run directory (the module's docstring lists them)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunLayout({str(self.root)!r})"
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / DATASET
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS
+
+    @property
+    def subset(self) -> Path:
+        return self.root / SUBSET
+
+    @property
+    def work(self) -> Path:
+        return self.root / WORK
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT
+
+    def step(self, iteration: int) -> StepLayout:
+        return StepLayout(self.root / step_name(iteration))
+
+    def steps(self) -> list[StepLayout]:
+        """Every ``iter_NN`` folder there is, in order (finished or not)."""
+        return [StepLayout(p) for p in sorted(self.root.glob("iter_*")) if p.is_dir()]
+
+    def model(self, variant: str, k: int) -> TrainingRunFiles:
+        """Subset model ``k`` of ``variant`` (``build_up``, ``random@iter_01``, ``full``)."""
+        return TrainingRunFiles(self.root / "models" / variant / f"model_{k}")
+
+    def models(self) -> list[TrainingRunFiles]:
+        """Every subset model's folder that holds a finished training run."""
+        folders = (TrainingRunFiles(p) for p in sorted(self.root.glob("models/*/model_*")))
+        return [files for files in folders if files.done.is_file()]
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the run directory, as ``work.json`` names pieces."""
+        return Path(path).relative_to(self.root).as_posix()
+
+
+class StudyLayout:
+    """Every path of a study directory::
+
+    study.yaml                the study config
+    runs/CELL/trial_T/        one run directory per cell and trial (seed T)
+    report/                   study.json, study.md, the figure, report.html
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def config(self) -> Path:
+        return self.root / STUDY_CONFIG
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT
+
+    def run(self, cell: str, trial: int) -> RunLayout:
+        return RunLayout(self.root / "runs" / cell / f"trial_{trial}")
+
+
+class WorkLog:
+    """``work.json``: the fingerprint of each finished piece of a run's work (a step, a training run,
+    a step's statistics, a subset model), by its path in the run directory. A study finds work
+    another cell already did by these fingerprints (``pipeline/study.py``)."""
+
+    def __init__(self, layout: RunLayout) -> None:
+        self.layout = layout
+
+    def pieces(self) -> dict[str, dict]:
+        """Path -> {"fingerprint": ..., and what else was recorded}; empty when there is no log."""
+        try:
+            data = json.loads(self.layout.work.read_text())
+        except (OSError, ValueError):
+            return {}
+        return dict(data.get("pieces", {})) if isinstance(data, dict) and data.get("format") == _WORK_FORMAT else {}
+
+    def record(self, path: Path, fingerprint: str, **extra: object) -> None:
+        """Note that the piece at ``path`` is finished and what it was computed from."""
+        self.record_many({self.layout.relative(path): {"fingerprint": fingerprint, **extra}})
+
+    def record_many(self, entries: dict[str, dict]) -> None:
+        pieces = self.pieces()
+        if all(pieces.get(key) == value for key, value in entries.items()):
+            return
+        pieces.update(entries)
+        write_json(self.layout.work, {"format": _WORK_FORMAT, "pieces": dict(sorted(pieces.items()))})
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -143,50 +360,6 @@ class Subset:
 
         table = pq.read_table(path)
         return cls(*(table[name].to_numpy() for name in ("index", "multiplicity", "score", "iteration")))
-
-
-# -- votes ----------------------------------------------------------------------------------------
-
-
-class MemberVotes:
-    """Each member's predicted class (argmax) on the scored rows, in member order: what the
-    checkpoint-consensus study reads (``iter_NN/votes.npz``: rows, names, votes [M, n]).
-
-    Members arrive a shard at a time; rows a member has not scored yet hold ``UNSET``.
-    """
-
-    UNSET = np.iinfo(np.uint16).max
-
-    def __init__(self, rows: np.ndarray, order: list[str]) -> None:
-        self.rows = np.asarray(rows, dtype=np.int64)
-        self.order = {name: k for k, name in enumerate(order)}
-        self.by_name: dict[str, np.ndarray] = {}
-
-    def set(self, name: str, positions: slice, votes: np.ndarray) -> None:
-        """Member ``name``'s votes for the scored rows at ``positions``."""
-        if name not in self.by_name:
-            self.by_name[name] = np.full(self.rows.size, self.UNSET, dtype=votes.dtype)
-        self.by_name[name][positions] = votes
-
-    def save(self, path: Path) -> None:
-        names = sorted(self.by_name, key=self.order.__getitem__)
-        stacked = np.stack([self.by_name[n] for n in names]) if names else np.zeros((0, self.rows.size), np.uint16)
-        write_npz(path, rows=self.rows, names=np.array(names, dtype=str), votes=stacked)
-
-    @classmethod
-    def load(cls, path: Path, rows: np.ndarray, order: list[str], keep: set[str]) -> MemberVotes:
-        """The saved votes of the members in ``keep`` (an empty record when the file is missing or
-        was written for other rows)."""
-        votes = cls(rows, order)
-        if not path.is_file():
-            return votes
-        with np.load(path) as saved:
-            if not np.array_equal(saved["rows"], votes.rows):
-                return votes
-            for name, row in zip(saved["names"].tolist(), saved["votes"], strict=True):
-                if name in keep:
-                    votes.by_name[name] = row
-        return votes
 
 
 # -- what readers need of the data ----------------------------------------------------------------
@@ -297,16 +470,20 @@ class Step:
     folder: Path
     metrics: dict
 
+    @property
+    def files(self) -> StepLayout:
+        return StepLayout(self.folder)
+
     def subset(self) -> Subset | None:
-        return Subset.read(self.folder / SUBSET)
+        return Subset.read(self.files.subset)
 
     def stats(self) -> EnsembleStats | None:
-        path = self.folder / STATS
+        path = self.files.stats
         return EnsembleStats.load(path) if path.is_file() else None
 
     def votes(self) -> tuple[np.ndarray, list[str], np.ndarray] | None:
         """(scored rows, member names, votes [M, n]) of ``votes.npz``, or None."""
-        path = self.folder / VOTES
+        path = self.files.votes
         if not path.is_file():
             return None
         with np.load(path) as saved:
@@ -314,14 +491,14 @@ class Step:
 
     def image_scores(self) -> np.ndarray | None:
         """Detection: the step's image scores [N] (NaN where not scored), or None."""
-        path = self.folder / SCORES
+        path = self.files.scores
         if not path.is_file():
             return None
         with np.load(path) as saved:
             return saved["scores"]
 
     def heatmaps(self) -> HeatmapRecord | None:
-        return HeatmapRecord.load(self.folder / HEATMAPS)
+        return HeatmapRecord.load(self.files.heatmaps)
 
 
 @dataclass
@@ -355,7 +532,7 @@ class RunDir:
 
     def dataset(self) -> DatasetRecord | None:
         """What the run recorded of its data (``dataset.npz``), or None for a run that has not."""
-        return DatasetRecord.load(self.path / DATASET)
+        return DatasetRecord.load(RunLayout(self.path).dataset)
 
     def variants(self, test_labels: np.ndarray | None = None) -> dict[str, dict]:
         """Subset models by variant: ``subset_size``, ``test_accuracy`` (list), ``train_seconds`` (list).
@@ -371,7 +548,7 @@ class RunDir:
             if model.test_probs is not None and test_labels is not None:
                 probs = np.load(model.test_probs)
                 entry["test_accuracy"].append(float(np.mean(np.argmax(probs, axis=1) == test_labels)))
-            detections = model.folder / "test_metrics.json"  # a detector's COCO metrics
+            detections = TrainingRunFiles(model.folder).test_metrics  # a detector's COCO metrics
             if detections.is_file():
                 entry.setdefault("test_metrics", []).append(json.loads(detections.read_text()))
         return out
@@ -382,6 +559,11 @@ def variant_scores(variant: dict) -> tuple[str, list[float]]:
     if "test_metrics" in variant:
         return "wMAP", [m["wMAP"] for m in variant["test_metrics"]]
     return "accuracy", list(variant.get("test_accuracy", []))
+
+
+def variant_name(base: str, step: int | None) -> str:
+    """A variant's name: ``base`` for the final subset (``step`` None), ``base@iter_NN`` for step NN's."""
+    return base if step is None else f"{base}@{step_name(step)}"
 
 
 def split_variant(name: str) -> tuple[str, int | None]:
@@ -395,30 +577,27 @@ def read_run(path: Path) -> RunDir:
     import yaml
 
     path = Path(path)
-    config_path = path / CONFIG
-    if not config_path.is_file():
+    layout = RunLayout(path)
+    if not layout.config.is_file():
         raise ValueError(f"'{path}' is not a run directory (no config.yaml); give the folder `subsetsearch run` wrote")
-    config = yaml.safe_load(config_path.read_text()) or {}
-    metrics_path = path / METRICS
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    config = yaml.safe_load(layout.config.read_text()) or {}
+    metrics = json.loads(layout.metrics.read_text()) if layout.metrics.is_file() else None
     steps = []
-    for folder in sorted(path.glob("iter_*")):
-        metrics_file = folder / METRICS
-        if metrics_file.is_file():
-            m = json.loads(metrics_file.read_text())
-            steps.append(Step(int(m["iteration"]), folder, m))
+    for step in layout.steps():
+        if step.metrics.is_file():
+            m = json.loads(step.metrics.read_text())
+            steps.append(Step(int(m["iteration"]), step.folder, m))
     models = []
-    for done in sorted(path.glob("models/*/model_*/done.json")):
-        record = json.loads(done.read_text())
-        probs = done.parent / "test_probs.npy"
+    for files in layout.models():
+        record = json.loads(files.done.read_text())
         models.append(
             ModelRun(
-                done.parent.parent.name,
-                int(done.parent.name.split("_")[1]),
-                done.parent,
+                files.folder.parent.name,
+                int(files.folder.name.split("_")[1]),
+                files.folder,
                 record["history"],
                 float(record["seconds"]),
-                probs if probs.is_file() else None,
+                files.test_probs if files.test_probs.is_file() else None,
             )
         )
     run = RunDir(path, config, metrics, steps, models)

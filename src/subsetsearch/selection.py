@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from subsetsearch.internal.validation import check_fraction, check_integer
+
 __all__ = ["all_members_disagree", "select", "select_chunks"]
 
 
@@ -187,10 +189,8 @@ def all_members_disagree(vote_counts: np.ndarray, member_counts: np.ndarray) -> 
 
 
 def _check_k(k: int, skip_top: float) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise ValueError(f"k must be a non-negative integer, got {k!r}")
-    if not 0.0 <= skip_top < 1.0:
-        raise ValueError(f"skip_top must be a fraction in [0, 1), got {skip_top!r}")
+    check_integer(k, "k", minimum=0)
+    check_fraction(skip_top, "skip_top")
 
 
 def _tie_break(seed: int, num_samples: int) -> np.ndarray:

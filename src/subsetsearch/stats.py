@@ -25,6 +25,7 @@ from subsetsearch.internal.probabilities import (
     pool_rows,
     probability_problem,
 )
+from subsetsearch.internal.validation import check_integer
 
 __all__ = ["EnsembleStats", "InvalidMemberError", "MappedStats"]
 
@@ -100,8 +101,8 @@ class EnsembleStats:
     """
 
     def __init__(self, num_samples: int, num_classes: int) -> None:
-        num_samples = _positive_int(num_samples, "num_samples", minimum=1)
-        num_classes = _positive_int(num_classes, "num_classes", minimum=2)
+        num_samples = check_integer(num_samples, "num_samples", minimum=1)
+        num_classes = check_integer(num_classes, "num_classes", minimum=2)
         self._sum_fixed = np.zeros((num_samples, num_classes), dtype=np.int64)
         self._entropy_fixed = np.zeros(num_samples, dtype=np.int64)
         self._votes = np.zeros((num_samples, num_classes), dtype=np.uint16)
@@ -496,16 +497,19 @@ class MappedStats:
         self.metadata: dict = info.get("metadata", {})
 
     @classmethod
-    def create(cls, directory: str | os.PathLike, num_samples: int, num_classes: int) -> MappedStats:
-        """Make an empty store (no member on any row) in a new or empty ``directory``.
+    def create(
+        cls, directory: str | os.PathLike, num_samples: int, num_classes: int, *, beside: Sequence[str] = ()
+    ) -> MappedStats:
+        """Make an empty store (no member on any row) in a new or empty ``directory``; ``beside``
+        names files that may be there already (a state directory's marker and lock).
 
         The files are sparse: disk is spent as rows are written.
         """
-        num_samples = _positive_int(num_samples, "num_samples", minimum=1)
-        num_classes = _positive_int(num_classes, "num_classes", minimum=2)
+        num_samples = check_integer(num_samples, "num_samples", minimum=1)
+        num_classes = check_integer(num_classes, "num_classes", minimum=2)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        if any(directory.iterdir()):
+        if any(entry.name not in beside for entry in directory.iterdir()):
             raise ValueError(f"'{directory}' is not empty; give a new directory")
         shapes = {
             "sum_fixed": ((num_samples, num_classes), np.int64),
@@ -571,12 +575,6 @@ class MappedStats:
 def _write_metadata(directory: Path, metadata: dict) -> None:
     with atomic_path(directory / "metadata.json") as tmp:
         tmp.write_text(json.dumps({"format_version": _FORMAT_VERSION, "metadata": metadata}))
-
-
-def _positive_int(value: int, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _contiguous(rows: np.ndarray) -> np.ndarray | slice:

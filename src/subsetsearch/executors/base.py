@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from subsetsearch.internal.shards import row_shards
+
 #: Rows of one scoring shard: a multiple of the trainer's inference batch (1,024), so a sharded
 #: member sees the very batches an unsharded one does and its predictions are the same bits.
 SHARD_ROWS = 8192
@@ -62,7 +64,7 @@ class Workload(Protocol):
 
 def score_shards(num_rows: int, shard_rows: int = SHARD_ROWS) -> list[slice]:
     """Positions 0..num_rows-1 cut into consecutive shards of ``shard_rows`` (the last may be shorter)."""
-    return [slice(start, min(num_rows, start + shard_rows)) for start in range(0, num_rows, shard_rows)]
+    return row_shards(num_rows, shard_rows)
 
 
 class Executor(abc.ABC):

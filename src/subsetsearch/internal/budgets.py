@@ -16,7 +16,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from subsetsearch.internal.files import InputError
+from subsetsearch.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from subsetsearch.internal.files import InputError
+from subsetsearch.errors import InputError
 
 #: Characters read from a results file at a time.
 READ_BLOCK = 1 << 20

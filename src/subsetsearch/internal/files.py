@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from subsetsearch.errors import InputError
 from subsetsearch.internal.atomic import atomic_path
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -18,10 +19,6 @@ _HEADER_READERS = {
     (2, 0): np.lib.format.read_array_header_2_0,
     (3, 0): np.lib.format.read_array_header_2_0,  # version 3 differs only in the header's text encoding
 }
-
-
-class InputError(ValueError):
-    """Bad user input: the message names the problem and the fix, in one line."""
 
 
 def npy_header(path: str | os.PathLike, what: str) -> tuple[tuple[int, ...], np.dtype]:

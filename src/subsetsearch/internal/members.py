@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from subsetsearch.errors import InputError
 from subsetsearch.internal.files import (
-    InputError,
     array_header,
     checked_zarr_array,
     is_zarr,

@@ -10,27 +10,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from subsetsearch.acquisition import NEEDS_LABELS, NEEDS_ORDER, acquire
 from subsetsearch.dynamics import DYNAMICS_FUNCTIONS, TrainingDynamics
+from subsetsearch.errors import InputError
 from subsetsearch.executors import ScoreTask, score_shards
 from subsetsearch.internal.atomic import atomic_path
-from subsetsearch.internal.files import InputError
-from subsetsearch.internal.ledger import Ledger
 from subsetsearch.pipeline.config import RunConfig
-from subsetsearch.pipeline.search import (
-    Search,
-    Seed,
-    StepScoring,
-    TaskInfo,
-    VariantSpec,
-    build_networks,
-    derive_seed,
-)
-from subsetsearch.rundir import DYNAMICS, STATS, VOTES, DatasetRecord, MemberVotes
+from subsetsearch.pipeline.seeds import Seed, derive_seed
+from subsetsearch.pipeline.task import StepScoring, Task, TaskInfo, VariantSpec, build_networks
+from subsetsearch.rundir import DatasetRecord, TrainingRunFiles
+from subsetsearch.state import DynamicsPart, MemberVotes, Part, ScoringState, StatsPart, VotesPart
 from subsetsearch.stats import EnsembleStats
 from subsetsearch.train import data as datasets
 
@@ -42,22 +36,8 @@ def load_splits(config: RunConfig) -> datasets.Splits:
     """The pool, validation and test sets a config asks for, with the names of their classes."""
     cfg = config.data
     seed = derive_seed(config.seed, Seed.DATA)
-    test: datasets.LabeledImages | None = None
-    folder_classes: list[str] | None = None
-    if cfg.dataset == "fashion_mnist":
-        train, test = datasets.load_fashion_mnist(cfg.path)
-        name = "fashion_mnist"
-    elif cfg.dataset == "digits":
-        train, name = datasets.load_digits_images(), "digits"
-    elif cfg.dataset == "arrays":
-        train, name = datasets.load_arrays(cfg.path, cfg.labels, lazy=cfg.on_disk), str(cfg.path)
-        if cfg.test_path is not None:
-            test = datasets.load_arrays(cfg.test_path, cfg.test_labels, lazy=cfg.on_disk)
-    else:
-        train, folder_classes = datasets.load_image_folder(cfg.path, cfg.image_size)
-        name = str(cfg.path)
-        if cfg.test_path is not None:
-            test, _ = datasets.load_image_folder(cfg.test_path, cfg.image_size)
+    loaded = datasets.DATASETS[cfg.dataset].load(cfg)
+    train, test, name = loaded.train, loaded.test, loaded.name
     if test is None:
         rest, held = datasets.stratified_split(train.y, cfg.test_fraction, seed)
         train, test = train.take(rest), train.take(held)
@@ -72,13 +52,10 @@ def load_splits(config: RunConfig) -> datasets.Splits:
     num_classes = int(max(train.y.max(), test.y.max())) + 1
     if len(np.unique(train.y)) < 2:
         raise InputError(f"the pool of {name} holds a single class; give at least two")
-    if cfg.dataset == "fashion_mnist":
-        names = datasets.FASHION_MNIST_CLASSES
-    elif folder_classes is not None and len(folder_classes) == num_classes:
-        names = tuple(folder_classes)
-    else:
+    names = loaded.class_names
+    if names is None or len(names) < num_classes:
         names = tuple(str(c) for c in range(num_classes))
-    return datasets.Splits(name, train, validation, test, num_classes, names)
+    return datasets.Splits(name, train, validation, test, num_classes, names[:num_classes])
 
 
 @dataclass
@@ -118,43 +95,53 @@ class Variant:
             "precision": self.precision,
         }
 
+    @classmethod
+    def summary_lines(cls, variants: list[Variant]) -> list[str]:
+        """The command-line summary: a header and one row per variant."""
+        lines = [f"{'subset model':<14}{'samples':>9}{'test accuracy (mean ± sd)':>30}{'ensemble':>10}{'train s':>9}"]
+        for v in variants:
+            mean = 100 * np.mean(v.accuracies)
+            n = len(v.accuracies)
+            spread = f"{mean:.2f}% ± {100 * np.std(v.accuracies, ddof=1):.2f} (n={n})" if n > 1 else f"{mean:.2f}%"
+            ensemble = f"{100 * v.ensemble_accuracy:.2f}%" if n > 1 else "-"
+            lines.append(f"{v.name:<14}{v.size:>9}{spread:>30}{ensemble:>10}{np.mean(v.train_seconds):>9.1f}")
+        return lines
+
 
 class StatsScoring(StepScoring):
     """A classification step's scoring: (member, shard) units merged into ``stats.npz``, whose
     metadata holds the ledger, and the members' votes in ``votes.npz``.
 
     A label-based function (``el2n``, ``forgetting``, ...) also keeps a
-    :class:`~subsetsearch.dynamics.TrainingDynamics` in ``dynamics.npz`` with its own ledger, saved
-    before the statistics, so it holds at least the units they hold. A unit the statistics hold and
-    the dynamics lack (a run killed between the two saves) is scored again for the dynamics only.
-    Ordered functions take each shard's members in ensemble order: a unit that arrives early (Ray
-    finishes units in any order) waits in memory until the units before it are merged.
+    :class:`~subsetsearch.dynamics.TrainingDynamics` in ``dynamics.npz`` with its own ledger. The
+    state saves it first and the votes next, so they hold at least the units the statistics hold;
+    a unit the statistics hold and the dynamics lack (a run killed between the two saves) is scored
+    again for the dynamics only. Ordered functions take each shard's members in ensemble order: a
+    unit that arrives early (Ray finishes units in any order) waits in memory until the units
+    before it are merged.
     """
 
     unit_label = "(member, shard) pairs"
 
-    def __init__(self, search: ClassificationSearch, iteration: int, score_rows: np.ndarray) -> None:
-        n, c = search.info.pool_size, search.splits.num_classes
+    def __init__(self, task: ClassificationTask, iteration: int, score_rows: np.ndarray) -> None:
+        n, c = task.info.pool_size, task.splits.num_classes
         self.shards = score_shards(len(score_rows))
-        super().__init__(len(self.shards), n * c)
         self.iteration, self.score_rows = iteration, score_rows
-        self.names = [member.name for member in search.member_files(iteration)]
-        self.path = search.step_dir(iteration) / STATS
-        self.votes_path = search.step_dir(iteration) / VOTES
-        self.stats = EnsembleStats.load(self.path) if self.path.is_file() else EnsembleStats(n, c)
-        self.ledger = Ledger.of(self.stats.metadata)
-        self.votes = MemberVotes.load(self.votes_path, score_rows, self.names, self.ledger.started())
-        self.function = search.config.search.function
-        self.labels = search.splits.pool.y if self.function in NEEDS_LABELS else None
-        self.dynamics, self.dynamics_ledger, self._early = None, Ledger(), {}
+        self.names = [member.name for member in task.member_files(iteration)]
+        step = task.step(iteration)
+        self.stats = StatsPart.open(step.stats, num_samples=n, num_classes=c)
+        self.votes = VotesPart.open(step.votes, rows=score_rows, order=self.names, held=self.stats)
+        self.function = task.config.search.function
+        self.labels = task.splits.pool.y if self.function in NEEDS_LABELS else None
+        self.dynamics, self._early = None, {}
+        parts: list[Part] = [self.stats, self.votes]
         if self.function in DYNAMICS_FUNCTIONS:
-            self.dynamics_path = search.step_dir(iteration) / DYNAMICS
-            if self.dynamics_path.is_file():
-                self.dynamics = TrainingDynamics.load(self.dynamics_path)
-            else:
-                window, ordered = search.config.search.window, self.function in NEEDS_ORDER
-                self.dynamics = TrainingDynamics(search.splits.pool.y, num_classes=c, window=window, ordered=ordered)
-            self.dynamics_ledger = Ledger.of(self.dynamics.metadata)
+            window, ordered = task.config.search.window, self.function in NEEDS_ORDER
+            self.dynamics = DynamicsPart.open(
+                step.dynamics, labels=task.splits.pool.y, num_classes=c, window=window, ordered=ordered
+            )
+            parts.append(self.dynamics)
+        super().__init__(ScoringState(*parts, state_elements=n * c, num_shards=len(self.shards)), self.stats)
 
     def tasks(self) -> list[ScoreTask]:
         return [
@@ -163,24 +150,18 @@ class StatsScoring(StepScoring):
             for s, shard in enumerate(self.shards)
         ]
 
-    def todo(self) -> list[ScoreTask]:
-        """Units either the statistics or the dynamics lack."""
-        return [task for task in self.tasks() if not self._held(task)]
-
-    def _held(self, task: ScoreTask) -> bool:
-        held = self.ledger.holds(task.member, task.shard)
-        return held and (self.dynamics is None or self.dynamics_ledger.holds(task.member, task.shard))
-
     def merge(self, task: ScoreTask, result: ShardScore) -> None:
-        if not self.ledger.holds(task.member, task.shard):
+        lacking = self.state.lacking(task.member, task.shard)
+        if self.stats in lacking:
             self.stats.merge(result.stats, index=task.rows)
             self.votes.set(task.member, self.shards[task.shard], result.votes)
-        if self.dynamics is None or self.dynamics_ledger.holds(task.member, task.shard):
+            self.state.record(self.stats, task.member, task.shard, seconds=result.seconds)
+        if self.dynamics not in lacking:
             return
         self._early[(task.shard, task.member)] = (task, result.dynamics)
-        if self.dynamics.ordered:  # merge what is next in ensemble order, as far as it goes
+        if self.dynamics.dynamics.ordered:  # merge what is next in ensemble order, as far as it goes
             for name in self.names:
-                if self.dynamics_ledger.holds(name, task.shard):
+                if self.dynamics.ledger.holds(name, task.shard):
                     continue
                 if (task.shard, name) not in self._early:
                     break
@@ -190,31 +171,15 @@ class StatsScoring(StepScoring):
 
     def _merge_dynamics(self, task: ScoreTask, dynamics: TrainingDynamics) -> None:
         self.dynamics.merge(dynamics, index=task.rows)
-        self.dynamics_ledger.add(task.member, task.shard, num_shards=self.num_shards)
-
-    def record(self, task: ScoreTask, result: ShardScore) -> None:
-        if not self.ledger.holds(task.member, task.shard):
-            super().record(task, result)
-
-    def save(self) -> None:
-        if self.dynamics is not None:  # first: the dynamics hold every unit the statistics hold, or more
-            self.dynamics.metadata = self.dynamics_ledger.save_to(self.dynamics.metadata)
-            self.dynamics.save(self.dynamics_path)
-        self.votes.save(self.votes_path)  # then the votes: they hold every member the statistics hold
-        self.stats.metadata = self.ledger.save_to(self.stats.metadata)
-        self.stats.save(self.path)
+        self.state.record(self.dynamics, task.member, task.shard)
 
     def scores(self) -> np.ndarray:
         if self.dynamics is not None:
-            return acquire(self.dynamics, self.function)
-        return acquire(self.stats, self.function, labels=self.labels)
-
-    @property
-    def saved(self) -> bool:
-        return self.path.is_file()
+            return acquire(self.dynamics.dynamics, self.function)
+        return acquire(self.stats.stats, self.function, labels=self.labels)
 
 
-class ClassificationSearch(Search):
+class ClassificationTask(Task):
     """A search over a labeled image pool with classifiers (see the module docstring)."""
 
     def prepare(self, threads: int | None = None) -> TaskInfo:
@@ -239,7 +204,8 @@ class ClassificationSearch(Search):
         self.acq_net, self.subset_net, info = build_networks(cfg, channels, splits.num_classes, self.device)
         self._scoring_net, self._scoring_member = None, None
         self._member_order: dict[int, list[str]] = {}  # a step's member names, read once per worker
-        return info(splits.name, len(splits.pool), len(splits.test))
+        self.info = info(splits.name, len(splits.pool), len(splits.test))
+        return self.info
 
     def dataset_record(self) -> DatasetRecord:
         return DatasetRecord(
@@ -258,12 +224,20 @@ class ClassificationSearch(Search):
     def step_scoring(self, iteration: int, score_rows: np.ndarray) -> StatsScoring:
         return StatsScoring(self, iteration, score_rows)
 
+    def scoring_pieces(self, iteration: int) -> dict[Path, dict]:
+        step, search = self.step(iteration), self.config.search
+        pieces = {step.stats: {"file": "statistics"}, step.votes: {"file": "votes"}}
+        if search.function in DYNAMICS_FUNCTIONS:
+            ordered = search.function in NEEDS_ORDER
+            pieces[step.dynamics] = {"file": "label statistics", "window": search.window, "ordered": ordered}
+        return pieces
+
     def score_unit(self, task: ScoreTask) -> ShardScore:
         """One member's statistics and votes on one shard of pool rows."""
         from subsetsearch.train import trainer
 
         started = time.perf_counter()
-        path = self.member_path(task.iteration, task.member)
+        path = self.step(task.iteration).member(task.member)
         if self._scoring_member != path:  # a worker keeps its last member loaded
             self._scoring_net = self._scoring_net or self.acq_net.build(0)
             trainer.load_weights(self._scoring_net, path)
@@ -289,17 +263,16 @@ class ClassificationSearch(Search):
         from subsetsearch.train import trainer
 
         cfg = self.config
-        folder = self.run_dir / "models" / variant.name
         accuracies, seconds, probs_sum = [], [], None
         test_y = self.splits.test.y
         subset = variant.subset
         for k in range(cfg.subset_model.models):
-            model_dir = folder / f"model_{k}"
+            files = self.layout.model(variant.name, k)
             self.reporter.line(
                 f"{variant.name}: training subset model {k + 1}/{cfg.subset_model.models} on {subset.size} samples"
             )
             spec = trainer.TrainSpec(
-                model_dir,
+                files.folder,
                 subset.training_rows(),
                 seed=self.subset_model_seed(k),
                 save_last=True,
@@ -309,7 +282,7 @@ class ClassificationSearch(Search):
             record = self.train_model(
                 spec, acquisition=False, progress=self.reporter.bar(f"{variant.name} model {k + 1}")
             )
-            probs = self._test_probs(model_dir)
+            probs = self._test_probs(files)
             accuracies.append(trainer.accuracy(probs, test_y))
             seconds.append(record.seconds)
             probs_sum = probs.astype(np.float64) if probs_sum is None else probs_sum + probs
@@ -323,25 +296,15 @@ class ClassificationSearch(Search):
         )
         return result
 
-    def _test_probs(self, model_dir) -> np.ndarray:
+    def _test_probs(self, files: TrainingRunFiles) -> np.ndarray:
         from subsetsearch.train import trainer
 
-        path = model_dir / "test_probs.npy"
+        path = files.test_probs
         if path.is_file():
             return np.load(path)
         model = self.subset_net.build(0)
-        trainer.load_weights(model, model_dir / "last.safetensors")
+        trainer.load_weights(model, files.last)
         probs = trainer.predict(self.subset_net, model, self.test)
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.save(handle, probs)
         return probs
-
-    def summary_lines(self, variants: list[Any]) -> list[str]:
-        lines = [f"{'subset model':<14}{'samples':>9}{'test accuracy (mean ± sd)':>30}{'ensemble':>10}{'train s':>9}"]
-        for v in variants:
-            mean = 100 * np.mean(v.accuracies)
-            n = len(v.accuracies)
-            spread = f"{mean:.2f}% ± {100 * np.std(v.accuracies, ddof=1):.2f} (n={n})" if n > 1 else f"{mean:.2f}%"
-            ensemble = f"{100 * v.ensemble_accuracy:.2f}%" if n > 1 else "-"
-            lines.append(f"{v.name:<14}{v.size:>9}{spread:>30}{ensemble:>10}{np.mean(v.train_seconds):>9.1f}")
-        return lines

@@ -11,26 +11,26 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, FUNCTIONS, NEEDS_ORDER
 from subsetsearch.dynamics import DEFAULT_WINDOW
+from subsetsearch.errors import InputError
 from subsetsearch.internal.budgets import check_config_budget
-from subsetsearch.internal.files import InputError
+from subsetsearch.pipeline.schemes import DETECTION_SCHEMES, SCHEMES, Scheme
+from subsetsearch.train.data import DATASETS
 from subsetsearch.train.settings import (
     DETECTOR_NAMES,
     ModelConfig,
     PatienceSchedule,
+    StrictModel,
     TrainConfig,
-    _Strict,
 )
 
 if TYPE_CHECKING:
     from subsetsearch.executors import Executor
 
-DETECTION_SCHEMES = ("build_up", "auto_duplication", "random", "full")
 
-
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     """Where the labeled set L and the test set come from."""
 
-    dataset: Literal["fashion_mnist", "digits", "arrays", "image_folder", "coco"] = "fashion_mnist"
+    dataset: Literal[(*DATASETS, "coco")] = "fashion_mnist"  # type: ignore[valid-type]
     path: Path | None = None
     """Dataset fashion_mnist: folder of IDX files; arrays: .npz/.npy; image_folder: folder; coco (task
     detection): the pool's COCO instances JSON."""
@@ -58,18 +58,19 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _paths(self) -> DataConfig:
-        if self.dataset in ("arrays", "image_folder", "coco") and self.path is None:
+        source = DATASETS.get(self.dataset)
+        if self.path is None and (self.dataset == "coco" or source.path == "required"):
             raise ValueError(f"data.path is required for dataset '{self.dataset}'")
         if self.dataset == "coco" and self.image_dir is None:
             raise ValueError("data.image_dir is required for dataset 'coco': the folder of its images")
         if self.dataset != "coco" and (self.image_dir is not None or self.test_image_dir is not None):
             raise ValueError("data.image_dir / data.test_image_dir are for dataset 'coco'; remove them")
-        if self.dataset == "digits" and self.path is not None:
-            raise ValueError("data.path is not used by the built-in digits; remove it")
+        if source is not None and source.path == "refused" and self.path is not None:
+            raise ValueError(f"data.path is not used by the built-in {self.dataset}; remove it")
         return self
 
 
-class SequenceConfig(_Strict):
+class SequenceConfig(StrictModel):
     """Sequence mode of the built-in detection set, like frames of driving video: clips of
     consecutive frames in which the same items move smoothly over a slowly changing background."""
 
@@ -81,7 +82,7 @@ class SequenceConfig(_Strict):
     """Share of the background noise drawn anew from one frame to the next."""
 
 
-class DetectionConfig(_Strict):
+class DetectionConfig(StrictModel):
     """The built-in detection set (task: detection): Fashion-MNIST objects on canvases, long-tailed
     classes (see subsetsearch.train.canvas). ``data.path`` may point at the IDX files. With
     ``data.dataset: coco`` only ``size`` (the side images are letterboxed to) and ``class_weights`` apply."""
@@ -106,7 +107,7 @@ class DetectionConfig(_Strict):
     subset, with its repeats; the paper's rule) or in the whole pool (the same for every model)."""
 
 
-class EnsembleConfig(_Strict):
+class EnsembleConfig(StrictModel):
     """The acquisition ensemble: ``seeds`` (best epoch of each of ``runs`` runs), ``checkpoints``
     (epochs start..stop step of one run), ``combined`` (those checkpoints of every run)."""
 
@@ -127,8 +128,8 @@ class EnsembleConfig(_Strict):
         return self
 
 
-class SearchConfig(_Strict):
-    scheme: Literal["build_up", "auto_duplication", "pretrain", "compress", "random", "full"] = "build_up"
+class SearchConfig(StrictModel):
+    scheme: Literal[tuple(SCHEMES)] = "build_up"  # type: ignore[valid-type]
     """How the subset is found. auto_duplication: build_up that scores the whole pool each step, chosen
     samples included, so the subset becomes a multiset."""
     function: str = Field("mutual_information", json_schema_extra={"enum": list(FUNCTIONS)})
@@ -172,15 +173,13 @@ class SearchConfig(_Strict):
 
     @model_validator(mode="after")
     def _scheme(self) -> SearchConfig:
-        if self.scheme in ("build_up", "auto_duplication") and len(self.budgets) < 2:
-            raise ValueError(
-                f"search.budgets: {self.scheme} needs a random start and at least one acquisition step, "
-                "e.g. [0.125, 0.25]"
-            )
+        fewest, why = SCHEMES[self.scheme].min_budgets
+        if len(self.budgets) < fewest:
+            raise ValueError(f"search.budgets: {self.scheme} needs {why}")
         return self
 
 
-class SubsetModelConfig(_Strict):
+class SubsetModelConfig(StrictModel):
     """The model(s) trained on the final subset; several make an ensemble of subset models."""
 
     models: int = Field(1, gt=0)
@@ -192,7 +191,7 @@ class SubsetModelConfig(_Strict):
     """Default: the acquisition training."""
 
 
-class ExecutorConfig(_Strict):
+class ExecutorConfig(StrictModel):
     """Where acquisition members are trained and scored. Not part of what a run computes: a run
     started on one executor may resume on another (bit-identical when ``train.threads`` is set)."""
 
@@ -223,7 +222,7 @@ class ExecutorConfig(_Strict):
 PLACEMENT_KEYS = ("run_dir", "executor")
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictModel):
     """A ``subsetsearch run`` config: the data, the models and their training, the search, the subset
     models and where the work runs."""
 
@@ -282,7 +281,7 @@ class RunConfig(_Strict):
         for name, ensemble in self._ensembles():
             members = self.ensemble_members(ensemble)
             disagreement = ("mutual_information", "variation_ratios")
-            if self.search.scheme not in ("random", "full") and self.search.function in disagreement and members < 2:
+            if self._scheme.ensemble and self.search.function in disagreement and members < 2:
                 raise ValueError(
                     f"search.function: {self.search.function} measures disagreement between members, and "
                     f"{'this ensemble' if name == 'ensemble' else name} has 1, so every sample would score 0 "
@@ -303,19 +302,24 @@ class RunConfig(_Strict):
             out.append(("final_ensemble", self.final_ensemble))
         return out
 
+    @property
+    def _scheme(self) -> type[Scheme]:
+        return SCHEMES[self.search.scheme]
+
     def _check_search_options(self) -> None:
         scheme = self.search.scheme
-        if self.final_ensemble is not None and scheme not in ("build_up", "auto_duplication"):
+        if self.final_ensemble is not None and not self._scheme.last_step:
+            have = " and ".join(name for name, s in SCHEMES.items() if s.last_step)
             raise ValueError(
-                f"final_ensemble: scheme {scheme} has no last acquisition step of its own "
-                "(only build_up and auto_duplication do); remove it"
+                f"final_ensemble: scheme {scheme} has no last acquisition step of its own (only {have} do); remove it"
             )
-        if self.search.score_subset and scheme != "build_up":
+        if self.search.score_subset and not self._scheme.leaves_subset_unscored:
+            have = " and ".join(name for name, s in SCHEMES.items() if s.leaves_subset_unscored)
             raise ValueError(
-                f"search.score_subset: only build_up leaves its subset unscored (scheme {scheme} scores "
+                f"search.score_subset: only {have} leaves its subset unscored (scheme {scheme} scores "
                 "every row already, or none); remove it"
             )
-        if self.search.skip_disagreement and (scheme in ("random", "full") or self.task != "classification"):
+        if self.search.skip_disagreement and (not self._scheme.ensemble or self.task != "classification"):
             raise ValueError(
                 "search.skip_disagreement: needs a classification run whose scheme has an ensemble "
                 f"(task {self.task}, scheme {scheme}); remove it"
@@ -324,7 +328,7 @@ class RunConfig(_Strict):
     def _check_order(self, name: str, ensemble: EnsembleConfig, members: int) -> None:
         """Functions that follow the members' order need one run's checkpoints, in epoch order."""
         function = self.search.function
-        if self.search.scheme in ("random", "full"):
+        if not self._scheme.ensemble:
             return
         if function in NEEDS_ORDER and ensemble.kind != "checkpoints":
             raise ValueError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,22 +24,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from subsetsearch.detection import MapStats
+from subsetsearch.errors import InputError
 from subsetsearch.executors import ScoreTask
 from subsetsearch.internal.atomic import atomic_path
-from subsetsearch.internal.files import InputError
-from subsetsearch.internal.ledger import ALL_MEMBERS, Ledger
+from subsetsearch.internal.ledger import ALL_MEMBERS
 from subsetsearch.pipeline.config import RunConfig
-from subsetsearch.pipeline.search import (
-    RunResult,
-    Search,
-    Seed,
-    StepScoring,
-    TaskInfo,
-    VariantSpec,
-    build_networks,
-    derive_seed,
-)
-from subsetsearch.rundir import HEATMAPS, SCORES, DatasetRecord, HeatmapRecord, write_npz
+from subsetsearch.pipeline.seeds import Seed, derive_seed
+from subsetsearch.pipeline.task import RunResult, StepScoring, Task, TaskInfo, VariantSpec, build_networks
+from subsetsearch.rundir import DatasetRecord, HeatmapRecord, TrainingRunFiles
+from subsetsearch.state import ImageScoresPart, ScoringState
 
 if TYPE_CHECKING:
     from subsetsearch.train.canvas import DetectionImages
@@ -148,6 +142,17 @@ class DetectionVariant:
             "precision": self.precision,
         }
 
+    @classmethod
+    def summary_lines(cls, variants: list[DetectionVariant]) -> list[str]:
+        """The command-line summary: a header and one row per variant."""
+        rows = [f"{'subset model':<26}{'images':>8}{'unique':>8}{'wMAP':>8}{'mAP':>8}{'AP50':>8}{'train s':>9}"]
+        for v in variants:
+            rows.append(
+                f"{v.name:<26}{v.size:>8}{v.unique:>8}{100 * v.mean('wMAP'):>8.2f}{100 * v.mean('mAP'):>8.2f}"
+                f"{100 * v.mean('AP50'):>8.2f}{np.mean(v.train_seconds):>9.1f}"
+            )
+        return rows
+
 
 @dataclass
 class DetectionTensors:
@@ -168,44 +173,29 @@ class DetectionTensors:
 
 class MapScoring(StepScoring):
     """A detection step's scoring: chunks of images, each scored by every member, their image
-    scores and the ledger in ``scores.npz``."""
+    scores and the ledger in ``scores.npz`` (a :class:`~subsetsearch.state.ImageScoresPart`)."""
 
     unit_label = "chunks of images"
 
-    def __init__(self, search: DetectionSearch, iteration: int, score_rows: np.ndarray) -> None:
-        n = search.info.pool_size
+    def __init__(self, task: DetectionTask, iteration: int, score_rows: np.ndarray) -> None:
+        n = task.info.pool_size
         self.chunks = [score_rows[s : s + SCORE_CHUNK] for s in range(0, len(score_rows), SCORE_CHUNK)]
-        super().__init__(len(self.chunks), n)
         self.iteration = iteration
-        self.path = search.step_dir(iteration) / SCORES
-        self._scores = np.full(n, np.nan)
-        if self.path.is_file():
-            with np.load(self.path) as saved:
-                self._scores = saved["scores"]
-                if "ledger" in saved.files:
-                    self.ledger = Ledger.from_json(json.loads(str(saved["ledger"])))
-                else:  # written before the ledger: chunks done in order
-                    legacy = {"chunks_done": int(saved["chunks_done"]), "seconds": float(saved["seconds"])}
-                    self.ledger = Ledger.of(legacy)
+        self.part = ImageScoresPart.open(task.step(iteration).scores, names=("scores",), num_images=n)
+        super().__init__(ScoringState(self.part, state_elements=n, num_shards=len(self.chunks)), self.part)
 
     def tasks(self) -> list[ScoreTask]:
         return [ScoreTask(self.iteration, ALL_MEMBERS, s, rows) for s, rows in enumerate(self.chunks)]
 
     def merge(self, task: ScoreTask, result: ChunkScore) -> None:
-        self._scores[task.rows] = result.scores
-
-    def save(self) -> None:
-        write_npz(self.path, scores=self._scores, ledger=np.array(json.dumps(self.ledger.to_json())))
+        self.part.set(task.rows, {"scores": result.scores})
+        self.state.record(self.part, task.member, task.shard, seconds=result.seconds)
 
     def scores(self) -> np.ndarray:
-        return self._scores.copy()
-
-    @property
-    def saved(self) -> bool:
-        return self.path.is_file()
+        return self.part.columns["scores"].copy()
 
 
-class DetectionSearch(Search):
+class DetectionTask(Task):
     """A search over the detection set (see the module docstring)."""
 
     sample_word = "images"
@@ -249,7 +239,8 @@ class DetectionSearch(Search):
         self.acq_net, self.subset_net, info = build_networks(cfg, channels, self.num_classes, self.device)
         self._weights: tuple[int, list[dict]] | None = None
         self._scoring_net = None
-        return info(self.sets.name, len(self.images), len(self.test_images))
+        self.info = info(self.sets.name, len(self.images), len(self.test_images))
+        return self.info
 
     def dataset_record(self) -> DatasetRecord:
         boxes = np.zeros((len(self.images), self.num_classes), dtype=np.int64)
@@ -304,6 +295,9 @@ class DetectionSearch(Search):
     def step_scoring(self, iteration: int, score_rows: np.ndarray) -> MapScoring:
         return MapScoring(self, iteration, score_rows)
 
+    def scoring_pieces(self, iteration: int) -> dict[Path, dict]:
+        return {self.step(iteration).scores: {"file": "image scores", "function": self.config.search.function}}
+
     def _member_weights(self, iteration: int) -> list[dict]:
         """Step ``iteration``'s members' weights on the device (a worker keeps one step's)."""
         from safetensors.torch import load_file
@@ -357,10 +351,16 @@ class DetectionSearch(Search):
         mean_maps = (total / stats.num_members).astype(np.float32)
         return ChunkScore(image_scores, time.perf_counter() - started, heatmaps.astype(np.float32), mean_maps)
 
-    def after_scoring(self, iteration: int, score_rows: np.ndarray, scores: np.ndarray) -> None:
+    def after_scoring(
+        self,
+        iteration: int,
+        score_rows: np.ndarray,
+        scores: np.ndarray,
+        score: Callable[[list[ScoreTask]], list[Any]],
+    ) -> None:
         """Keep the heatmaps of the step's top-scoring images and a few random ones, with the
         images and their boxes, for the figure (``heatmaps.npz``)."""
-        path = self.step_dir(iteration) / HEATMAPS
+        path = self.step(iteration).heatmaps
         if path.is_file():
             return
         ranked = score_rows[np.argsort(-scores[score_rows], kind="stable")]
@@ -368,7 +368,7 @@ class DetectionSearch(Search):
         rest = ranked[FIGURE_TOP:]
         picks = np.concatenate([ranked[:FIGURE_TOP], rng.choice(rest, min(FIGURE_RANDOM, len(rest)), replace=False)])
         task = ScoreTask(iteration, ALL_MEMBERS, 0, picks, keep_maps=True)
-        ((_, result),) = list(self.executor.run(self.workload, "score", [task]))
+        (result,) = score([task])
         shown = self.images.take(picks)
         HeatmapRecord(
             picks,
@@ -391,16 +391,16 @@ class DetectionSearch(Search):
         subset = variant.subset
         rows = subset.training_rows()
         for k in range(cfg.subset_model.models):
-            model_dir = self.run_dir / "models" / variant.name / f"model_{k}"
+            files = self.layout.model(variant.name, k)
             self.reporter.line(
                 f"{variant.name}: training detector {k + 1}/{cfg.subset_model.models} on {subset.size} images "
                 f"({len(subset.index)} unique)"
             )
-            spec = trainer.TrainSpec(model_dir, rows, seed=self.subset_model_seed(k), save_last=True)
+            spec = trainer.TrainSpec(files.folder, rows, seed=self.subset_model_seed(k), save_last=True)
             record = self.train_model(
                 spec, acquisition=False, progress=self.reporter.bar(f"{variant.name} model {k + 1}")
             )
-            metrics.append(self._test_metrics(model_dir))
+            metrics.append(self._test_metrics(files))
             seconds.append(record.seconds)
         result = DetectionVariant(
             variant.name, subset.size, len(subset.index), metrics, seconds, self.subset_net.precision
@@ -410,8 +410,8 @@ class DetectionSearch(Search):
         )
         return result
 
-    def _test_metrics(self, model_dir) -> dict:
-        path = model_dir / "test_metrics.json"
+    def _test_metrics(self, files: TrainingRunFiles) -> dict:
+        path = files.test_metrics
         if path.is_file():
             return json.loads(path.read_text())
         import torch
@@ -420,7 +420,7 @@ class DetectionSearch(Search):
         from subsetsearch.train.detection_metrics import evaluate_detections
 
         net = self.subset_net.build(0)
-        trainer.load_weights(net, model_dir / "last.safetensors")
+        trainer.load_weights(net, files.last)
         net.eval()
         detections: list[np.ndarray] = []
         with torch.inference_mode():
@@ -444,16 +444,7 @@ class DetectionSearch(Search):
             tmp.write_text(json.dumps(result, indent=1) + "\n")
         return result
 
-    def summary_lines(self, variants: list[Any]) -> list[str]:
-        rows = [f"{'subset model':<26}{'images':>8}{'unique':>8}{'wMAP':>8}{'mAP':>8}{'AP50':>8}{'train s':>9}"]
-        for v in variants:
-            rows.append(
-                f"{v.name:<26}{v.size:>8}{v.unique:>8}{100 * v.mean('wMAP'):>8.2f}{100 * v.mean('mAP'):>8.2f}"
-                f"{100 * v.mean('AP50'):>8.2f}{np.mean(v.train_seconds):>9.1f}"
-            )
-        return rows
-
     def finish_run(self, result: RunResult) -> None:
         from subsetsearch.report.detection import write_detection_figures
 
-        write_detection_figures(self.run_dir)
+        write_detection_figures(self.layout.root)

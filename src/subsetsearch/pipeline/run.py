@@ -1,8 +1,9 @@
-"""``subsetsearch run``: pick the task a config names and run its search; the summary it prints.
+"""``subsetsearch run``: run a config's search; the summary it prints.
 
-The work is the search skeleton's (:mod:`subsetsearch.pipeline.search`) and the task's
-(:mod:`~subsetsearch.pipeline.classify`, :mod:`~subsetsearch.pipeline.detect`); this module only
-dispatches (docs/architecture.md, "The search skeleton").
+The work is the driver's (:mod:`subsetsearch.pipeline.search`), which runs the config's scheme
+(:mod:`~subsetsearch.pipeline.schemes`) over its task (:mod:`~subsetsearch.pipeline.classify`,
+:mod:`~subsetsearch.pipeline.detect`); this module only starts it and words the result
+(docs/architecture.md, "A search in three parts").
 """
 
 from __future__ import annotations
@@ -10,20 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from subsetsearch.executors import Executor
-from subsetsearch.pipeline.classify import ClassificationSearch, load_splits
+from subsetsearch.pipeline.classify import load_splits
 from subsetsearch.pipeline.config import RunConfig
-from subsetsearch.pipeline.detect import DetectionSearch
 from subsetsearch.pipeline.progress import Reporter
-from subsetsearch.pipeline.search import RunResult, Search
-
-TASKS: dict[str, type[Search]] = {"classification": ClassificationSearch, "detection": DetectionSearch}
+from subsetsearch.pipeline.search import Search, SharedWork
+from subsetsearch.pipeline.task import RunResult
+from subsetsearch.rundir import RunLayout
 
 
 def search_for(
-    config: RunConfig, run_dir: Path | None = None, reporter: Reporter | None = None, executor: Executor | None = None
+    config: RunConfig,
+    run_dir: Path | None = None,
+    reporter: Reporter | None = None,
+    executor: Executor | None = None,
+    shared: SharedWork | None = None,
 ) -> Search:
-    """The search of a config's task (classification or detection)."""
-    return TASKS[config.task](config, run_dir, reporter, executor)
+    """The search a config describes, in ``run_dir``."""
+    return Search(config, run_dir, reporter, executor, shared)
 
 
 def run_config(config: RunConfig, run_dir: Path | None = None, reporter: Reporter | None = None) -> RunResult:
@@ -48,7 +52,7 @@ def summary(result: RunResult, config: RunConfig) -> str:
         f"scheme          {config.search.scheme} ({config.search.function}, ensemble {ensemble})",
         f"subset          {result.subset.size} of {result.pool_size} samples "
         f"({100 * result.subset.size / result.pool_size:.1f}%, {len(result.subset.index)} unique)"
-        f" -> {result.run_dir / 'subset.parquet'}",
+        f" -> {RunLayout(result.run_dir).subset}",
         f"search cost     {result.search_seconds:.1f} s (ensemble training + scoring)",
     ]
     if result.info is not None:
@@ -60,4 +64,4 @@ def summary(result: RunResult, config: RunConfig) -> str:
         )
         lines.append(f"device          {result.info.device}, {models}")
     lines.append("")
-    return "\n".join(lines + search_for(config, result.run_dir).summary_lines(result.variants))
+    return "\n".join(lines + result.summary_lines())

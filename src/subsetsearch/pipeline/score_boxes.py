@@ -15,34 +15,43 @@ per-location acquisition, an image scoring the maximum (:mod:`subsetsearch.boxma
    memory grows with a chunk, never with the pool or the ensemble (beyond an int64 per image).
 4. The subset is chosen and the tables are written, atomically, together.
 
-With ``--state DIR`` the sorted members and the scores of the chunks done (``progress.npz``)
-stay in DIR, so a rerun after a kill skips what is done. DIR remembers the annotation file,
-functions and stride it was made for (``inputs.json``) and refuses others; a member file that
-changed since it was sorted (``member_NNN.json`` holds its size and time) is read again, and the
-scores start over. A bad input leaves no DIR behind that this call made. Without ``--state`` the
-files live in a temporary directory beside ``--out``, removed at the end.
+With ``--state DIR`` (a state directory of box lists, :class:`~subsetsearch.state.StateDirectory`)
+the sorted members and the scores of the chunks done (``progress.npz``, a
+:class:`~subsetsearch.state.ImageScoresPart` with its ledger of chunks) stay in DIR, so a rerun
+after a kill skips what is done. DIR remembers the annotation file (its content), functions and
+stride it was made for (``inputs.json``) and refuses others, naming what differs; a member file
+that changed since it was sorted (``member_NNN.json`` holds its size and time) is read again, and
+the scores start over. A bad input leaves no DIR behind that this call made. Without ``--state``
+the files live in a temporary directory beside ``--out``, removed at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS
 from subsetsearch.boxmaps import Boxes, BoxMaps
+from subsetsearch.errors import InputError
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.coco import CocoPool, iter_results, read_instances
-from subsetsearch.internal.files import InputError, write_tables
-from subsetsearch.internal.ledger import Autosave
+from subsetsearch.internal.files import write_tables
+from subsetsearch.internal.ledger import ALL_MEMBERS
+from subsetsearch.internal.shards import row_shards
+from subsetsearch.internal.validation import check_positive
 from subsetsearch.pipeline.score import ScoreResult, candidates, output_paths
 from subsetsearch.selection import select
+from subsetsearch.state import ImageScoresPart, ScoringState, StateDirectory
 
 #: Images scored together: their detections by every member are all that is held.
 CHUNK_IMAGES = 256
@@ -71,6 +80,23 @@ class BoxScoreRequest:
     state: Path | None = None
     stride: float = 4.0
 
+    #: Options of ``subsetsearch score`` that do not apply to box lists, and why.
+    NOT_FOR_BOXES: ClassVar[dict[str, str]] = {
+        "--labels": "the classes and the ground truth are the annotation file's",
+        "--labels-column": "the classes and the ground truth are the annotation file's",
+        "--logits": "a detection's score is a probability in [0, 1]",
+        "--skip-disagreement": "box lists give no per-image votes to count",
+        "--stats": "box lists are scored from the members' results files",
+        "--window": "dyn_unc and the other label-based functions do not score box lists",
+    }
+
+    @classmethod
+    def refuse(cls, given: dict[str, bool]) -> None:
+        """InputError naming the first option ``given`` (option -> given) that box lists do not take."""
+        for option, used in given.items():
+            if used:
+                raise InputError(f"{option} does not apply to --annotations ({cls.NOT_FOR_BOXES[option]}); drop it")
+
 
 def box_functions(function: str) -> tuple[str, ...]:
     """The functions ``--function`` names for box lists (``all``: the four, mutual information first)."""
@@ -92,9 +118,8 @@ def score_box_files(request: BoxScoreRequest, *, on_progress: ProgressFn | None 
     """Score the members' detections of the pool and write the subset (``index``, ``image_id``,
     ``score``, best first) and, with ``scores_out``, every image's scores."""
     functions = box_functions(request.function)
-    if not request.stride > 0:
-        raise InputError(f"--stride must be a positive number of pixels per map cell, got {request.stride}")
-    out, scores_out = output_paths(request.out, request.scores_out, request.skip_top)
+    stride = check_positive(request.stride, "--stride", what="number of pixels per map cell", error=InputError)
+    out, scores_out = output_paths(request.out, request.scores_out, request.skip_top, state=request.state)
     members = [Path(m) for m in request.members]
     if not members:
         raise InputError("--annotations needs the members' COCO results files (one JSON file per member)")
@@ -103,13 +128,15 @@ def score_box_files(request: BoxScoreRequest, *, on_progress: ProgressFn | None 
             raise InputError(f"member {member}: no such file; give one COCO results JSON file per member")
     if len({m.resolve() for m in members}) != len(members):
         raise InputError("a member file is given twice; each member is one detector's results")
+    if request.state is not None and (Path(request.state).suffix.lower() == ".npz" or Path(request.state).is_file()):
+        raise InputError(f"--state {request.state}: box-list scoring keeps its state in a directory; give a directory")
     pool = read_instances(request.annotations)
     exclude, pool_size, k = candidates(request.exclude, len(pool), request.budget, request.skip_top)
-    with _WorkDir(request.state, out) as work:
-        _check_state(work, request, functions)
+    with _work_dir(request.state, out) as work:
+        _check_inputs(work, request, functions, stride)
         sorted_members = [_sorted_member(work, m, member, pool) for m, member in enumerate(members)]
-        signature = json.dumps([_file_key(member) for member in members])
-        scores = _score_chunks(work, pool, sorted_members, functions, request.stride, signature, on_progress)
+        signature = [_file_key(member) for member in members]
+        scores = _score_chunks(work, pool, sorted_members, functions, stride, signature, on_progress)
     first = functions[0]
     chosen = select(scores[first], k, exclude=exclude, skip_top=request.skip_top, seed=request.seed)
     tables = [(out, {"index": chosen, "image_id": pool.image_ids[chosen], "score": scores[first][chosen]})]
@@ -120,49 +147,61 @@ def score_box_files(request: BoxScoreRequest, *, on_progress: ProgressFn | None 
     return ScoreResult(chosen, scores[first], pool_size, len(members), None, first, scores)
 
 
-class _WorkDir:
-    """``--state DIR`` (made if absent), or a temporary directory beside ``out`` removed at the end."""
-
-    def __init__(self, state: Path | None, out: Path) -> None:
-        self.state, self.out = state, out
-
-    def __enter__(self) -> Path:
-        if self.state is not None:
-            state = Path(self.state)
-            if state.suffix.lower() == ".npz" or state.is_file():
-                raise InputError(f"--state {state}: box-list scoring keeps its state in a directory; give a directory")
-            self.made = not state.exists()
-            state.mkdir(parents=True, exist_ok=True)
-            return state
-        self.temp = tempfile.mkdtemp(prefix=".subsetsearch-", dir=self.out.resolve().parent)
-        return Path(self.temp)
-
-    def __exit__(self, kind: type | None, *exc_info) -> None:
-        if self.state is None:
-            shutil.rmtree(self.temp, ignore_errors=True)
-        elif self.made and kind is not None and issubclass(kind, InputError):
-            shutil.rmtree(self.state, ignore_errors=True)  # a bad input leaves nothing behind
+@contextlib.contextmanager
+def _work_dir(state: Path | None, out: Path) -> Iterator[Path]:
+    """``--state DIR`` claimed as a state of box lists (removed again if this call made it and an
+    input turns out bad), or a temporary directory beside ``out`` removed at the end."""
+    if state is not None:
+        with StateDirectory(state, kind="box-lists", remove_on_input_error=True) as work:
+            yield work
+        return
+    temp = tempfile.mkdtemp(prefix=".subsetsearch-", dir=out.resolve().parent)
+    try:
+        yield Path(temp)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
-def _check_state(work: Path, request: BoxScoreRequest, functions: tuple[str, ...]) -> None:
-    """Record what a state directory's scores mean; refuse a directory made for others. (Member
-    files are checked one by one: a changed one is read again, see :func:`_sorted_member`.)"""
+def _check_inputs(work: Path, request: BoxScoreRequest, functions: tuple[str, ...], stride: float) -> None:
+    """Record what a state directory's scores mean; refuse a directory made for other inputs, naming
+    what differs. (Member files are checked one by one: a changed one is read again, see
+    :func:`_sorted_member`.)"""
     inputs = {
-        "annotations": _file_key(Path(request.annotations)),
+        "annotations": _content_key(Path(request.annotations)),
         "functions": list(functions),
-        "stride": float(request.stride),
+        "stride": stride,
         "chunk_images": CHUNK_IMAGES,
     }
     path = work / "inputs.json"
     if path.is_file():
-        if json.loads(path.read_text()) != inputs:
+        try:
+            held = json.loads(path.read_text())
+            differs = [key for key in inputs if held.get(key) != inputs[key]]
+        except (OSError, ValueError, AttributeError):
+            raise InputError(f"--state {work}: its inputs.json is unreadable; give a new directory") from None
+        if differs:
+            what = {
+                "annotations": "another annotation file (its content differs)",
+                "functions": f"functions {','.join(held.get('functions') or [])}, not {','.join(functions)}",
+                "stride": f"stride {held.get('stride')}, not {stride}",
+                "chunk_images": "another version of subsetsearch",
+            }
             raise InputError(
-                f"--state {work} was made for other inputs (annotations, functions or stride); "
+                f"--state {work} was made for other inputs ({'; '.join(what[key] for key in differs)}); "
                 "give a new directory, or the inputs it was made for"
             )
         return
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(inputs, indent=1) + "\n")
+
+
+def _content_key(path: Path) -> dict:
+    """What a file holds: its size and SHA-256 (a touched file with the same content is the same)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _file_key(path: Path) -> dict:
@@ -223,26 +262,24 @@ def _score_chunks(
     members: list[tuple[np.ndarray, np.ndarray]],
     functions: tuple[str, ...],
     stride: float,
-    signature: str,
+    signature: list[dict],
     on_progress: ProgressFn | None,
 ) -> dict[str, np.ndarray]:
-    """Every image's score by each function, a chunk of images at a time, resumed from ``progress.npz``
-    when it was made from the same member files (``signature``)."""
+    """Every image's score by each function, a chunk of images at a time: a scoring state of one
+    part (:class:`~subsetsearch.state.ImageScoresPart`, ``progress.npz``), whose units are chunks of
+    images scored by every member, resumed when it was made from the same member files
+    (``signature``)."""
     n = len(pool)
-    path = work / "progress.npz"
-    scores = {f: np.full(n, np.nan) for f in functions}
-    done = 0
-    if path.is_file():
-        with np.load(path) as saved:
-            if str(saved["members"]) == signature:
-                done = int(saved["images_done"])
-                scores = {f: saved[f] for f in functions}
-    autosave = Autosave(n * len(functions))
-    box_start = (
-        np.searchsorted(pool.box_image, np.arange(0, n + CHUNK_IMAGES, CHUNK_IMAGES)) if len(pool.box_image) else None
+    chunks = row_shards(n, CHUNK_IMAGES)
+    progress = ImageScoresPart.open(
+        work / "progress.npz", names=functions, num_images=n, metadata={"members": signature}, label=f"--state {work}"
     )
-    for start in range(done, n, CHUNK_IMAGES):
-        stop = min(n, start + CHUNK_IMAGES)
+    state = ScoringState(progress, state_elements=n * len(functions), num_shards=len(chunks))
+    box_start = np.searchsorted(pool.box_image, [c.start for c in chunks] + [n]) if len(pool.box_image) else None
+    for c, rows in enumerate(chunks):
+        if state.holds(ALL_MEMBERS, c):
+            continue
+        start, stop = rows.start, rows.stop
         chunk = []
         for records, offsets in members:
             part = np.asarray(records[offsets[start] : offsets[stop]])
@@ -250,25 +287,15 @@ def _score_chunks(
             chunk.append(Boxes(image, part["label"], part["xyxy"], np.clip(part["score"], 0, 1)))
         truth = None
         if "error_count" in functions:
-            lo, hi = (
-                (0, 0)
-                if box_start is None
-                else (box_start[start // CHUNK_IMAGES], box_start[start // CHUNK_IMAGES + 1])
-            )
+            lo, hi = (0, 0) if box_start is None else (box_start[c], box_start[c + 1])
             truth = Boxes(pool.box_image[lo:hi] - start, pool.labels[lo:hi], pool.boxes[lo:hi])
         maps = BoxMaps(
             chunk, image_sizes=pool.sizes[start:stop], num_classes=pool.num_classes, stride=stride, truth=truth
         )
-        for f in functions:  # the chunk is rendered once, whatever the number of functions
-            scores[f][start:stop] = maps.scores(f)
-        if autosave.due() or stop == n:
-            _save_progress(path, scores, stop, signature)
-            autosave.saved()
+        progress.set(rows, {f: maps.scores(f) for f in functions})  # the chunk is rendered once for every function
+        state.record(progress, ALL_MEMBERS, c)
+        state.checkpoint()
         if on_progress is not None:
             on_progress(stop, n)
-    return scores
-
-
-def _save_progress(path: Path, scores: dict[str, np.ndarray], images_done: int, signature: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, images_done=np.array(images_done), members=np.array(signature), **scores)
+    state.save()
+    return progress.columns

@@ -1,221 +1,72 @@
-"""The search skeleton: one run of a config in a resumable run directory, whatever the task.
+"""The driver: one run of a config's scheme over its task, in a resumable run directory.
 
-:class:`Search` owns what every task shares: the run directory (``subsetsearch.rundir`` says what
-is in it), the schemes (build_up, auto_duplication, pretrain, compress, random, full), training
-the acquisition ensembles and scoring the pool on the executor, resuming from the ledger, and the
-run's metrics. A task (:mod:`~subsetsearch.pipeline.classify`, :mod:`~subsetsearch.pipeline.detect`)
-supplies the rest through these hooks (docs/architecture.md, "The search skeleton"):
-
-- ``prepare(threads)``: load the data and build the networks; returns a :class:`TaskInfo`
-  (driver, and each worker once);
-- ``dataset_record()``: what readers need of the data, ``dataset.npz`` (driver);
-- ``train_model(spec, acquisition=, progress=)``: train one model with the task's data and loss,
-  an acquisition run (workers) or a subset model (driver, from ``evaluate``);
-- ``step_scoring(i, rows)``: the :class:`StepScoring` of step i, its units of work, how their
-  results merge and the file it resumes from (driver);
-- ``score_unit(task)``: one unit of scoring work (workers);
-- ``evaluate(variant)``: train and test the subset models of one variant (driver);
-- ``summary_lines(variants)``: the command-line summary's rows (driver);
-- optional: ``after_scoring(i, rows, scores)`` keeps what a step's figures need,
-  ``finish_run(result)`` runs after the run's metrics are written (driver).
+A search has three parts (docs/architecture.md, "A search in three parts"): the **task**
+(:mod:`~subsetsearch.pipeline.task`: data, models, scoring; what a worker rebuilds), the
+**scheme** (:mod:`~subsetsearch.pipeline.schemes`: how the subset is found, step by step) and this
+**driver**, which owns the run directory (claim, resume, config check), runs the scheme with the
+services it asks for (acquisition scores on the executor, finished steps, outlier rules), trains
+the subset models of every variant, and writes the run's metrics.
 
 Every file is written atomically and every step checks for its output first, so a run killed at
-any moment and started again continues to the same final subset.
+any moment and started again continues to the same final subset. Each finished piece of work is
+recorded with the fingerprint of its inputs (``work.json``); a study hands the driver the work
+other cells did (:class:`SharedWork`), found by those fingerprints.
 """
 
 from __future__ import annotations
 
-import abc
-import enum
-import functools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from subsetsearch import __version__
+from subsetsearch.errors import InputError
 from subsetsearch.executors import Executor, ScoreTask, TrainTask
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.budgets import budget_counts
-from subsetsearch.internal.files import InputError
-from subsetsearch.internal.ledger import Autosave, Ledger
-from subsetsearch.pipeline.config import PLACEMENT_KEYS, EnsembleConfig, RunConfig, dump_config
+from subsetsearch.internal.fingerprint import fingerprint
+from subsetsearch.pipeline.classify import ClassificationTask
+from subsetsearch.pipeline.config import PLACEMENT_KEYS, RunConfig, dump_config
+from subsetsearch.pipeline.detect import DetectionTask
 from subsetsearch.pipeline.progress import Reporter
-from subsetsearch.rundir import (
-    CONFIG,
-    DATASET,
-    METRICS,
-    STATS,
-    SUBSET,
-    DatasetRecord,
-    Subset,
-    step_dir,
-    write_json,
-)
-from subsetsearch.selection import all_members_disagree, select
+from subsetsearch.pipeline.schemes import SCHEMES
+from subsetsearch.pipeline.seeds import Seed, derive_seed
+from subsetsearch.pipeline.task import RunResult, Task, TaskInfo, TaskWorkload, VariantSpec
+from subsetsearch.rundir import RunLayout, Subset, WorkLog, variant_name, write_json
+from subsetsearch.selection import all_members_disagree
 from subsetsearch.stats import EnsembleStats
 
-if TYPE_CHECKING:
-    from subsetsearch.train.trainer import Network, ProgressFn, RunRecord, TrainSpec
+#: The task of each ``task:`` a config may name.
+TASKS: dict[str, type[Task]] = {"classification": ClassificationTask, "detection": DetectionTask}
 
 
-class Seed(enum.IntEnum):
-    """Purposes of derived seeds: one stream per use, so no two uses share random numbers."""
+class SharedWork(Protocol):
+    """Finished work of other runs a driver may take instead of doing it (a study's cells)."""
 
-    DATA = 0
-    START = 1
-    ENSEMBLE = 2
-    SELECT = 3
-    SUBSET_MODEL = 4
-    BASELINE = 5
+    def fetch(self, layout: RunLayout, path: Path, fingerprint: str, accepts: Callable[[dict], bool] | None) -> bool:
+        """Link a finished piece with ``fingerprint`` (whose record ``accepts`` takes) to ``path`` of
+        ``layout``, with its records; True if one was found. Nothing happens where ``path`` exists."""
 
 
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from the config seed and the purpose/iteration/run numbers."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
+class Search:
+    """One run of a config in a run directory (see the module docstring).
 
-
-@dataclass(frozen=True)
-class TaskInfo:
-    """What ``prepare`` found: the data's name and sizes, where and in which precision models run."""
-
-    data_name: str
-    pool_size: int
-    test_size: int
-    model_name: str
-    device: str
-    precision: dict[str, str]  # {"acquisition": "fp32" | "bf16", "subset_model": ...}
-
-
-def build_networks(
-    config: RunConfig, channels: int, num_classes: int, device: object
-) -> tuple[Network, Network, Callable[..., TaskInfo]]:
-    """The acquisition and subset-model networks a config describes, and a maker of the task's
-    :class:`TaskInfo` (``info(data_name, pool_size, test_size)``) that records where and in which
-    precision they run."""
-    from subsetsearch.train.trainer import Network
-
-    acquisition = Network(config.model, config.train, channels, num_classes, device)
-    subset = Network(config.subset_model_config(), config.subset_train_config(), channels, num_classes, device)
-
-    def info(data_name: str, pool_size: int, test_size: int) -> TaskInfo:
-        precision = {"acquisition": acquisition.precision, "subset_model": subset.precision}
-        return TaskInfo(data_name, pool_size, test_size, config.model.name, str(device), precision)
-
-    return acquisition, subset, info
-
-
-@dataclass(frozen=True)
-class Member:
-    """One acquisition member of a step: its name (``run_R/epoch_EEE`` or ``run_R/best``), its
-    checkpoint, and the training run it comes from."""
-
-    name: str
-    path: Path
-    run: int
-
-
-@dataclass(frozen=True)
-class VariantSpec:
-    """The subset models of one variant: a name (``build_up``, ``random@iter_01``, ``full``), the
-    subset they train on, and for ``pretrain`` the weights model k starts from and its rate."""
-
-    name: str
-    subset: Subset
-    init_from: tuple[Path, ...] | None = None
-    lr: float | None = None
-
-
-class Variant(Protocol):
-    """Test results of the subset models of one variant (a task's own dataclass)."""
-
-    name: str
-    size: int
-    unique: int
-
-    def to_json(self) -> dict: ...
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    subset: Subset
-    pool_size: int
-    variants: list[Any]
-    search_seconds: float
-    steps: list[dict] = field(default_factory=list)
-    info: TaskInfo | None = None
-
-
-class StepScoring(abc.ABC):
-    """Scoring one step's rows: its units of work, merging their results as they arrive, and
-    saving the state with its :class:`~subsetsearch.internal.ledger.Ledger` in one file, so a
-    killed run resumes from the last saved unit and never counts one twice.
-
-    Subclasses set ``ledger`` (loaded from their file) and implement the four methods.
+    Parameters
+    ----------
+    config : RunConfig
+    run_dir : Path, optional
+        Default: the config's ``run_dir``, else ``runs/<name>``.
+    reporter : Reporter, optional
+        Progress lines and bars (quiet by default).
+    executor : Executor, optional
+        Where members train and score; default: the config's (made and closed by the run).
+    shared : SharedWork, optional
+        Work other runs finished, taken by fingerprint (a study's).
     """
-
-    #: How progress bars name a unit of work.
-    unit_label = "units"
-
-    def __init__(self, num_shards: int, state_elements: int) -> None:
-        self.num_shards = num_shards
-        self.ledger = Ledger()
-        self.autosave = Autosave(state_elements)
-        self.progress: Callable[[str, int, int], None] | None = None
-
-    @abc.abstractmethod
-    def tasks(self) -> list[ScoreTask]:
-        """Every unit of the step, done or not."""
-
-    @abc.abstractmethod
-    def merge(self, task: ScoreTask, result: Any) -> None:
-        """Add one unit's result to the state (the ledger is :meth:`add`'s job)."""
-
-    @abc.abstractmethod
-    def save(self) -> None:
-        """Write the state and its ledger atomically."""
-
-    @abc.abstractmethod
-    def scores(self) -> np.ndarray:
-        """Every pool row's score, float64 [N]; NaN for rows not scored."""
-
-    @property
-    @abc.abstractmethod
-    def saved(self) -> bool:
-        """True once the state's file exists."""
-
-    def record(self, task: ScoreTask, result: Any) -> None:
-        """Enter a merged unit in the ledger (and its seconds)."""
-        self.ledger.add(task.member, task.shard, num_shards=self.num_shards)
-        self.ledger.seconds += result.seconds
-
-    @functools.cached_property
-    def total_units(self) -> int:
-        """How many units the step has, done or not."""
-        return len(self.tasks())
-
-    def todo(self) -> list[ScoreTask]:
-        """The units not held yet."""
-        return [task for task in self.tasks() if not self.ledger.holds(task.member, task.shard)]
-
-    def add(self, task: ScoreTask, result: Any) -> None:
-        """Merge a finished unit, record it, and save when :class:`Autosave` says so."""
-        self.merge(task, result)
-        self.record(task, result)
-        if self.progress is not None:
-            self.progress(self.unit_label, self.ledger.units(self.num_shards), self.total_units)
-        if self.autosave.due():
-            self.save()
-            self.autosave.saved()
-
-
-class Search(abc.ABC):
-    """One run of a config in a run directory (see the module docstring)."""
 
     def __init__(
         self,
@@ -223,53 +74,19 @@ class Search(abc.ABC):
         run_dir: Path | None = None,
         reporter: Reporter | None = None,
         executor: Executor | None = None,
+        shared: SharedWork | None = None,
     ) -> None:
         self.config = config
-        self.run_dir = Path(run_dir) if run_dir is not None else config.resolved_run_dir()
+        self.layout = RunLayout(run_dir if run_dir is not None else config.resolved_run_dir())
+        self.run_dir = self.layout.root
         self.reporter = reporter or Reporter(quiet=True)
+        self.task: Task = TASKS[config.task](config, self.layout, self.reporter)
+        self.scheme = SCHEMES[config.search.scheme]()
+        self.work = WorkLog(self.layout)
+        self.shared = shared
         self._given_executor = executor  # shared by a study's runs; the run closes only its own
         self.info: TaskInfo | None = None
-
-    # -- hooks ----------------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def prepare(self, threads: int | None = None) -> TaskInfo:
-        """Load the data and build the networks (``threads``: torch's threads where the config
-        sets none). Called once on the driver, before anything is written, and once per worker."""
-
-    @abc.abstractmethod
-    def dataset_record(self) -> DatasetRecord:
-        """What the report and the studies need of the data, written to ``dataset.npz``."""
-
-    @abc.abstractmethod
-    def train_model(self, spec: TrainSpec, *, acquisition: bool, progress: ProgressFn | None) -> RunRecord:
-        """Train (or finish) one model as ``spec`` says, with the task's data and loss: an
-        acquisition run (``acquisition``) or a subset model."""
-
-    @abc.abstractmethod
-    def step_scoring(self, iteration: int, score_rows: np.ndarray) -> StepScoring:
-        """The scoring of step ``iteration``'s ``score_rows``, resumed from its file."""
-
-    @abc.abstractmethod
-    def score_unit(self, task: ScoreTask) -> Any:
-        """One unit of scoring work (on a worker); its result has ``seconds``."""
-
-    @abc.abstractmethod
-    def evaluate(self, variant: VariantSpec) -> Variant:
-        """Train (or resume) and test the subset models of one variant."""
-
-    @abc.abstractmethod
-    def summary_lines(self, variants: list[Any]) -> list[str]:
-        """A header and one row per variant for the command-line summary."""
-
-    def after_scoring(self, iteration: int, score_rows: np.ndarray, scores: np.ndarray) -> None:  # noqa: B027
-        """Keep what the step's figures need (optional)."""
-
-    def finish_run(self, result: RunResult) -> None:  # noqa: B027
-        """After the run's metrics.json is written (optional)."""
-
-    #: How progress lines name the pool's samples.
-    sample_word = "samples"
+        self.counts: list[int] = []
 
     # -- the run directory ----------------------------------------------------------------------
 
@@ -278,7 +95,7 @@ class Search(abc.ABC):
         InputError if it holds something else. Writes nothing."""
         import yaml
 
-        path = self.run_dir / CONFIG
+        path = self.layout.config
         if not path.is_file():
             if self.run_dir.exists() and any(self.run_dir.iterdir()):
                 raise InputError(
@@ -314,29 +131,28 @@ class Search(abc.ABC):
             return
         resolved = dump_config(self.config)
         resolved.pop("run_dir", None)
-        with atomic_path(self.run_dir / CONFIG) as tmp:
+        with atomic_path(self.layout.config) as tmp:
             tmp.write_text(yaml.safe_dump({**resolved, "subsetsearch_version": __version__}, sort_keys=False))
-
-    def step_dir(self, i: int) -> Path:
-        return step_dir(self.run_dir, i)
 
     # -- the run --------------------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        self.info = self.prepare()  # data and budgets checked before anything is written
+        """Run (or resume) the search; its result once every variant is trained and tested."""
+        self.info = self.task.prepare()  # data and budgets checked before anything is written
         self.counts = budget_counts(self.config.search.budgets, self.info.pool_size)
         self.claim_run_dir()
-        if not (self.run_dir / DATASET).is_file():
-            self.dataset_record().save(self.run_dir / DATASET)
+        if not self.layout.dataset.is_file():
+            self.task.dataset_record().save(self.layout.dataset)
+        self._data = self._data_fingerprint()
         own = self._given_executor is None
         self.executor = self.config.executor.make() if own else self._given_executor
-        self.workload = SearchWorkload(self)
+        self.workload = TaskWorkload(self.task)
         try:
             result = self._run()
         finally:
             if own:
                 self.executor.close()
-        self.finish_run(result)
+        self.task.finish_run(result)
         return result
 
     def _run(self) -> RunResult:
@@ -347,25 +163,17 @@ class Search(abc.ABC):
             f"budgets {self.counts}, {info.model_name} on {info.device} ({info.precision['acquisition']})"
         )
         started = time.perf_counter()
-        scheme = cfg.search.scheme
-        subsets = {
-            "build_up": self._build_up,
-            "auto_duplication": lambda: self._build_up(duplicate=True),
-            "pretrain": self._from_full_ensemble,
-            "compress": self._from_full_ensemble,
-            "random": self._random,
-            "full": self._full,
-        }[scheme]()
+        subsets = self.scheme.subsets(self)
         search_seconds = self._search_seconds()
         final = subsets[-1]
-        final.write(self.run_dir / SUBSET)
+        final.write(self.layout.subset)
         variants = self._evaluate_all(subsets)
-        steps = [json.loads((d / METRICS).read_text()) for d in self._iteration_dirs()]
+        steps = [json.loads(step.metrics.read_text()) for step in self._finished_steps()]
         result = RunResult(self.run_dir, final, n, variants, search_seconds, steps, info)
         write_json(
-            self.run_dir / METRICS,
+            self.layout.metrics,
             {
-                "scheme": scheme,
+                "scheme": cfg.search.scheme,
                 "function": cfg.search.function,
                 "pool_size": n,
                 "test_size": info.test_size,
@@ -381,6 +189,18 @@ class Search(abc.ABC):
         )
         return result
 
+    def _finished_steps(self) -> list:
+        return [step for step in self.layout.steps() if step.metrics.is_file()]
+
+    def _search_seconds(self) -> float:
+        total = 0.0
+        for step in self._finished_steps():
+            metrics = json.loads(step.metrics.read_text())
+            total += metrics.get("train_seconds", 0.0) + metrics.get("score_seconds", 0.0)
+        return total
+
+    # -- subset models --------------------------------------------------------------------------
+
     def _evaluate_all(self, subsets: list[Subset]) -> list[Any]:
         """The subset models of the final subset (``steps: all``: of every acquired one), with the
         baselines of ``compare``."""
@@ -388,48 +208,99 @@ class Search(abc.ABC):
         scheme = cfg.search.scheme
         last = len(subsets) - 1
         if cfg.subset_model.steps == "all":  # every acquired subset (a random start is a baseline)
-            starts_random = scheme in ("build_up", "auto_duplication")
-            evaluated = [i for i in range(len(subsets)) if not starts_random or i > 0]
+            evaluated = [i for i in range(len(subsets)) if not self.scheme.random_start or i > 0]
         else:
             evaluated = [last]
         variants = []
         for i in evaluated:
-            suffix = "" if i == last else f"@iter_{i:02d}"
-            init, lr = self._pretrained() if scheme == "pretrain" else (None, None)
-            variants.append(self.evaluate(VariantSpec(scheme + suffix, subsets[i], init, lr)))
+            step = None if i == last else i
+            init, lr = self.scheme.init_from(self)
+            variants.append(self._evaluate(VariantSpec(variant_name(scheme, step), subsets[i], init, lr)))
             if "random" in cfg.compare and scheme != "random":
-                rows = self._permutation(Seed.BASELINE)[: subsets[i].size]
-                variants.append(self.evaluate(VariantSpec("random" + suffix, Subset.empty().add_unscored(rows, 0))))
+                rows = self.permutation(Seed.BASELINE)[: subsets[i].size]
+                random = Subset.empty().add_unscored(rows, 0)
+                variants.append(self._evaluate(VariantSpec(variant_name("random", step), random)))
         if "full" in cfg.compare and scheme != "full":
             every = Subset.empty().add_unscored(np.arange(self.info.pool_size), 0)
-            variants.append(self.evaluate(VariantSpec("full", every)))
+            variants.append(self._evaluate(VariantSpec("full", every)))
         return variants
 
-    def _pretrained(self) -> tuple[tuple[Path, ...], float]:
-        """``pretrain``: subset model k starts from the last checkpoint of acquisition run k mod R,
-        at ``search.finetune_lr`` (default: a tenth of the subset model's rate)."""
-        members = self.member_files(0)
-        runs = sorted({m.run for m in members})
-        last = {run: [m.path for m in members if m.run == run][-1] for run in runs}
-        init = tuple(last[runs[k % len(runs)]] for k in range(self.config.subset_model.models))
-        return init, self.config.search.finetune_lr or self.config.subset_train_config().lr / 10
+    def _evaluate(self, variant: VariantSpec) -> Any:
+        """The task's subset models of ``variant``, each taken from a study's other runs where one
+        was trained from the same inputs."""
+        prints = [self._model_fingerprint(variant, k) for k in range(self.config.subset_model.models)]
+        for k, print_k in enumerate(prints):
+            self._fetch(self.layout.model(variant.name, k).folder, print_k)
+        result = self.task.evaluate(variant)
+        for k, print_k in enumerate(prints):
+            self.work.record(self.layout.model(variant.name, k).folder, print_k)
+        return result
 
-    def _iteration_dirs(self) -> list[Path]:
-        return sorted(p for p in self.run_dir.glob("iter_*") if (p / METRICS).is_file())
+    def _model_fingerprint(self, variant: VariantSpec, k: int) -> str:
+        init = None
+        if variant.init_from is not None:
+            path = Path(variant.init_from[k])
+            init = {"run": self.work.pieces().get(self.layout.relative(path.parent), {}).get("fingerprint"),
+                    "checkpoint": path.name}  # fmt: skip
+        return fingerprint(
+            "subset model",
+            self._data,
+            self.config.subset_model_config().model_dump(mode="json"),
+            self.config.subset_train_config().model_dump(mode="json"),
+            variant.subset.training_rows(),
+            self.task.subset_model_seed(k),
+            init,
+            variant.lr,
+        )
 
-    def _search_seconds(self) -> float:
-        total = 0.0
-        for d in self._iteration_dirs():
-            metrics = json.loads((d / METRICS).read_text())
-            total += metrics.get("train_seconds", 0.0) + metrics.get("score_seconds", 0.0)
-        return total
+    # -- services for the schemes (pipeline/schemes.py, SchemeRun) ------------------------------
 
-    def _finish_step(self, i: int, subset: Subset, extra: dict, added: int | None = None) -> Subset:
-        folder = self.step_dir(i)
-        subset.write(folder / SUBSET)
+    def permutation(self, purpose: Seed) -> np.ndarray:
+        """The pool's rows in an order seeded by the config seed and ``purpose``."""
+        return np.random.default_rng(derive_seed(self.config.seed, purpose)).permutation(self.info.pool_size)
+
+    def step_fingerprint(self, i: int, previous: Subset | None, **inputs: object) -> str:
+        """What step i's subset and metrics are computed from: the data, the budget, the subset
+        before it, and what the scheme says (``inputs``)."""
+        before = None if previous is None else [previous.index, previous.multiplicity, previous.iteration]
+        return fingerprint("step", self._data, i, self.counts[: i + 1], before, inputs)
+
+    def acquisition_inputs(self, i: int) -> dict:
+        """What step i's scores and selection depend on besides its rows: the ensemble's training,
+        the function and the outlier rules, the selection's seed."""
+        search = self.config.search
+        return {
+            "ensemble": self._ensemble_inputs(i),
+            "scoring": [self.task.scoring_pieces(i)[path] for path in sorted(self.task.scoring_pieces(i))],
+            "search": {key: getattr(search, key) for key in ("function", "window", "skip_top", "skip_disagreement")},
+            "score_subset": search.score_subset,
+            "select_seed": derive_seed(self.config.seed, Seed.SELECT, i),
+        }
+
+    def _ensemble_inputs(self, i: int) -> dict:
+        return {
+            "model": self.config.model.model_dump(mode="json"),
+            "train": self.config.train.model_dump(mode="json"),
+            "ensemble": self.task.ensemble(i).model_dump(mode="json"),
+            "epochs": sorted(self.task.member_run_epochs(i)),
+            "seeds": [self.task.member_run_seed(i, r) for r in range(self.task.ensemble(i).runs)],
+        }
+
+    def done_step(self, i: int, fingerprint: str) -> Subset | None:
+        """Step i's subset when the step is finished (here, or another run of the study finished the
+        same step), else None."""
+        step = self.layout.step(i)
+        if not step.metrics.is_file():
+            self._fetch(step.folder, fingerprint)
+        return Subset.read(step.subset) if step.metrics.is_file() else None
+
+    def finish_step(self, i: int, subset: Subset, extra: dict, fingerprint: str, added: int | None = None) -> Subset:
+        """Write step i's subset and its metrics (``extra`` added to the sizes), and record it done."""
+        step = self.layout.step(i)
+        subset.write(step.subset)
         added = int(np.sum(subset.iteration == i)) if added is None else added
         write_json(
-            folder / METRICS,
+            step.metrics,
             {
                 "iteration": i,
                 "subset_size": subset.size,
@@ -441,131 +312,29 @@ class Search(abc.ABC):
                 **extra,
             },
         )
+        self.work.record(step.folder, fingerprint)
         self.reporter.line(f"step {i}: subset {subset.size} samples ({added} added)")
         return subset
 
-    def _done_step(self, i: int) -> Subset | None:
-        folder = self.step_dir(i)
-        if (folder / METRICS).is_file():
-            return Subset.read(folder / SUBSET)
-        return None
+    def acquisition_scores(
+        self, i: int, train_rows: np.ndarray, score_rows: np.ndarray
+    ) -> tuple[float, np.ndarray, dict]:
+        """Train step i's ensemble on ``train_rows`` and score ``score_rows``: (training seconds,
+        scores [N] with NaN for rows not scored, summary for metrics.json)."""
+        runs = self._train_ensemble(i, train_rows)
+        scores, summary = self._score_step(i, score_rows, runs)
+        self.task.after_scoring(i, score_rows, scores, self._score_units)
+        return runs["seconds"], scores, summary
 
-    def _permutation(self, purpose: Seed) -> np.ndarray:
-        return np.random.default_rng(derive_seed(self.config.seed, purpose)).permutation(self.info.pool_size)
-
-    # -- schemes --------------------------------------------------------------------------------
-
-    def _random(self) -> list[Subset]:
-        order = self._permutation(Seed.START)
-        subsets: list[Subset] = []
-        previous = 0
-        subset = Subset.empty()
-        for i, k in enumerate(self.counts):
-            done = self._done_step(i)
-            subset = (
-                done
-                if done is not None
-                else self._finish_step(i, subset.add_unscored(order[previous:k], i), {"kind": "random"})
-            )
-            subsets.append(subset)
-            previous = k
-        return subsets
-
-    def _full(self) -> list[Subset]:
-        done = self._done_step(0)
-        if done is None:
-            every = Subset.empty().add_unscored(np.arange(self.info.pool_size), 0)
-            done = self._finish_step(0, every, {"kind": "full"})
-        return [done]
-
-    def _build_up(self, duplicate: bool = False) -> list[Subset]:
-        """Random start, then each step an ensemble trained on the subset scores the unselected rows
-        (``duplicate``: every row, chosen ones included, so the subset becomes a multiset)."""
-        order = self._permutation(Seed.START)
-        subsets: list[Subset] = []
-        subset = self._done_step(0) or self._finish_step(
-            0, Subset.empty().add_unscored(order[: self.counts[0]], 0), {"kind": "random start"}
-        )
-        subsets.append(subset)
-        for i in range(1, len(self.counts)):
-            done = self._done_step(i)
-            if done is not None:
-                subset = done
-            else:
-                selected = np.zeros(self.info.pool_size, bool)
-                if not duplicate:
-                    selected[subset.index] = True
-                score_all = duplicate or self.config.search.score_subset
-                candidates = np.arange(self.info.pool_size) if score_all else np.flatnonzero(~selected)
-                train_s, scores, ens = self._acquisition_scores(i, subset.training_rows(), candidates)
-                outliers = self._disagreement_outliers(i)
-                chosen = select(
-                    scores,
-                    self.counts[i] - subset.size,
-                    exclude=selected | outliers,  # only the outliers when duplicating
-                    skip_top=self.config.search.skip_top,
-                    seed=derive_seed(self.config.seed, Seed.SELECT, i),
-                )
-                subset = self._finish_step(
-                    i,
-                    subset.add(chosen, scores[chosen], i),
-                    {
-                        "kind": "acquisition",
-                        "trained_on": subset.size,
-                        "scored": len(candidates),
-                        "train_seconds": train_s,
-                        "chosen_again": int(np.isin(chosen, subset.index).sum()),
-                        **self._outlier_summary(outliers, selected),
-                        **ens,
-                    },
-                    added=len(chosen),
-                )
-            subsets.append(subset)
-        return subsets
-
-    def _from_full_ensemble(self) -> list[Subset]:
-        n = self.info.pool_size
-        subsets: list[Subset] = []
-        scores, outliers = None, np.zeros(n, bool)
-        extra: dict = {}
-        for i, k in enumerate(self.counts):
-            done = self._done_step(i)
-            if done is not None:
-                subsets.append(done)
-                continue
-            if scores is None:
-                train_s, scores, ens = self._acquisition_scores(0, np.arange(n), np.arange(n))
-                outliers = self._disagreement_outliers(0)
-                extra = {"train_seconds": train_s, **ens}
-            chosen = select(
-                scores,
-                k,
-                exclude=outliers,
-                skip_top=self.config.search.skip_top,
-                seed=derive_seed(self.config.seed, Seed.SELECT, 0),
-            )
-            step_extra = {
-                "kind": "acquisition",
-                "trained_on": n,
-                "scored": n,
-                **self._outlier_summary(outliers, np.zeros(n, bool)),
-            }
-            if i == 0:
-                step_extra.update(extra)  # the ensemble's cost is counted once
-            else:
-                step_extra["score_seconds"] = 0.0
-            subsets.append(self._finish_step(i, Subset.empty().add(chosen, scores[chosen], i), step_extra))
-        return subsets
-
-    def _disagreement_outliers(self, i: int) -> np.ndarray:
+    def disagreement_outliers(self, i: int) -> np.ndarray:
         """Pool mask of the rows step i's ensemble leaves out under ``search.skip_disagreement``
         (every member predicts a different class, from the step's statistics), else none."""
         if not self.config.search.skip_disagreement:
             return np.zeros(self.info.pool_size, bool)
-        stats = EnsembleStats.load(self.step_dir(i) / STATS)
+        stats = EnsembleStats.load(self.layout.step(i).stats)
         return all_members_disagree(stats.vote_counts, stats.member_counts)
 
-    def _outlier_summary(self, outliers: np.ndarray, excluded: np.ndarray) -> dict:
+    def outlier_summary(self, outliers: np.ndarray, excluded: np.ndarray) -> dict:
         """metrics.json's counts of the candidates (rows not ``excluded``) that the outlier rules
         left out: ``disagreement_outliers`` (every member disagrees) and ``skipped_top`` (the top
         ``search.skip_top`` share of the rest, as :func:`~subsetsearch.selection.select` counts it)."""
@@ -578,70 +347,21 @@ class Search(abc.ABC):
 
     # -- ensembles ------------------------------------------------------------------------------
 
-    def _acquisition_scores(
-        self, i: int, train_rows: np.ndarray, score_rows: np.ndarray
-    ) -> tuple[float, np.ndarray, dict]:
-        """Train step i's ensemble on ``train_rows`` and score ``score_rows``: (training seconds,
-        scores [N] with NaN for rows not scored, summary for metrics.json)."""
-        train_seconds = self._train_ensemble(i, train_rows)
-        scores, summary = self._score_step(i, score_rows)
-        self.after_scoring(i, score_rows, scores)
-        return train_seconds, scores, summary
-
-    def member_path(self, i: int, name: str) -> Path:
-        """The checkpoint of step i's member ``name``."""
-        return self.step_dir(i) / "members" / f"{name}.safetensors"
-
-    def ensemble(self, i: int) -> EnsembleConfig:
-        """Step i's acquisition ensemble (``final_ensemble`` for the last step, where set)."""
-        return self.config.ensemble_at(i, len(self.config.search.budgets))
-
-    def member_files(self, i: int) -> list[Member]:
-        """Step i's acquisition members, in ensemble order (runs, then epochs)."""
-        ens = self.ensemble(i)
-        members = []
-        for r in range(ens.runs):
-            if ens.kind == "seeds":
-                members.append(Member(f"run_{r}/best", self.member_path(i, f"run_{r}/best"), r))
-                continue
-            record = json.loads((self.step_dir(i) / "members" / f"run_{r}" / "done.json").read_text())
-            last = record["history"][-1]["epoch"]
-            epochs = [e for e in self.config.checkpoint_epochs(ens) if e <= last]
-            if not epochs:
-                raise InputError(
-                    f"ensemble: run {r} of step {i} stopped at epoch {last} (patience schedule), before the first "
-                    f"checkpoint epoch {self.config.checkpoint_epochs(ens)[0]}; lower ensemble.start"
-                )
-            names = [f"run_{r}/epoch_{e:03d}" for e in epochs]
-            members += [Member(name, self.member_path(i, name), r) for name in names]
-        return members
-
-    def train_member_run(self, task: TrainTask) -> float:
-        """Train (or finish) acquisition run ``task.run`` of step ``task.iteration`` on its rows,
-        keeping the checkpoints the ensemble needs; its training seconds."""
-        from subsetsearch.train.trainer import TrainSpec
-
-        i = task.iteration
-        ens = self.ensemble(i)
-        self.reporter.line(
-            f"step {i}: training acquisition run {task.run + 1}/{ens.runs} on {len(task.train_rows)} {self.sample_word}"
-        )
-        spec = TrainSpec(
-            self.step_dir(i) / "members" / f"run_{task.run}",
-            task.train_rows,
-            seed=derive_seed(self.config.seed, Seed.ENSEMBLE, i, task.run),
-            save_epochs=frozenset(self.config.checkpoint_epochs(ens)) if ens.kind != "seeds" else frozenset(),
-            keep_best=ens.kind == "seeds",
-        )
-        progress = self.reporter.bar(f"step {i} run {task.run + 1}/{ens.runs}")
-        return self.train_model(spec, acquisition=True, progress=progress).seconds
-
-    def subset_model_seed(self, k: int) -> int:
-        return derive_seed(self.config.seed, Seed.SUBSET_MODEL, k)
-
-    def _train_ensemble(self, i: int, train_rows: np.ndarray) -> float:
-        """Train step i's acquisition runs on ``train_rows`` (on the executor); their training seconds."""
-        runs = self.ensemble(i).runs
+    def _train_ensemble(self, i: int, train_rows: np.ndarray) -> dict:
+        """Train step i's acquisition runs on ``train_rows`` (on the executor), each taken from a
+        study's other runs where one trained from the same inputs with the checkpoints this one
+        needs; their fingerprints and training seconds."""
+        runs = self.task.ensemble(i).runs
+        epochs = sorted(self.task.member_run_epochs(i))
+        ensemble = self._ensemble_inputs(i)
+        prints = [
+            fingerprint("training run", self._data, ensemble["model"], ensemble["train"], train_rows,
+                        self.task.member_run_seed(i, r), self.task.ensemble(i).kind == "seeds")
+            for r in range(runs)
+        ]  # fmt: skip
+        step = self.layout.step(i)
+        for r, print_r in enumerate(prints):
+            self._fetch(step.member_run(r).folder, print_r, lambda entry: set(epochs) <= set(entry.get("epochs", [])))
         tasks = [TrainTask(i, r, train_rows) for r in range(runs)]
         local = self.executor.name == "local"
         if not local:
@@ -654,56 +374,62 @@ class Search(abc.ABC):
             if local
             else lambda task, _: self.reporter.line(f"step {i}: run {task.run + 1}/{runs} trained"),
         )
-        return float(sum(done.values()))
+        for r, print_r in enumerate(prints):
+            self.work.record(step.member_run(r).folder, print_r, epochs=epochs)
+        return {"seconds": float(sum(done.values())), "fingerprints": prints}
 
-    def _score_step(self, i: int, score_rows: np.ndarray) -> tuple[np.ndarray, dict]:
+    def _score_step(self, i: int, score_rows: np.ndarray, runs: dict) -> tuple[np.ndarray, dict]:
         """Score ``score_rows`` with step i's ensemble, one task per unit on the executor, resuming
-        from the units the step's file already holds."""
-        scoring = self.step_scoring(i, score_rows)
-        todo = scoring.todo()
-        members = len(self.member_files(i))
+        from the units the step's state already holds (or from a study's other run that scored the
+        same rows with the same members)."""
+        members = [member.name for member in self.task.member_files(i)]
+        scoring = fingerprint("scoring", runs["fingerprints"], members, score_rows)
+        pieces = {path: fingerprint(scoring, inputs) for path, inputs in self.task.scoring_pieces(i).items()}
+        for path, print_ in pieces.items():
+            self._fetch(path, print_)
+        scoring_state = self.task.step_scoring(i, score_rows)
+        todo = scoring_state.todo()
         if todo:
             where = "" if self.executor.name == "local" else f" on {self.executor.describe()}"
-            self.reporter.line(f"step {i}: scoring {len(score_rows)} samples with {members} members{where}")
-        scoring.progress = self.reporter.bar(f"step {i} scoring")
-        self.executor.score(self.workload, todo, scoring.add)
-        if todo or not scoring.saved:
-            scoring.save()
-        summary = {"ensemble": self.ensemble(i).kind, "members": members, "score_seconds": scoring.ledger.seconds}
+            self.reporter.line(f"step {i}: scoring {len(score_rows)} samples with {len(members)} members{where}")
+        scoring_state.progress = self.reporter.bar(f"step {i} scoring")
+        self.executor.score(self.workload, todo, scoring_state.add)
+        if todo or not scoring_state.saved:
+            scoring_state.save()
+        for path, print_ in pieces.items():
+            self.work.record(path, print_)
+        summary = {
+            "ensemble": self.task.ensemble(i).kind,
+            "members": len(members),
+            "score_seconds": scoring_state.seconds,
+        }
         if self.executor.name != "local":
             summary["executor"] = self.executor.describe()
-        return scoring.scores(), summary
+        return scoring_state.scores(), summary
 
+    def _score_units(self, tasks: list[ScoreTask]) -> list[Any]:
+        """Results of scoring ``tasks`` on the executor, in their order."""
+        results = {id(task): result for task, result in self.executor.run(self.workload, "score", tasks)}
+        return [results[id(task)] for task in tasks]
 
-class SearchWorkload:
-    """The acquisition members of one run, as an executor's work: trains runs and scores units of
-    pool rows through the task's hooks.
+    # -- shared work ----------------------------------------------------------------------------
 
-    In this process it works through the run's own :class:`Search`; pickled to a Ray worker it
-    carries only the config and run directory, and the worker prepares the data itself, once.
-    """
+    def _fetch(self, path: Path, print_: str, accepts: Callable[[dict], bool] | None = None) -> bool:
+        """Take the piece at ``path`` from the study's other runs, where one has the same fingerprint."""
+        if self.shared is None or path.exists():
+            return False
+        return self.shared.fetch(self.layout, path, print_, accepts)
 
-    def __init__(self, search: Search) -> None:
-        self.task = type(search)  # pickled by reference: the worker builds the same task
-        self.config = search.config
-        self.run_dir = search.run_dir
-        self._search: Search | None = search
-
-    def __getstate__(self) -> dict:
-        return {"task": self.task, "config": self.config, "run_dir": self.run_dir, "_search": None}
-
-    def setup(self, threads: int | None) -> None:
-        if self._search is not None:
-            return
-        search = self.task(self.config, self.run_dir)
-        search.info = search.prepare(threads)
-        self._search = search
-
-    def train(self, task: TrainTask) -> float:
-        return self._search.train_member_run(task)
-
-    def score(self, task: ScoreTask) -> Any:
-        return self._search.score_unit(task)
+    def _data_fingerprint(self) -> str:
+        """What the pool and the test set are: the data's config, the seed that splits them, and what
+        the run recorded of them (labels, class names)."""
+        record = self.task.dataset_record()
+        arrays = [getattr(record, key) for key in ("pool_labels", "pool_boxes", "test_labels")]
+        config = dump_config(self.config)
+        return fingerprint(
+            "data", config["task"], config["data"], config.get("detection"), derive_seed(self.config.seed, Seed.DATA),
+            record.name, record.class_names, arrays,
+        )  # fmt: skip
 
 
 def _with_new_defaults(previous: dict, resolved: dict, defaults: dict) -> dict:

@@ -11,7 +11,8 @@ each cell runs. The study directory::
 Runs go one after the other and each resumes like ``subsetsearch run``, so a killed study started
 again continues where it stopped. Work that two cells of a trial would repeat exactly (the same
 random start, the same acquisition ensemble, the same baseline models) is trained once and
-hard-linked into the later cell's run directory (see :func:`shared_paths`).
+hard-linked into the later cell's run directory, found by the fingerprint of its inputs
+(:class:`StudyWork`).
 """
 
 from __future__ import annotations
@@ -20,17 +21,17 @@ import copy
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 
+from subsetsearch.errors import InputError
 from subsetsearch.internal.atomic import atomic_path
-from subsetsearch.internal.files import InputError
 from subsetsearch.pipeline.config import (
     JSON_SCHEMA_DIALECT,
     PLACEMENT_KEYS,
-    EnsembleConfig,
     RunConfig,
     config_schema,
     executor_changes,
@@ -38,14 +39,15 @@ from subsetsearch.pipeline.config import (
     read_yaml,
 )
 from subsetsearch.pipeline.progress import Reporter
-from subsetsearch.train.settings import _Strict
+from subsetsearch.rundir import RunLayout, StudyLayout, TrainingRunFiles, WorkLog
+from subsetsearch.train.settings import StrictModel
 
 #: The analyses a study can name (functions of subsetsearch.report.studies).
 STUDIES = ("schemes", "functions", "ensembles", "consensus", "outliers", "architecture", "curves")
 _CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
-class StudyConfig(_Strict):
+class StudyConfig(StrictModel):
     """A ``subsetsearch study`` config: one of the paper's studies as a grid of runs."""
 
     study: Literal[STUDIES]  # type: ignore[valid-type]
@@ -130,111 +132,75 @@ def load_study_config(path: Path, executor: str | None = None, ray_address: str 
     return config
 
 
-def run_dir_of(study_dir: Path, cell: str, trial: int) -> Path:
-    return Path(study_dir) / "runs" / cell / f"trial_{trial}"
+class StudyWork:
+    """The finished work of a study's runs, found by fingerprint: a run takes a piece another run
+    finished from the same inputs (:class:`~subsetsearch.pipeline.search.SharedWork`).
+
+    Each run directory records the fingerprint of every finished piece (``work.json``: a step,
+    an acquisition training run, a step's statistics, a subset model); a fingerprint covers the
+    data, the config sections, the seeds and the rows that determine the piece, so work is shared
+    exactly when it would come out the same, and a change of seeding shares nothing it should not.
+    Pieces are hard-linked (copied where links fail): files are only ever replaced by rename, so a
+    link never sees another run's later writes.
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[RunLayout] = []
+        self.linked = 0
+
+    def add(self, layout: RunLayout) -> None:
+        """A run whose finished work later runs may take."""
+        if all(run.root != layout.root for run in self.runs):
+            self.runs.append(layout)
+
+    def fetch(self, layout: RunLayout, path: Path, fingerprint: str, accepts: Callable[[dict], bool] | None) -> bool:
+        for donor in self.runs:
+            if donor.root == layout.root:
+                continue
+            pieces = WorkLog(donor).pieces()
+            for relative, entry in pieces.items():
+                source = donor.root / relative
+                if entry.get("fingerprint") != fingerprint or (accepts is not None and not accepts(entry)):
+                    continue
+                if not source.exists():
+                    continue
+                self.linked += _link(source, path)
+                inside = {
+                    layout.relative(path / key[len(relative) + 1 :]): value
+                    for key, value in pieces.items()
+                    if key.startswith(relative + "/")
+                }
+                WorkLog(layout).record_many({layout.relative(path): entry, **inside})
+                return True
+        return False
 
 
-def shared_paths(donor: RunConfig, config: RunConfig) -> list[str]:
-    """Paths (relative to the run directory) that a run of ``donor`` writes exactly as a run of
-    ``config`` would, so a study trains them once. Only classification runs of the same data and
-    seed share anything; every rule below follows from how
-    :class:`~subsetsearch.pipeline.search.Search` derives its seeds."""
-    if donor.task != "classification" or config.task != "classification":
-        return []
-    if donor.seed != config.seed or donor.data != config.data:
-        return []
-    same_training = (donor.model, donor.train) == (config.model, config.train)
-    same_early = same_training and donor.ensemble == config.ensemble
-    same_acquisition = same_early and donor.final_ensemble == config.final_ensemble
-    a, b = donor.search, config.search
-    paths: list[str] = []
-    if a == b and (same_acquisition or a.scheme in ("random", "full")):
-        paths += [f"iter_{i:02d}" for i in range(len(a.budgets))] + ["subset.parquet"]
-    elif a == b and same_early and a.scheme in ("build_up", "auto_duplication"):
-        last = len(a.budgets) - 1  # only the last step's ensemble differs: the steps before it are the same
-        paths += [f"iter_{i:02d}" for i in range(last)] + _shared_member_runs(donor, config, last)
-    elif a.scheme in ("pretrain", "compress") and b.scheme in ("pretrain", "compress"):
-        if same_acquisition:  # the full-pool ensemble and its scores
-            paths += ["iter_00/members", "iter_00/stats.npz", "iter_00/votes.npz"]
-        else:  # another ensemble over the same training runs
-            paths += _shared_member_runs(donor, config, 0)
-    elif a.scheme == b.scheme and a.scheme in ("build_up", "auto_duplication") and a.budgets[0] == b.budgets[0]:
-        paths.append("iter_00")  # the random start
-        same_first = same_training and _ensemble_of(donor, 1) == _ensemble_of(config, 1)
-        if same_first and a.score_subset == b.score_subset:  # the first ensemble, trained on the start, scoring
-            paths += ["iter_01/members", "iter_01/stats.npz", "iter_01/votes.npz"]
-        else:
-            paths += _shared_member_runs(donor, config, 1)
-    same_models = (
-        donor.subset_model_config(),
-        donor.subset_train_config(),
-        donor.subset_model.models,
-    ) == (config.subset_model_config(), config.subset_train_config(), config.subset_model.models)
-    if same_models:
-        if "full" in donor.compare and "full" in config.compare:
-            paths.append("models/full")
-        if (
-            "random" in donor.compare
-            and "random" in config.compare
-            and "random" not in (a.scheme, b.scheme)  # a random scheme's own models are named random too
-            and a.budgets == b.budgets
-        ):
-            paths += [f"models/random@iter_{i:02d}" for i in range(len(a.budgets))] + ["models/random"]
-    return paths
-
-
-def _ensemble_of(config: RunConfig, i: int) -> EnsembleConfig:
-    return config.ensemble_at(i, len(config.search.budgets))
-
-
-def _shared_member_runs(donor: RunConfig, config: RunConfig, i: int) -> list[str]:
-    """Training runs of step i's ensemble that two ensemble configurations over the same training
-    have in common: run r is the same run when the model and training are, and it serves when the
-    donor saved every checkpoint epoch the other needs (``seeds`` ensembles keep a best epoch instead)."""
-    theirs, ours = _ensemble_of(donor, i), _ensemble_of(config, i)
-    if (donor.model, donor.train) != (config.model, config.train) or "seeds" in (theirs.kind, ours.kind):
-        return []
-    if not set(config.checkpoint_epochs(ours)) <= set(donor.checkpoint_epochs(theirs)):
-        return []
-    return [f"iter_{i:02d}/members/run_{r}" for r in range(min(theirs.runs, ours.runs))]
-
-
-def link_shared(donor_dir: Path, run_dir: Path, paths: list[str]) -> int:
-    """Hard-link the finished parts of ``paths`` from ``donor_dir`` into ``run_dir`` where
-    ``run_dir`` has nothing yet; the number of files linked. Files are only ever replaced by rename,
-    so a link never sees another run's later writes."""
-    linked = 0
-    for relative in paths:
-        source, target = donor_dir / relative, run_dir / relative
-        if not source.exists() or target.exists():
-            continue
-        if source.is_file():
-            files = [source]
-        elif source.name.startswith("iter_") and not (source / "metrics.json").is_file():
-            continue  # an unfinished step
-        else:
-            # training runs only when finished; statistics as they are (scoring resumes from them)
-            files = [
-                f
-                for f in sorted(source.rglob("*"))
-                if f.is_file() and not f.name.startswith(".") and _finished_run(f, source)
-            ]
-        for f in files:
-            destination = target / f.relative_to(source) if f != source else target
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(f, destination)
-            except OSError:
-                shutil.copy2(f, destination)
-            linked += 1
-    return linked
+def _link(source: Path, target: Path) -> int:
+    """Hard-link ``source`` (a file, or a folder's finished files) to ``target``; files linked."""
+    if source.is_file():
+        files = [source]
+    else:  # training runs only when finished; temporaries never
+        files = [
+            f
+            for f in sorted(source.rglob("*"))
+            if f.is_file() and not f.name.startswith(".") and _finished_run(f, source)
+        ]
+    for f in files:
+        destination = target / f.relative_to(source) if f != source else target
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(f, destination)
+        except OSError:
+            shutil.copy2(f, destination)
+    return len(files)
 
 
 def _finished_run(path: Path, root: Path) -> bool:
-    """True unless ``path`` lies in a training-run folder (one with state.safetensors) without done.json."""
+    """True unless ``path`` lies in a training-run folder (one with a state) that is not done."""
     for folder in [path.parent, *path.parent.parents]:
-        if (folder / "state.safetensors").is_file() or (folder / "done.json").is_file():
-            return (folder / "done.json").is_file()
+        files = TrainingRunFiles(folder)
+        if files.state.is_file() or files.done.is_file():
+            return files.done.is_file()
         if folder == root:
             break
     return True
@@ -250,7 +216,7 @@ def claim_study_dir(config: StudyConfig, study_dir: Path) -> None:
     import yaml
 
     resolved = config.model_dump(mode="json", exclude={"study_dir"})
-    path = study_dir / "study.yaml"
+    path = StudyLayout(study_dir).config
     if path.is_file():
         previous = yaml.safe_load(path.read_text()) or {}
         if _what_it_computes(previous) != _what_it_computes(resolved):
@@ -275,6 +241,7 @@ def run_study(config: StudyConfig, study_dir: Path | None = None, reporter: Repo
 
     reporter = reporter or Reporter(quiet=True)
     study_dir = Path(study_dir) if study_dir is not None else config.resolved_dir()
+    layout = StudyLayout(study_dir)
     configs = {(cell, t): config.cell_config(cell, t) for t in range(config.trials) for cell in config.cells}
     checked: list[object] = []
     for run_config in configs.values():  # data and budgets checked before anything is written
@@ -283,20 +250,24 @@ def run_study(config: StudyConfig, study_dir: Path | None = None, reporter: Repo
             budget_counts(run_config.search.budgets, pool_size(run_config))
             checked.append(key)
     for (cell, t), run_config in configs.items():  # a changed cell's old runs are refused before any work
-        search_for(run_config, run_dir_of(study_dir, cell, t)).check_run_dir()
+        search_for(run_config, layout.run(cell, t).root).check_run_dir()
     claim_study_dir(config, study_dir)
+    shared = StudyWork()
+    for cell, t in configs:  # runs of an earlier session: their work is there to take
+        if layout.run(cell, t).work.is_file():
+            shared.add(layout.run(cell, t))
     with configs[next(iter(configs))].executor.make() as executor:  # one executor (one Ray) for every run
         for t in range(config.trials):
-            done: list[tuple[RunConfig, Path]] = []
             for cell in config.cells:
-                run_config, run_dir = configs[(cell, t)], run_dir_of(study_dir, cell, t)
-                search = search_for(run_config, run_dir, reporter, executor)
+                run = layout.run(cell, t)
+                search = search_for(configs[(cell, t)], run.root, reporter, executor, shared)
                 search.claim_run_dir()
-                linked = sum(link_shared(d, run_dir, shared_paths(c, run_config)) for c, d in done)
-                reporter.line(
-                    f"study {config.name}: cell {cell}, trial {t + 1}/{config.trials}"
-                    + (f" ({linked} files shared with earlier cells)" if linked else "")
-                )
+                reporter.line(f"study {config.name}: cell {cell}, trial {t + 1}/{config.trials}")
+                before = shared.linked
                 search.run()
-                done.append((run_config, run_dir))
+                if shared.linked > before:
+                    reporter.line(
+                        f"study {config.name}: cell {cell} took {shared.linked - before} files of earlier cells"
+                    )
+                shared.add(run)
     return study_dir

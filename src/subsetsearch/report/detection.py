@@ -11,7 +11,7 @@ import numpy as np
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.report.figures import pyplot, save_figure
-from subsetsearch.rundir import HEATMAPS, DatasetRecord, HeatmapRecord
+from subsetsearch.rundir import DatasetRecord, HeatmapRecord, RunLayout
 
 BUCKETS = ("1", "2", "3", "4+")
 _COLOURS = ("tab:red", "tab:orange", "tab:green", "tab:blue", "tab:purple")
@@ -20,11 +20,10 @@ _COLOURS = ("tab:red", "tab:orange", "tab:green", "tab:blue", "tab:purple")
 def duplication_rows(run_dir: Path) -> list[dict]:
     """Per step: subset size, unique images and how many appear 1, 2, 3, 4+ times."""
     rows = []
-    for folder in sorted(Path(run_dir).glob("iter_*")):
-        path = folder / "metrics.json"
-        if not path.is_file():
+    for step in RunLayout(run_dir).steps():
+        if not step.metrics.is_file():
             continue
-        m = json.loads(path.read_text())
+        m = json.loads(step.metrics.read_text())
         counts = m.get("multiplicity_counts", {})
         rows.append({"step": m["iteration"], "size": m["subset_size"], "unique": m["unique_samples"], **counts})
     return rows
@@ -92,24 +91,23 @@ def heatmap_figure(record: HeatmapRecord, class_names: list[str], path: Path, ti
 def write_detection_figures(run_dir: Path) -> list[Path]:
     """The figures of a detection run directory into ``run_dir/report/``; the paths written (a
     step whose ``heatmaps.npz`` predates its images is skipped)."""
-    run_dir = Path(run_dir)
-    report = run_dir / "report"
+    layout = RunLayout(run_dir)
+    report = layout.report
     written = []
     config = {}
-    config_path = run_dir / "config.yaml"
-    if config_path.is_file():
+    if layout.config.is_file():
         import yaml
 
-        config = yaml.safe_load(config_path.read_text()) or {}
+        config = yaml.safe_load(layout.config.read_text()) or {}
     function = config.get("search", {}).get("function", "acquisition")
-    dataset = DatasetRecord.load(run_dir / "dataset.npz")
+    dataset = DatasetRecord.load(layout.dataset)
     class_names = dataset.class_names if dataset is not None else []
-    for folder in sorted(run_dir.glob("iter_*")):
-        record = HeatmapRecord.load(folder / HEATMAPS)
+    for step in layout.steps():
+        record = HeatmapRecord.load(step.heatmaps)
         if record is None:
             continue
-        path = report / f"heatmaps_{folder.name}.png"
-        title = f"{folder.name}: per-class {function} heatmaps (top-scored rows first, then random)"
+        path = report / f"heatmaps_{step.name}.png"
+        title = f"{step.name}: per-class {function} heatmaps (top-scored rows first, then random)"
         heatmap_figure(record, class_names, path, title)
         written.append(path)
     rows = duplication_rows(run_dir)

@@ -314,12 +314,21 @@ def architecture(cells: Cells) -> StudyResult:
     return StudyResult("Architecture shift: test accuracy (%)", header, rows, data, figure if data else None, missing)
 
 
-def _trained_rows(run: RunDir, iteration: int, pool_size: int) -> np.ndarray:
-    """Pool rows step ``iteration``'s ensemble trained on: the whole pool for pretrain and compress,
-    else the subset the steps before it built."""
-    if run.scheme in ("pretrain", "compress"):
-        return np.arange(pool_size)
+def _pool_size(run: RunDir) -> int | None:
+    if run.metrics is not None:
+        return int(run.metrics["pool_size"])
+    dataset = run.dataset()
+    return None if dataset is None else dataset.pool_size
+
+
+def _trained_rows(run: RunDir, iteration: int) -> np.ndarray:
+    """Pool rows step ``iteration``'s ensemble trained on: the whole pool where the step says it
+    trained on as many rows as the pool holds (pretrain, compress), else the subset the steps before
+    it built."""
     step = next((s for s in run.steps if s.iteration == iteration), None)
+    pool_size = _pool_size(run)
+    if step is not None and pool_size is not None and step.metrics.get("trained_on") == pool_size:
+        return np.arange(pool_size)
     subset = step.subset() if step is not None else None
     if subset is None:
         return np.empty(0, np.int64)
@@ -346,12 +355,12 @@ def ensembles(cells: Cells, labels_of: LabelsFn) -> StudyResult:
             continue
         trained_acc, unseen_acc, members = {}, {}, None
         for run in runs:
-            step = next((s for s in reversed(run.steps) if (s.folder / "stats.npz").is_file()), None)
+            step = next((s for s in reversed(run.steps) if s.files.stats.is_file()), None)
             if step is None:
                 missing.append(f"{cell}: {run.path.name} has no scored step")
                 continue
             labels, stats = labels_of(run), step.stats()
-            trained = _trained_rows(run, step.iteration, len(labels))
+            trained = _trained_rows(run, step.iteration)
             scored = np.flatnonzero(stats.member_counts > 0)
             predicted = np.argmax(stats.mean_probs(), axis=1)
             on_trained, unseen = selected_accuracy(predicted, labels, scored, trained)
@@ -502,14 +511,14 @@ def _plain(values: list[float]) -> str:
 
 
 def _consensus_of(run: RunDir, labels_of: LabelsFn | None) -> dict | None:
-    if run.scheme in ("pretrain", "compress"):
-        return None  # their ensemble trained on the whole pool
+    """Checkpoint consensus on the rows the last scoring step's ensemble never trained on (none for
+    an ensemble trained on the whole pool: pretrain, compress)."""
     for step in reversed(run.steps):
         found = step.votes()
         if found is None:
             continue
         vote_rows, names, votes = found
-        unseen = np.flatnonzero(~np.isin(vote_rows, _trained_rows(run, step.iteration, 0)))
+        unseen = np.flatnonzero(~np.isin(vote_rows, _trained_rows(run, step.iteration)))
         result = checkpoint_consensus(votes, names, unseen)
         if not unseen.size or not len(result.pairs):
             continue

@@ -27,7 +27,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from subsetsearch.dynamics import DEFAULT_WINDOW, TrainingDynamics, dynamics_path
-from subsetsearch.internal.ledger import Ledger, parse_poolscorer_member, poolscorer_member
+from subsetsearch.internal.ledger import parse_poolscorer_member, poolscorer_member
+from subsetsearch.internal.validation import check_integer
+from subsetsearch.state import DynamicsPart, Part, ScoringState, StatsPart
 from subsetsearch.stats import EnsembleStats, InvalidMemberError
 
 __all__ = ["IndexedDataset", "PoolScorer"]
@@ -174,44 +176,54 @@ class PoolScorer:
         self.forward = forward or (lambda model, inputs: model(inputs))
         self.unpack = unpack or _default_unpack
         self.path: Path | None = None
-        self.stats: EnsembleStats | None = None
         if isinstance(stats, EnsembleStats):
-            self.stats = stats
+            stats_part = StatsPart.of(stats)
         elif isinstance(stats, str | os.PathLike):
             self.path = Path(stats)
             if self.path.suffix.lower() != ".npz":
                 raise ValueError(f"stats path '{self.path}' must end in .npz")
-            if self.path.exists():
-                self.stats = EnsembleStats.load(self.path)  # ValueError naming the file if it is not one
+            stats_part = StatsPart.open(self.path)  # ValueError naming the file if it is not one
         else:
             raise ValueError(f"stats must be an EnsembleStats or a .npz path, got {type(stats).__name__}")
-        self.num_samples = _pool_size(self.loader, num_samples, self.stats)
-        self.ledger = Ledger() if self.stats is None else Ledger.of(self.stats.metadata)
-        kind = None if self.stats is None else self.stats.metadata.get("pool_scorer_members", "eval")
-        if kind is not None and self.ledger.members and kind != members:
+        self.num_samples = _pool_size(self.loader, num_samples, stats_part.stats)
+        held = stats_part.stats
+        kind = None if held is None else held.metadata.get("pool_scorer_members", "eval")
+        if kind is not None and stats_part.ledger.members and kind != members:
             raise ValueError(f"the statistics hold members='{kind}' members; give members='{kind}' or another file")
-        self.dynamics: TrainingDynamics | None = None
-        self.dynamics_ledger = Ledger()
+        parts: list[Part] = [stats_part]
+        dynamics_part = None
         if labels is not None:
             labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
             if labels.shape != (self.num_samples,):
                 raise ValueError(f"labels must have shape ({self.num_samples},), the pool's size; got {labels.shape}")
             saved = None if self.path is None else dynamics_path(self.path)
+            dynamics_part = DynamicsPart(None, saved)
             if saved is not None and saved.exists():
-                self.dynamics = TrainingDynamics.load(saved)
-                if not np.array_equal(self.dynamics.labels, labels) or self.dynamics.window != window:
+                dynamics_part = DynamicsPart.load(saved)
+                if not np.array_equal(dynamics_part.dynamics.labels, labels) or dynamics_part.dynamics.window != window:
                     raise ValueError(f"'{saved}' holds label statistics of other labels or another window")
-                self.dynamics_ledger = Ledger.of(self.dynamics.metadata)
-            else:
-                self._labels, self._window = labels, window
-        self._with_labels = labels is not None
+            self._labels, self._window = labels, window
+            parts.append(dynamics_part)
+        self._stats, self._dynamics = stats_part, dynamics_part
+        #: Saves after every member (the policy of a PoolScorer), label statistics first.
+        self._state = ScoringState(*parts, state_elements=0)
         #: (epoch, its recorded training outputs [N, C] float32 or None, the rows they hold)
         self._pending: tuple[int, np.ndarray | None, np.ndarray] | None = None
 
     @property
+    def stats(self) -> EnsembleStats | None:
+        """The statistics (None until the first member when they start empty from a path)."""
+        return self._stats.stats
+
+    @property
+    def dynamics(self) -> TrainingDynamics | None:
+        """The label statistics (with ``labels``; None until the first member when new)."""
+        return None if self._dynamics is None else self._dynamics.dynamics
+
+    @property
     def held(self) -> list[tuple[str, int]]:
         """The (run, epoch) members the statistics hold, in the order they were added."""
-        return [parse_poolscorer_member(name) for name in self.ledger.members]
+        return [parse_poolscorer_member(name) for name in self._stats.ledger.members]
 
     def on_epoch_end(self, model: torch.nn.Module | None, epoch: int) -> bool:
         """Add the epoch's member if ``epoch`` is chosen and not held yet; save; True if added.
@@ -302,34 +314,25 @@ class PoolScorer:
 
     def _lacks(self, name: str) -> bool:
         """The member is missing from the statistics, or from the label statistics."""
-        return not self.ledger.holds(name) or (self._with_labels and not self.dynamics_ledger.holds(name))
+        return bool(self._state.lacking(name))
 
     def _commit(self, name: str, member: EnsembleStats, dynamics: TrainingDynamics | None) -> None:
-        """Merge a whole member into what lacks it; save the label statistics first, then the statistics."""
-        if dynamics is not None and not self.dynamics_ledger.holds(name):
-            if self.dynamics is None:
-                self.dynamics = dynamics
-            else:
-                try:
-                    self.dynamics.merge(dynamics)
-                except ValueError:
-                    raise ValueError(
-                        f"{name}: the label statistics follow one run's epochs in order and hold later epochs "
-                        f"already; give each run its own stats= file"
-                    ) from None
-            self.dynamics_ledger.add(name)
-            self.dynamics.metadata = self.dynamics_ledger.save_to(self.dynamics.metadata)
-            if self.path is not None:
-                self.dynamics.save(dynamics_path(self.path))
-        if not self.ledger.holds(name):
-            if self.stats is None:
-                self.stats = member
-            else:
-                self.stats.merge(member)
-            self.ledger.add(name)
-            self.stats.metadata = {**self.ledger.save_to(self.stats.metadata), "pool_scorer_members": self.members}
-            if self.path is not None:
-                self.stats.save(self.path)
+        """Merge a whole member into what lacks it, and save (label statistics first)."""
+        lacking = self._state.lacking(name)
+        if dynamics is not None and self._dynamics in lacking:
+            try:
+                self._dynamics.merge(dynamics)
+            except ValueError:
+                raise ValueError(
+                    f"{name}: the label statistics follow one run's epochs in order and hold later epochs "
+                    f"already; give each run its own stats= file"
+                ) from None
+            self._state.record(self._dynamics, name)
+        if self._stats in lacking:
+            self._stats.merge(member)
+            self._stats.stats.metadata["pool_scorer_members"] = self.members
+            self._state.record(self._stats, name)
+        self._state.save()
 
     def _add(self, member: EnsembleStats, dynamics: TrainingDynamics | None, values, rows, epoch: int) -> None:
         try:
@@ -377,7 +380,7 @@ class PoolScorer:
                 f"epoch {epoch}: the model gave {num_classes} classes but the statistics hold {self.stats.num_classes}"
             )
         dynamics = None
-        if self._with_labels:
+        if self._dynamics is not None:
             labels = self.dynamics.labels if self.dynamics is not None else self._labels
             window = self.dynamics.window if self.dynamics is not None else self._window
             try:
@@ -413,9 +416,7 @@ class PoolScorer:
 
 
 def _epoch(epoch: Any) -> int:
-    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer):
-        raise ValueError(f"an epoch must be an integer, got {epoch!r}")
-    return int(epoch)
+    return check_integer(epoch, "an epoch")
 
 
 def _default_unpack(batch: Any) -> tuple[Any, Any]:
@@ -434,8 +435,7 @@ def _pool_size(loader: DataLoader, num_samples: int | None, stats: EnsembleStats
             raise ValueError("the pool's dataset has no length; give num_samples= (the pool size N)")
         else:
             num_samples = len(loader.dataset)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    num_samples = check_integer(num_samples, "num_samples", minimum=1)
     if stats is not None and stats.num_samples != num_samples:
         raise ValueError(f"the saved statistics hold {stats.num_samples} samples but the pool has {num_samples}")
     return int(num_samples)

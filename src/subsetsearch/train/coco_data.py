@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from subsetsearch.errors import InputError
 from subsetsearch.internal.coco import CocoPool, read_instances
-from subsetsearch.internal.files import InputError
 from subsetsearch.train.canvas import DetectionImages
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
-from subsetsearch.internal.files import InputError
+from subsetsearch.errors import InputError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
@@ -349,6 +351,58 @@ def load_image_folder(
     if min(x.shape[2:]) < 8:
         raise InputError(f"images in '{root}' are {x.shape[2]}×{x.shape[3]}; the models need at least 8×8 pixels")
     return LabeledImages(np.ascontiguousarray(x), np.array([label for _, label in files], dtype=np.int64)), classes
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a dataset gives: the training images (the pool before splits), its own test images (None:
+    a seeded ``data.test_fraction`` of the training images is held out), a name for messages and
+    records, and its class names (None: the class numbers)."""
+
+    train: LabeledImages
+    test: LabeledImages | None
+    name: str
+    class_names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A classification dataset ``data.dataset`` may name: how it loads from the config's ``data``
+    section, and whether ``data.path`` is required, optional or refused."""
+
+    load: Callable[[Any], Loaded]
+    path: Literal["required", "optional", "refused"]
+
+
+def _fashion_mnist(cfg: Any) -> Loaded:
+    train, test = load_fashion_mnist(cfg.path)
+    return Loaded(train, test, "fashion_mnist", FASHION_MNIST_CLASSES)
+
+
+def _digits(cfg: Any) -> Loaded:
+    return Loaded(load_digits_images(), None, "digits")
+
+
+def _arrays(cfg: Any) -> Loaded:
+    train = load_arrays(cfg.path, cfg.labels, lazy=cfg.on_disk)
+    test = None if cfg.test_path is None else load_arrays(cfg.test_path, cfg.test_labels, lazy=cfg.on_disk)
+    return Loaded(train, test, str(cfg.path))
+
+
+def _image_folder(cfg: Any) -> Loaded:
+    train, classes = load_image_folder(cfg.path, cfg.image_size)
+    test = None if cfg.test_path is None else load_image_folder(cfg.test_path, cfg.image_size)[0]
+    return Loaded(train, test, str(cfg.path), tuple(classes))
+
+
+#: The classification datasets, by the name ``data.dataset`` gives (the config's schema lists them in
+#: this order). To add one: a loader returning :class:`Loaded`, and an entry here.
+DATASETS: dict[str, DatasetSource] = {
+    "fashion_mnist": DatasetSource(_fashion_mnist, "optional"),
+    "digits": DatasetSource(_digits, "refused"),
+    "arrays": DatasetSource(_arrays, "required"),
+    "image_folder": DatasetSource(_image_folder, "required"),
+}
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

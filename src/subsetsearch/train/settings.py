@@ -12,12 +12,14 @@ MODEL_NAMES = ("cnn_small", "resnet18", "resnet10", "centernet_unet")
 DETECTOR_NAMES = ("centernet_unet",)
 
 
-class _Strict(BaseModel):
-    # use_attribute_docstrings: the docstring under a field is its description in the JSON Schema
+class StrictModel(BaseModel):
+    """The base of every settings model: unknown keys are refused, values are frozen, and the
+    docstring under a field is its description in the JSON Schema."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     """A network: one of the built-in models and its width."""
 
     name: str = Field("cnn_small", json_schema_extra={"enum": list(MODEL_NAMES)})
@@ -33,7 +35,7 @@ class ModelConfig(_Strict):
         return name
 
 
-class MilestoneSchedule(_Strict):
+class MilestoneSchedule(StrictModel):
     """Multiply the learning rate by ``gamma`` at each milestone epoch (default: 50% and 75% of the epochs)."""
 
     kind: Literal["milestones"] = "milestones"
@@ -41,7 +43,7 @@ class MilestoneSchedule(_Strict):
     gamma: float = Field(0.1, gt=0, le=1)
 
 
-class PatienceSchedule(_Strict):
+class PatienceSchedule(StrictModel):
     """Drop the rate ×gamma after ``patience`` epochs without a validation gain; stop when a drop
     brings no gain for 2·patience epochs, or at ``train.epochs``."""
 
@@ -50,7 +52,7 @@ class PatienceSchedule(_Strict):
     gamma: float = Field(0.1, gt=0, lt=1)
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(StrictModel):
     """Training augmentation."""
 
     crop_padding: int = Field(2, ge=0)
@@ -59,7 +61,7 @@ class AugmentConfig(_Strict):
     """Random horizontal flip."""
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """How a network is trained: SGD with momentum, a learning-rate schedule, augmentation, precision."""
 
     epochs: int = Field(10, gt=0)

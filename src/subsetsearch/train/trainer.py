@@ -1,13 +1,10 @@
 """Training and inference with PyTorch: seeded, resumable after a kill at any moment.
 
-A training run lives in one folder::
-
-    state.safetensors     weights + momentum after the last finished epoch, with the
-                          schedule and history in its metadata (one file: atomic)
-    epoch_005.safetensors a checkpoint the ensemble asked for
-    best.safetensors      the epoch with the best validation accuracy (seeds ensembles)
-    last.safetensors      the final weights (subset models)
-    done.json             written last: the run's history
+A training run lives in one folder, whose files :class:`~subsetsearch.rundir.TrainingRunFiles`
+names: ``state.safetensors`` (weights + momentum after the last finished epoch, with the schedule
+and history in its metadata: one file, atomic), the checkpoints an ensemble asked for, the best
+validation epoch (seeds ensembles), the final weights (subset models), and ``done.json``, written
+last.
 
 Every epoch draws its order and augmentation from generators seeded by (seed, epoch), so a
 run resumed from ``state.safetensors`` continues bit for bit as if never stopped.
@@ -29,8 +26,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from subsetsearch.errors import InputError
 from subsetsearch.internal.atomic import atomic_path
-from subsetsearch.internal.files import InputError
+from subsetsearch.rundir import TrainingRunFiles
 from subsetsearch.train.data import LazyImages
 from subsetsearch.train.models import build_model
 from subsetsearch.train.settings import ModelConfig, PatienceSchedule, TrainConfig
@@ -268,6 +266,11 @@ class TrainSpec:
     init_from: Path | None = None
     lr: float | None = None
 
+    @property
+    def files(self) -> TrainingRunFiles:
+        """The files of the run's folder (their names are the run directory's, ``rundir.py``)."""
+        return TrainingRunFiles(self.folder)
+
 
 @dataclass
 class _Run:
@@ -293,7 +296,7 @@ def train_run(
     ``batch_loss`` defaults to cross-entropy on augmented images (classification); the detector
     passes its own. Returns at once when the run is done already.
     """
-    done = spec.folder / "done.json"
+    done = spec.files.done
     if done.is_file():
         record = json.loads(done.read_text())
         return RunRecord(record["history"], record["best_epoch"], record["seconds"])
@@ -329,7 +332,7 @@ def _start(spec: TrainSpec, network: Network) -> _Run:
         net.parameters(), lr=base_lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     meta = new_run_state(base_lr)
-    state_path = spec.folder / "state.safetensors"
+    state_path = spec.files.state
     if state_path.is_file():
         tensors, meta = _read_state(state_path)
         net.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -379,14 +382,14 @@ def _save_epoch(run: _Run, spec: TrainSpec, epoch: int) -> None:
     """The checkpoints ``spec`` asks for at this epoch, then the state a resumed run continues from."""
     metadata = {"epoch": str(epoch), "seed": str(spec.seed)}
     if epoch in spec.save_epochs:
-        _save_model(run.net, spec.folder / f"epoch_{epoch:03d}.safetensors", metadata)
+        _save_model(run.net, spec.files.checkpoint(epoch), metadata)
     if spec.keep_best and run.meta["best_epoch"] == epoch:
-        _save_model(run.net, spec.folder / "best.safetensors", metadata)
+        _save_model(run.net, spec.files.best, metadata)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in run.net.state_dict().items()}
     for i, state in run.optimizer.state_dict()["state"].items():
         if state.get("momentum_buffer") is not None:
             tensors[f"momentum.{i}"] = state["momentum_buffer"].contiguous().cpu()
-    with atomic_path(spec.folder / "state.safetensors") as tmp:
+    with atomic_path(spec.files.state) as tmp:
         save_file(tensors, str(tmp), metadata={"state": json.dumps(run.meta)})
 
 
@@ -394,12 +397,12 @@ def _finish(run: _Run, spec: TrainSpec) -> RunRecord:
     meta = run.meta
     if meta["epoch"] < 1:
         raise RuntimeError("no epoch was trained")
-    if spec.keep_best and not (spec.folder / "best.safetensors").is_file():
+    if spec.keep_best and not spec.files.best.is_file():
         raise RuntimeError(f"{spec.folder}: best.safetensors missing")
     if spec.save_last:
-        _save_model(run.net, spec.folder / "last.safetensors", {"epoch": str(meta["epoch"]), "seed": str(spec.seed)})
+        _save_model(run.net, spec.files.last, {"epoch": str(meta["epoch"]), "seed": str(spec.seed)})
     record = RunRecord(meta["history"], meta["best_epoch"] or meta["epoch"], meta["seconds"])
-    with atomic_path(spec.folder / "done.json") as tmp:
+    with atomic_path(spec.files.done) as tmp:
         tmp.write_text(json.dumps(record.to_json(), indent=1))
     return record
 
