@@ -56,7 +56,12 @@ def make_run(
     """A run directory written file by file: config.yaml, one metrics.json per step, metrics.json with
     ``variants`` (name -> (subset size, accuracies)), models with ``histories``."""
     path.mkdir(parents=True)
-    cfg = {"name": path.name, "search": {"scheme": scheme, "budgets": [0.25, 0.5]}, **(config or {})}
+    cfg = {
+        "name": path.name,
+        "search": {"scheme": scheme, "budgets": [0.25, 0.5]},
+        **(config or {}),
+        "subsetsearch_version": "0.2.0",  # as a run writes it (0.1.0 and 0.2.0 wrote no marker)
+    }
     (path / "config.yaml").write_text(yaml.safe_dump(cfg))
     for i in range(2):
         step = path / f"iter_{i:02d}"

@@ -314,6 +314,9 @@ def test_a_study_takes_new_cells_and_refuses_a_changed_one_before_any_work(tmp_p
 
 
 def test_report_of_a_damaged_study_yaml_is_one_line(tmp_path):
+    from subsetsearch.internal.directories import write_marker
+
+    write_marker(tmp_path, "study")  # a study directory `subsetsearch study` made, whose config was damaged
     (tmp_path / "study.yaml").write_text("study: [unclosed\n")
     done = _cli("report", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 2

@@ -80,7 +80,15 @@ RUN = {**BASE, "search": {"scheme": "build_up", "budgets": [0.2, 0.4]}, "compare
 
 
 def _inodes(layout: RunLayout) -> dict[str, int]:
-    skip = ("metrics.json", "work.json", "config.yaml", "dataset.npz", "subset.parquet")
+    skip = (
+        "metrics.json",
+        "work.json",
+        "config.yaml",
+        "dataset.npz",
+        "subset.parquet",
+        "subsetsearch.json",
+        "subsetsearch.lock",
+    )
     return {
         str(p.relative_to(layout.root)): p.stat().st_ino
         for p in layout.root.rglob("*")

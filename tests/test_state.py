@@ -19,17 +19,16 @@ from reference import random_members
 import subsetsearch.internal.ledger as ledger_module
 from subsetsearch.dynamics import TrainingDynamics
 from subsetsearch.errors import InputError
+from subsetsearch.internal.directories import LOCK, MARKER, ClaimedDirectory
 from subsetsearch.internal.ledger import Ledger
 from subsetsearch.state import (
     DynamicsPart,
     ImageScoresPart,
     MemberVotes,
     ScoringState,
-    StateDirectory,
     StatsPart,
     VotesPart,
 )
-from subsetsearch.state.directory import LOCK, MARKER
 from subsetsearch.stats import EnsembleStats
 
 N, C = 12, 3
@@ -171,55 +170,55 @@ def test_a_directory_that_is_not_ours_is_refused_and_left_as_it_was(tmp_path, co
     for name, data in contents.items():
         (folder / name).write_bytes(data)
     before = _digest(folder)
-    with pytest.raises(InputError, match=r"^--state '.*theirs' exists and is not a subsetsearch state directory"):
-        with StateDirectory(folder, kind="statistics"):
+    with pytest.raises(InputError, match=r"^--state '.*theirs' exists and is not a subsetsearch directory"):
+        with ClaimedDirectory(folder, kind="statistics"):
             pytest.fail("claimed")
     assert _digest(folder) == before
 
 
 def test_a_state_directory_is_marked_first_kept_for_its_kind_and_adopted_only_by_rule(tmp_path):
     folder = tmp_path / "s"
-    with StateDirectory(folder, kind="statistics") as claimed:
+    with ClaimedDirectory(folder, kind="statistics") as claimed:
         assert claimed == folder and sorted(p.name for p in folder.iterdir()) == sorted([MARKER, LOCK])
     (folder / "metadata.json").write_text("{}")
-    with StateDirectory(folder, kind="statistics"):  # ours: claimed again whatever it holds
+    with ClaimedDirectory(folder, kind="statistics"):  # ours: claimed again whatever it holds
         pass
-    with pytest.raises(InputError, match="holds a state of statistics, not of box-lists"):
-        with StateDirectory(folder, kind="box-lists"):
+    with pytest.raises(InputError, match="holds a state of statistics, not a state of box lists"):
+        with ClaimedDirectory(folder, kind="box-lists"):
             pass
     (folder / MARKER).write_text("garbage")
-    with pytest.raises(InputError, match=r"marker subsetsearch-state\.json is unreadable"):
-        with StateDirectory(folder, kind="statistics"):
+    with pytest.raises(InputError, match=r"marker subsetsearch\.json is unreadable"):
+        with ClaimedDirectory(folder, kind="statistics"):
             pass
     old = tmp_path / "old"  # written before the marker existed
     old.mkdir()
     (old / "metadata.json").write_text("{}")
-    with StateDirectory(old, kind="statistics", adopt=lambda path: (path / "metadata.json").is_file()):
+    with ClaimedDirectory(old, kind="statistics", adopt=lambda path: (path / "metadata.json").is_file()):
         pass
     assert (old / MARKER).is_file()
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="is a file; give a directory"):
-        StateDirectory(tmp_path / "file", kind="statistics").claim()
+        ClaimedDirectory(tmp_path / "file", kind="statistics").claim()
 
 
 def test_a_bad_input_removes_only_a_directory_the_claim_made(tmp_path):
     made = tmp_path / "new"
     with pytest.raises(InputError):
-        with StateDirectory(made, kind="box-lists", remove_on_input_error=True):
+        with ClaimedDirectory(made, kind="box-lists", remove_on_input_error=True):
             raise InputError("bad")
     assert not made.exists()
     kept = tmp_path / "kept"
-    StateDirectory(kept, kind="box-lists").claim()
+    ClaimedDirectory(kept, kind="box-lists").claim()
     with pytest.raises(InputError):
-        with StateDirectory(kept, kind="box-lists", remove_on_input_error=True):
+        with ClaimedDirectory(kept, kind="box-lists", remove_on_input_error=True):
             raise InputError("bad")
     assert (kept / MARKER).is_file()
 
 
 HOLD = """
 import sys, time
-from subsetsearch.state import StateDirectory
-with StateDirectory(sys.argv[1], kind="statistics"):
+from subsetsearch.internal.directories import ClaimedDirectory
+with ClaimedDirectory(sys.argv[1], kind="statistics"):
     print("held", flush=True)
     time.sleep(60)
 """
@@ -232,14 +231,14 @@ def test_a_second_job_on_a_state_directory_is_refused_naming_the_holder_until_it
         assert holder.stdout.readline().strip() == "held"
         expected = f"is in use by process {holder.pid} on {socket.gethostname()}; wait for that job to end"
         with pytest.raises(InputError, match=expected):
-            StateDirectory(folder, kind="statistics").claim()
+            ClaimedDirectory(folder, kind="statistics").claim()
     finally:
         os.kill(holder.pid, signal.SIGKILL)  # no cleanup runs: the system drops the lock with the process
         holder.wait()
     deadline = time.monotonic() + 10
     while True:
         try:
-            with StateDirectory(folder, kind="statistics"):
+            with ClaimedDirectory(folder, kind="statistics"):
                 break
         except InputError:
             assert time.monotonic() < deadline

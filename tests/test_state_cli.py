@@ -60,7 +60,7 @@ def test_every_state_directory_option_refuses_a_directory_that_is_not_its_own(in
     out = folder / "out.csv"
     code, stdout, stderr = run_cli(_commands(folder, paths, annotations, results, theirs, out)[command], capsys)
     assert code == 2 and stdout == "" and "Traceback" not in stderr
-    assert stderr.startswith(f"subsetsearch: error: --state '{theirs}' exists and is not a subsetsearch state")
+    assert stderr.startswith(f"subsetsearch: error: --state '{theirs}' exists and is not a subsetsearch directory")
     assert len(stderr.strip().splitlines()) == 1
     assert _digest(theirs) == before and _digest(folder) == inputs_before and not out.exists()
 
@@ -74,7 +74,7 @@ def test_the_readmes_example_with_the_state_in_the_inputs_folder_touches_no_inpu
     before = _digest(folder)
     args = ["score", "--annotations", "ann.json", "member_000.json", "member_001.json", "-f", "entropy", "-b", "1"]
     code, _, stderr = run_cli([*args, "-o", "out.csv", "--state", "."], capsys)
-    assert code == 2 and "is not a subsetsearch state directory" in stderr
+    assert code == 2 and "is not a subsetsearch directory" in stderr
     assert _digest(folder) == before
 
 

@@ -25,11 +25,13 @@ label-based ones need):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from subsetsearch.dynamics import DEFAULT_WINDOW, DYNAMICS_FUNCTIONS, ORDERED_FUNCTIONS, TrainingDynamics
+from subsetsearch.errors import SubsetsearchWarning
 from subsetsearch.internal.validation import check_labels
 from subsetsearch.stats import EnsembleStats
 
@@ -45,6 +47,8 @@ FUNCTIONS = ACQUISITION_FUNCTIONS + MEAN_FUNCTIONS + DYNAMICS_FUNCTIONS
 NEEDS_LABELS = ("error_count", *DYNAMICS_FUNCTIONS)
 #: Functions that need the members in order.
 NEEDS_ORDER = ORDERED_FUNCTIONS
+#: Functions that measure disagreement between members: 0 for every sample with one member.
+DISAGREEMENT_FUNCTIONS = ("mutual_information", "variation_ratios")
 
 
 def acquire(
@@ -53,7 +57,7 @@ def acquire(
     *,
     labels: np.ndarray | None = None,
     from_logits: bool = False,
-    window: int = DEFAULT_WINDOW,
+    window: int | None = None,
 ) -> np.ndarray:
     """Score every sample of the pool with an acquisition function.
 
@@ -71,8 +75,9 @@ def acquire(
         given arrays (a TrainingDynamics holds its own).
     from_logits : bool, default False
         ``predictions`` given as arrays hold logits: a stable softmax is applied first.
-    window : int, default 10
-        ``dyn_unc``'s window J, from 2 to the number of members (given arrays).
+    window : int, optional
+        ``dyn_unc``'s window J, from 2 to the number of members (given arrays; default 10). A
+        TrainingDynamics keeps its own: a different one given here is an error.
 
     Returns
     -------
@@ -83,8 +88,10 @@ def acquire(
     ------
     ValueError
         For an unknown ``function`` (the message lists the valid ones), labels missing, of the
-        wrong length, not integers, or out of range; arrays that are not probabilities; or
-        ``from_logits`` with an EnsembleStats (which holds probabilities already).
+        wrong length, not integers, or out of range; arrays that are not probabilities;
+        ``from_logits`` with an EnsembleStats (which holds probabilities already); or, with a
+        TrainingDynamics, ``labels`` or a ``window`` other than the ones it holds (it was built
+        with its own: the ones given would be ignored).
 
     Examples
     --------
@@ -116,6 +123,15 @@ def acquire(
         if isinstance(predictions, EnsembleStats)
         else EnsembleStats.from_members(predictions, from_logits=from_logits)
     )
+    if function in DISAGREEMENT_FUNCTIONS:
+        scored = stats.member_counts[stats.member_counts > 0]
+        if scored.size and scored.max() == 1:
+            warnings.warn(
+                f"{function} is 0 for every sample: one member cannot disagree with itself, so a subset chosen by it "
+                "is a seeded random choice; give two or more members, or use entropy",
+                SubsetsearchWarning,
+                stacklevel=2,
+            )
     with np.errstate(invalid="ignore", divide="ignore"):
         return _STATS_SCORES[function](stats, labels)
 
@@ -125,8 +141,10 @@ def _entropy(stats: EnsembleStats, labels: np.ndarray | None) -> np.ndarray:
 
 
 def _mutual_information(stats: EnsembleStats, labels: np.ndarray | None) -> np.ndarray:
-    # >= 0 by Jensen; clip the last-bit rounding of the fixed-point sums
-    return np.maximum(stats.entropy_of_mean() - stats.mean_member_entropy(), 0.0)
+    # >= 0 by Jensen; clip the last-bit rounding of the fixed-point sums. One member agrees with
+    # itself: 0 exactly, not the difference of two roundings (about 1e-8, which a top-k would rank)
+    disagreement = np.maximum(stats.entropy_of_mean() - stats.mean_member_entropy(), 0.0)
+    return np.where(stats.member_counts == 1, 0.0, disagreement)
 
 
 def _variation_ratios(stats: EnsembleStats, labels: np.ndarray | None) -> np.ndarray:
@@ -178,8 +196,18 @@ _STATS_SCORES: dict[str, Callable[[EnsembleStats, np.ndarray | None], np.ndarray
 }
 
 
-def _dynamics_scores(predictions, function: str, labels, from_logits: bool, window: int) -> np.ndarray:
+def _dynamics_scores(predictions, function: str, labels, from_logits: bool, window: int | None) -> np.ndarray:
     if isinstance(predictions, TrainingDynamics):
+        if window is not None and window != predictions.window:
+            raise ValueError(
+                f"window={window}, but the TrainingDynamics were kept with window {predictions.window}; "
+                f"give window={predictions.window} (or none), or keep new statistics with the window you want"
+            )
+        if labels is not None and not np.array_equal(np.asarray(labels), predictions.labels):
+            raise ValueError(
+                "labels differ from the ones the TrainingDynamics were kept with; give those labels (or none), "
+                "or keep new statistics with these"
+            )
         return predictions.scores(function)
     if isinstance(predictions, EnsembleStats):
         raise ValueError(
@@ -191,6 +219,7 @@ def _dynamics_scores(predictions, function: str, labels, from_logits: bool, wind
         raise ValueError("give at least one member")
     num_samples, num_classes = np.shape(members[0])
     labels = check_labels(labels, num_samples, num_classes, function=function)
+    window = DEFAULT_WINDOW if window is None else window
     dynamics = TrainingDynamics(labels, num_classes=num_classes, window=window, ordered=function in ORDERED_FUNCTIONS)
     for member in members:
         dynamics.update(np.asarray(member), from_logits=from_logits)

@@ -40,6 +40,10 @@ __all__ = ["BoxMaps", "Boxes", "box_image_scores", "render_centres"]
 
 #: Cells rendered around a box's centre cell along each axis, in units of its spread σ.
 WINDOW_SIGMAS = 3.0
+#: The most cells an image's map may have (16 M: an image of 16,384 x 16,384 pixels at stride 4). The
+#: work of a box is bounded by its image's cells, so this bounds the work and memory of any box.
+MAX_IMAGE_CELLS = 1 << 24
+_FAR = 2.0**40
 
 
 @dataclass(frozen=True)
@@ -119,12 +123,23 @@ def render_centres(
     cells_y = np.ceil(sizes[:, 1] / stride).astype(np.int64)
     xyxy = boxes.xyxy / stride
     cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
-    gx, gy = np.floor(cx).astype(np.int64), np.floor(cy).astype(np.int64)
+    # a centre or window beyond 2**40 cells reaches no image either way: bounded so integers cannot overflow
+    gx, gy = (np.clip(np.floor(c), -_FAR, _FAR).astype(np.int64) for c in (cx, cy))
     sigma = np.maximum(0.5, np.minimum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]) / 6.0)
-    radius = np.ceil(WINDOW_SIGMAS * sigma).astype(np.int64)
+    radius = np.minimum(np.ceil(WINDOW_SIGMAS * sigma), _FAR).astype(np.int64)
     all_keys, all_probs = [], []
-    for r in np.unique(radius):
-        which = np.flatnonzero(radius == r)
+    # a box whose window is wider than its image (a huge box): only its cells inside the image
+    huge = 2 * radius + 1 > np.maximum(cells_x, cells_y)[boxes.image]
+    for b in np.flatnonzero(huge):
+        image = boxes.image[b]
+        us = np.arange(max(0, gx[b] - radius[b]), min(cells_x[image], gx[b] + radius[b] + 1))
+        vs = np.arange(max(0, gy[b] - radius[b]), min(cells_y[image], gy[b] + radius[b] + 1))
+        u, v = np.meshgrid(us, vs)
+        d2 = (u - gx[b]).astype(np.float64) ** 2 + (v - gy[b]).astype(np.float64) ** 2
+        all_keys.append((((image * num_classes + boxes.label[b]) * grid + v) * grid + u).reshape(-1))
+        all_probs.append((boxes.score[b] * np.exp(-d2 / (2 * sigma[b] ** 2))).reshape(-1))
+    for r in np.unique(radius[~huge]):
+        which = np.flatnonzero((radius == r) & ~huge)
         offsets = np.arange(-r, r + 1)
         u = gx[which, None, None] + offsets[None, None, :]  # [b, 1, w]
         v = gy[which, None, None] + offsets[None, :, None]  # [b, w, 1]
@@ -285,11 +300,29 @@ def _check_frame(image_sizes: np.ndarray, num_classes: int, stride: float) -> tu
         raise ValueError("image_sizes: every width and height must be at least 1 pixel")
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-    if not stride > 0:
-        raise ValueError(f"stride must be positive, got {stride}")
+    if not (stride > 0 and np.isfinite(stride)):
+        raise ValueError(f"stride must be a positive, finite number of pixels, got {stride}")
+    cells = map_cells(sizes, stride)
+    if cells.max() > MAX_IMAGE_CELLS:
+        row = int(np.argmax(cells))
+        raise ValueError(
+            f"image {row} is {int(sizes[row, 0])}x{int(sizes[row, 1])} pixels: its map at stride {stride} has "
+            f"{int(cells[row])} cells, more than {MAX_IMAGE_CELLS}; give a larger stride"
+        )
     sizes = sizes.astype(np.int64)
     grid = int(np.ceil(sizes.max() / stride))
     return sizes, grid, float(stride)
+
+
+def map_cells(image_sizes: np.ndarray, stride: float) -> np.ndarray:
+    """Cells of each image's map, ``ceil(W/s) * ceil(H/s)``, as float64 (exact below 2**53; larger
+    counts are refused anyway).
+
+    >>> map_cells(np.array([[16, 9]]), 4.0).tolist()
+    [12.0]
+    """
+    sizes = np.asarray(image_sizes, dtype=np.float64)
+    return np.ceil(sizes[:, 0] / stride) * np.ceil(sizes[:, 1] / stride)
 
 
 def _check_boxes(boxes: Boxes, num_images: int, num_classes: int) -> None:

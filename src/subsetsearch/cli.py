@@ -11,6 +11,7 @@ exit code 1.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,7 @@ import typer
 from subsetsearch import __version__
 from subsetsearch.acquisition import FUNCTIONS, NEEDS_LABELS, NEEDS_ORDER
 from subsetsearch.dynamics import DEFAULT_WINDOW
-from subsetsearch.errors import InputError
+from subsetsearch.errors import InputError, SubsetsearchWarning
 from subsetsearch.executors.base import ExecutorError
 from subsetsearch.internal.extras import MissingExtraError, extra_of, install_line, require_extra
 
@@ -133,8 +134,9 @@ def score(
         typer.Argument(
             metavar="MEMBER...",
             help="Ensemble members (checkpoints), probabilities or logits (--logits): an [N, C] .npy or .npz per "
-            "member, a directory of them, a Parquet file (one list column per member) or Zarr (an array, or a "
-            "group of one array per member).",
+            "member, a directory of them (in natural name order: epoch_2 before epoch_10), a Parquet file (one list "
+            "column per member) or Zarr (an array, or a group of one array per member). Members are in the order "
+            "given: forgetting and dyn_unc follow it.",
             show_default=False,
         ),
     ] = None,
@@ -316,8 +318,21 @@ class _MemberProgress:
             self.progress.stop()
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A SubsetsearchWarning as one line on stderr; any other warning as Python shows it."""
+    if issubclass(category, SubsetsearchWarning):
+        print(f"subsetsearch: warning: {message}", file=sys.stderr)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; bad input becomes one line on stderr and exit code 2."""
+    """Entry point: run the app; bad input becomes one line on stderr and exit code 2; a warning, one
+    line on stderr."""
+    warnings.showwarning = _one_line_warning
     try:
         app(args=argv, prog_name="subsetsearch")  # standalone: ends in SystemExit
     except SystemExit as exit_:

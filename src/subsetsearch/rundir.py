@@ -5,6 +5,9 @@ A run directory describes itself: whatever ``subsetsearch report`` or a study ne
 it can be read on a machine that has neither the dataset nor PyTorch (docs/architecture.md,
 "Run directory")::
 
+    subsetsearch.json             the marker, written first: a run directory of ours
+                                  (internal/directories.py; 0.1.0 and 0.2.0 wrote none)
+    subsetsearch.lock             held while a job works in the directory
     config.yaml                   the resolved config (every default filled in), package version
     dataset.npz                   what readers need of the data: class names, pool and test labels
                                   (detection: each pool image's boxes per class)
@@ -45,7 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
+from subsetsearch.errors import InputError
 from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.internal.directories import marker_kind
 from subsetsearch.stats import EnsembleStats
 
 CONFIG = "config.yaml"
@@ -220,6 +225,33 @@ class RunLayout:
         return Path(path).relative_to(self.root).as_posix()
 
 
+def directory_kind(path: str | Path) -> str | None:
+    """What ``path`` is: ``run`` or ``study`` (a directory ``subsetsearch run`` / ``study`` wrote, by
+    its marker, or by the version key its config carries for one of 0.1.0 and 0.2.0, which wrote no
+    marker), another kind of ours (a state directory), or None for a directory that is not ours.
+    InputError when its marker is unreadable."""
+    path = Path(path)
+    kind = marker_kind(path)
+    if kind is not None or not path.is_dir():
+        return kind
+    if _carries_version(RunLayout(path).config):
+        return "run"
+    if _carries_version(StudyLayout(path).config, key="study"):
+        return "study"
+    return None
+
+
+def _carries_version(path: Path, key: str = "subsetsearch_version") -> bool:
+    """True for a YAML mapping at ``path`` that holds ``key`` (what our runs' and studies' configs hold)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and key in data
+
+
 class StudyLayout:
     """Every path of a study directory::
 
@@ -269,6 +301,30 @@ class WorkLog:
             return
         pieces.update(entries)
         write_json(self.layout.work, {"format": _WORK_FORMAT, "pieces": dict(sorted(pieces.items()))})
+
+
+def damaged(path: Path, error: object) -> InputError:
+    """The one line for a file of ours that cannot be read: which file, why, and the fix."""
+    reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+    return InputError(f"'{path}' is damaged ({reason}); delete it and run the same command again to write it anew")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file of ours; :func:`damaged` when it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise damaged(path, error) from None
+
+
+def read_npz(path: Path, *keys: str) -> dict[str, np.ndarray]:
+    """Arrays ``keys`` of an ``.npz`` of ours (all of them without ``keys``); :func:`damaged` when it
+    cannot be read or lacks one."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return {key: saved[key] for key in (keys or saved.files)}
+    except Exception as error:  # zipfile, format and key errors: one line for all
+        raise damaged(path, error) from None
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -358,7 +414,10 @@ class Subset:
             return None
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except Exception as error:  # Arrow's errors: one line for all
+            raise damaged(path, error) from None
         return cls(*(table[name].to_numpy() for name in ("index", "multiplicity", "score", "iteration")))
 
 
@@ -408,8 +467,9 @@ class DatasetRecord:
     def load(cls, path: Path) -> DatasetRecord | None:
         if not Path(path).is_file():
             return None
-        with np.load(path) as saved:
-            arrays = {key: saved[key] for key in saved.files}
+        arrays = read_npz(path)
+        if "name" not in arrays or "class_names" not in arrays:
+            raise damaged(path, "no name or class names")
         return cls(
             str(arrays["name"]),
             arrays["class_names"].tolist(),
@@ -453,10 +513,12 @@ class HeatmapRecord:
         """The record at ``path``; None when missing or written before it carried its images."""
         if not Path(path).is_file():
             return None
-        with np.load(path) as saved:
-            if "images" not in saved.files:
-                return None
-            return cls(**{key: saved[key] for key in cls.__dataclass_fields__})
+        arrays = read_npz(path)
+        if "images" not in arrays:
+            return None
+        if any(key not in arrays for key in cls.__dataclass_fields__):
+            raise damaged(path, "arrays missing")
+        return cls(**{key: arrays[key] for key in cls.__dataclass_fields__})
 
 
 # -- reading a run --------------------------------------------------------------------------------
@@ -479,23 +541,27 @@ class Step:
 
     def stats(self) -> EnsembleStats | None:
         path = self.files.stats
-        return EnsembleStats.load(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return EnsembleStats.load(path)
+        except ValueError as error:
+            raise damaged(path, error) from None
 
     def votes(self) -> tuple[np.ndarray, list[str], np.ndarray] | None:
         """(scored rows, member names, votes [M, n]) of ``votes.npz``, or None."""
         path = self.files.votes
         if not path.is_file():
             return None
-        with np.load(path) as saved:
-            return saved["rows"], saved["names"].tolist(), saved["votes"]
+        saved = read_npz(path, "rows", "names", "votes")
+        return saved["rows"], saved["names"].tolist(), saved["votes"]
 
     def image_scores(self) -> np.ndarray | None:
         """Detection: the step's image scores [N] (NaN where not scored), or None."""
         path = self.files.scores
         if not path.is_file():
             return None
-        with np.load(path) as saved:
-            return saved["scores"]
+        return read_npz(path, "scores")["scores"]
 
     def heatmaps(self) -> HeatmapRecord | None:
         return HeatmapRecord.load(self.files.heatmaps)
@@ -546,11 +612,14 @@ class RunDir:
             entry = out.setdefault(model.variant, {"test_accuracy": [], "train_seconds": [], "partial": True})
             entry["train_seconds"].append(model.seconds)
             if model.test_probs is not None and test_labels is not None:
-                probs = np.load(model.test_probs)
+                try:
+                    probs = np.load(model.test_probs, allow_pickle=False)
+                except Exception as error:
+                    raise damaged(model.test_probs, error) from None
                 entry["test_accuracy"].append(float(np.mean(np.argmax(probs, axis=1) == test_labels)))
             detections = TrainingRunFiles(model.folder).test_metrics  # a detector's COCO metrics
             if detections.is_file():
-                entry.setdefault("test_metrics", []).append(json.loads(detections.read_text()))
+                entry.setdefault("test_metrics", []).append(read_json(detections))
         return out
 
 
@@ -573,23 +642,29 @@ def split_variant(name: str) -> tuple[str, int | None]:
 
 
 def read_run(path: Path) -> RunDir:
-    """What ``path`` holds; ValueError when it is not a run directory (no config.yaml)."""
+    """What ``path`` holds; InputError when it is not a run directory (``directory_kind``), or its
+    config is not one."""
     import yaml
 
     path = Path(path)
     layout = RunLayout(path)
-    if not layout.config.is_file():
-        raise ValueError(f"'{path}' is not a run directory (no config.yaml); give the folder `subsetsearch run` wrote")
-    config = yaml.safe_load(layout.config.read_text()) or {}
-    metrics = json.loads(layout.metrics.read_text()) if layout.metrics.is_file() else None
+    if directory_kind(path) != "run" or not layout.config.is_file():
+        raise InputError(f"'{path}' is not a run directory; give the folder `subsetsearch run` wrote")
+    try:
+        config = yaml.safe_load(layout.config.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        config = None
+    if not isinstance(config, dict):
+        raise InputError(f"'{layout.config}' is not a run config; run the same `subsetsearch run` again to rewrite it")
+    metrics = read_json(layout.metrics) if layout.metrics.is_file() else None
     steps = []
     for step in layout.steps():
         if step.metrics.is_file():
-            m = json.loads(step.metrics.read_text())
+            m = read_json(step.metrics)
             steps.append(Step(int(m["iteration"]), step.folder, m))
     models = []
     for files in layout.models():
-        record = json.loads(files.done.read_text())
+        record = read_json(files.done)
         models.append(
             ModelRun(
                 files.folder.parent.name,

@@ -128,7 +128,8 @@ class EnsembleStats:
         ------
         ValueError
             If the shapes or dtypes do not fit together: (N, C) int64 sums with C >= 2, (N,)
-            entropy sums and member counts, (N, C) uint16/uint32 votes.
+            entropy sums and member counts, (N, C) uint16/uint32 votes; or if the sums break what
+            statistics of members always hold (``check_invariants``).
 
         Examples
         --------
@@ -160,6 +161,9 @@ class EnsembleStats:
                 f"entropy_sums (N,), vote_counts (N, C) uint16/uint32, member_counts (N,); got {sums.shape} "
                 f"{sums.dtype}, {entropy.shape}, {votes.shape} {votes.dtype}, {counts.shape}"
             )
+        problem = invariant_problem(sums, entropy, votes, counts)
+        if problem is not None:
+            raise ValueError(f"inconsistent EnsembleStats arrays: {problem}")
         stats = cls.__new__(cls)
         stats._sum_fixed = sums.astype(np.int64, copy=False)
         stats._entropy_fixed = entropy.astype(np.int64, copy=False)
@@ -572,6 +576,51 @@ class MappedStats:
 
 
 # --------------------------------------------------------------------- helpers
+#: How far a row's probability sum may stray from its members' count (in members): each member's
+#: terms are rounded to steps of 2**-30 after a float32 renormalisation.
+_ROW_SUM_TOLERANCE = 1e-4
+
+
+def invariant_problem(sums: np.ndarray, entropy: np.ndarray, votes: np.ndarray, counts: np.ndarray) -> str | None:
+    """What statistics of M members on a row always hold, checked row by row (None when they do):
+    M >= 0; every probability sum >= 0 and together M members' worth (each member's row sums to 1);
+    each member votes once (the votes add up to M); the entropy sum lies in [0, M log C]; a row no
+    member scored holds zeros. The first row that breaks one is named."""
+    num_classes = sums.shape[1]
+    scale = PROBABILITY_SCALE
+    with np.errstate(over="ignore"):
+        row_sums = sums.sum(axis=1, dtype=np.int64)
+        vote_sums = votes.sum(axis=1, dtype=np.int64)
+    counts = counts.astype(np.int64, copy=False)
+    checks = (
+        (counts < 0, "a negative member count {count}"),
+        ((sums < 0).any(axis=1), "a negative probability sum"),
+        (vote_sums != counts, "votes adding up to {votes}, but {count} members (each member votes once a row)"),
+        (
+            np.abs(row_sums - counts * scale) > _ROW_SUM_TOLERANCE * counts * scale + num_classes,
+            "probabilities adding up to {probability:.6g} members' worth, but {count} members",
+        ),
+        (
+            (entropy < 0)
+            | (entropy > counts * (np.log(num_classes) * ENTROPY_SCALE * (1 + 1e-6)) + counts * num_classes),
+            "an entropy sum of {entropy:.6g} nats, outside [0, {count} log {classes}]",
+        ),
+    )
+    for bad, text in checks:
+        rows = np.flatnonzero(bad)
+        if rows.size:
+            row = int(rows[0])
+            found = text.format(
+                count=int(counts[row]),
+                votes=int(vote_sums[row]),
+                probability=row_sums[row] / scale,
+                entropy=entropy[row] / ENTROPY_SCALE,
+                classes=num_classes,
+            )
+            return f"row {row} holds {found}"
+    return None
+
+
 def _write_metadata(directory: Path, metadata: dict) -> None:
     with atomic_path(directory / "metadata.json") as tmp:
         tmp.write_text(json.dumps({"format_version": _FORMAT_VERSION, "metadata": metadata}))

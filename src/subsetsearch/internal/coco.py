@@ -66,7 +66,7 @@ def read_instances(path: str | Path, *, option: str = "--annotations") -> CocoPo
     if not path.is_file():
         raise InputError(f"{where}: no such file; give a COCO instances (annotation) JSON file")
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark (Windows tools write one) is skipped
             data = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{where} is not a readable JSON file ({error}); give a COCO instances file") from None
@@ -76,7 +76,7 @@ def read_instances(path: str | Path, *, option: str = "--annotations") -> CocoPo
     if not isinstance(categories, list) or not categories:
         raise InputError(f"{where} has no 'categories'; a COCO instances file lists its classes there")
     try:
-        cats = sorted((int(c["id"]), str(c["name"])) for c in categories)
+        cats = sorted((whole_number(c["id"]), str(c["name"])) for c in categories)
     except (KeyError, TypeError, ValueError):
         raise InputError(f"{where}: every category needs an integer 'id' and a 'name'") from None
     category_ids = np.array([c for c, _ in cats], dtype=np.int64)
@@ -88,10 +88,10 @@ def read_instances(path: str | Path, *, option: str = "--annotations") -> CocoPo
     ids, names, sizes = [], [], []
     for entry in images:
         try:
-            ids.append(int(entry["id"]))
+            ids.append(whole_number(entry["id"]))
             names.append(str(entry.get("file_name", "")))
-            sizes.append((int(entry["width"]), int(entry["height"])))
-        except (KeyError, TypeError, ValueError):
+            sizes.append((whole_number(entry["width"]), whole_number(entry["height"])))
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise InputError(
                 f"{where}: every image needs an integer 'id', 'width' and 'height' (got {entry!r:.80})"
             ) from None
@@ -152,7 +152,7 @@ def iter_results(
     for entry in _json_array(path, where):
         image, category, xyxy = _box_fields(entry, where, "detection")
         score = entry.get("score") if isinstance(entry, dict) else None
-        if not isinstance(score, (int, float)) or not 0 <= score <= 1:
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
             raise InputError(f"{where}: a detection of image {image} has score {score!r}; scores must be in [0, 1]")
         row, label = _place(pool, lookups, image, category, where, "detection")
         yield row, label, xyxy, float(score)
@@ -162,8 +162,8 @@ def _box_fields(entry: object, where: str, what: str) -> tuple[int, int, tuple[f
     if not isinstance(entry, dict):
         raise InputError(f"{where}: a {what} is {entry!r:.60}, not an object with image_id, category_id and bbox")
     try:
-        image, category = int(entry["image_id"]), int(entry["category_id"])
-        x, y, w, h = (float(v) for v in entry["bbox"])
+        image, category = whole_number(entry["image_id"]), whole_number(entry["category_id"])
+        x, y, w, h = (real_number(v) for v in entry["bbox"])
     except (KeyError, TypeError, ValueError):
         raise InputError(
             f"{where}: a {what} lacks an integer image_id and category_id or a bbox [x, y, width, height] "
@@ -174,6 +174,23 @@ def _box_fields(entry: object, where: str, what: str) -> tuple[int, int, tuple[f
             f"{where}: image {image} has a {what} bbox {entry['bbox']}; give finite x, y and width, height >= 0"
         )
     return image, category, (x, y, x + w, y + h)
+
+
+def whole_number(value: object) -> int:
+    """A JSON integer (an integral float too, as some writers give 3.0); ValueError for a fraction, a
+    bool, a string or anything else: ``1.5`` is no image id."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"not an integer: {value!r}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise ValueError(f"not an integer: {value!r}")
+    return int(value)
+
+
+def real_number(value: object) -> float:
+    """A JSON number (never a bool or a string) as a float; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"not a number: {value!r}")
+    return float(value)
 
 
 def _place(
@@ -197,7 +214,7 @@ def _json_array(path: Path, where: str) -> Iterator[object]:
     """The elements of a JSON array file, decoded one at a time from blocks of READ_BLOCK characters."""
     decoder = json.JSONDecoder()
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, encoding="utf-8-sig")  # a byte-order mark (Windows tools write one) is skipped
     except OSError as error:
         raise InputError(f"{where}: cannot be read ({error.strerror}); give a COCO results JSON file") from None
     with f:

@@ -8,6 +8,7 @@ Each member is a :class:`MemberSource`, opened through :func:`~subsetsearch.inte
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from subsetsearch.internal.files import (
     open_zarr,
 )
 
-#: Files of a directory taken as members (one per checkpoint), in name order.
+#: Files of a directory taken as members (one per checkpoint), in natural name order (``natural_key``).
 MEMBER_SUFFIXES = (".npy", ".npz", ".parquet", ".zarr")
 #: Values a Parquet column is decoded in at a time (4 MB of float32): a reader keeps about one batch.
 PARQUET_BATCH_ELEMENTS = 1 << 20
@@ -40,6 +41,8 @@ class MemberSource:
     path: Path
     name: str | None = None
     _reader: ParquetColumn | None = field(default=None, repr=False)
+    #: The directory or Zarr group whose names ordered this member (None: given on its own).
+    ordered_by: Path | None = None
 
     @property
     def label(self) -> str:
@@ -107,21 +110,70 @@ def _expand(paths: Sequence[str | os.PathLike]) -> list[MemberSource]:
             if hasattr(node, "dtype"):
                 sources.append(MemberSource(path))
             else:
-                names = sorted(node.array_keys())
+                names = sorted(node.array_keys(), key=natural_key)
                 if not names:
                     raise InputError(f"Zarr group '{path}' holds no array; write one [N, C] array per member")
-                sources += [MemberSource(path, name) for name in names]
+                sources += [MemberSource(path, name, ordered_by=path) for name in names]
         elif path.is_dir():
-            inside = sorted(entry for entry in path.iterdir() if entry.suffix.lower() in MEMBER_SUFFIXES)
+            inside = sorted(
+                (entry for entry in path.iterdir() if entry.suffix.lower() in MEMBER_SUFFIXES),
+                key=lambda entry: natural_key(entry.name),
+            )
             if not inside:
                 raise InputError(
                     f"directory '{path}' holds no member file ({', '.join(MEMBER_SUFFIXES)}); "
                     "write one [N, C] array per checkpoint there"
                 )
-            sources += _expand(inside)
+            sources += [
+                MemberSource(s.path, s.name, ordered_by=path if s.ordered_by is None else s.ordered_by)
+                for s in _expand(inside)
+            ]
         else:
             sources.append(MemberSource(path))
     return sources
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key of natural order: the digit runs of ``name`` compare as numbers, so ``epoch_2``
+    comes before ``epoch_10``.
+
+    >>> sorted(["epoch_10.npy", "epoch_2.npy", "epoch_1.npy"], key=natural_key)
+    ['epoch_1.npy', 'epoch_2.npy', 'epoch_10.npy']
+    """
+    return tuple((0, int(part), part) if part.isdigit() else (1, part, part) for part in re.split(r"(\d+)", name))
+
+
+def order_problem(sources: Sequence[MemberSource]) -> str | None:
+    """Why the order that names gave some of ``sources`` may not be the order they were trained in
+    (a directory's files, a Zarr group's arrays), or None when it is clear: their names must be one
+    pattern in which exactly one number changes (``epoch_1`` ... ``epoch_12``, ``run0_epoch_5`` ...).
+    What the functions that follow the members' order (forgetting, dyn_unc) need."""
+    groups: dict[Path, list[str]] = {}
+    for source in sources:
+        if source.ordered_by is not None:
+            groups.setdefault(source.ordered_by, []).append(source.name or source.path.name)
+    for where, names in groups.items():
+        if len(names) < 2:
+            continue
+        stems = [Path(name).stem if source_suffix(name) else name for name in names]
+        patterns = {re.sub(r"\d+", "#", stem) for stem in stems}
+        numbers = [tuple(int(n) for n in re.findall(r"\d+", stem)) for stem in stems]
+        varying = (
+            {i for i in range(len(numbers[0])) if len({n[i] for n in numbers}) > 1} if len(patterns) == 1 else set()
+        )
+        if len(patterns) > 1 or len(varying) != 1 or len(set(numbers)) != len(numbers):
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            return (
+                f"the members of '{where}' ({shown}) have names whose order is not clearly their training order "
+                "(one pattern with one changing number, such as epoch_1 ... epoch_12); give the member files one "
+                "by one, in training order"
+            )
+    return None
+
+
+def source_suffix(name: str) -> bool:
+    """True for a member file's name (it ends in one of ``MEMBER_SUFFIXES``)."""
+    return Path(name).suffix.lower() in MEMBER_SUFFIXES
 
 
 def _parquet_file(path: Path, what: str):

@@ -23,7 +23,7 @@ from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.pipeline.config import RunConfig
 from subsetsearch.pipeline.seeds import Seed, derive_seed
 from subsetsearch.pipeline.task import StepScoring, Task, TaskInfo, VariantSpec, build_networks
-from subsetsearch.rundir import DatasetRecord, TrainingRunFiles
+from subsetsearch.rundir import DatasetRecord, TrainingRunFiles, damaged
 from subsetsearch.state import DynamicsPart, MemberVotes, Part, ScoringState, StatsPart, VotesPart
 from subsetsearch.stats import EnsembleStats
 from subsetsearch.train import data as datasets
@@ -38,11 +38,24 @@ def load_splits(config: RunConfig) -> datasets.Splits:
     seed = derive_seed(config.seed, Seed.DATA)
     loaded = datasets.DATASETS[cfg.dataset].load(cfg)
     train, test, name = loaded.train, loaded.test, loaded.name
+    if len(train) == 0:
+        raise InputError(f"{name} holds no image; give a dataset with images")
     if test is None:
         rest, held = datasets.stratified_split(train.y, cfg.test_fraction, seed)
         train, test = train.take(rest), train.take(held)
+        if len(test) == 0:
+            raise InputError(
+                f"data.test_fraction: {name} holds one image per class, so none is left for a test set; give more "
+                "images, or a test set (data.test_path)"
+            )
+    if len(test) == 0:
+        raise InputError("data.test_path: the test set holds no image; give one with images")
     if test.x.shape[1:] != train.x.shape[1:]:
         raise InputError(f"test images are {test.x.shape[1:]} but training images {train.x.shape[1:]}; give one size")
+    if test.x.dtype != train.x.dtype:  # 8-bit against deeper pixels: the pool's normalisation would not fit
+        raise InputError(
+            f"test images are {test.x.dtype} but training images {train.x.dtype}; give both at one bit depth"
+        )
     train = datasets.subsample(train, cfg.limit, seed + 1)
     test = datasets.subsample(test, cfg.test_limit, seed + 2)
     validation = datasets.LabeledImages(train.x[:0], train.y[:0])
@@ -52,6 +65,13 @@ def load_splits(config: RunConfig) -> datasets.Splits:
     num_classes = int(max(train.y.max(), test.y.max())) + 1
     if len(np.unique(train.y)) < 2:
         raise InputError(f"the pool of {name} holds a single class; give at least two")
+    unseen = np.setdiff1d(np.unique(test.y), np.unique(train.y))
+    if unseen.size:  # a model with an output no training image teaches, judged on images of it
+        raise InputError(
+            f"the test set holds class {int(unseen[0])}, which no pool image has"
+            + (" (after data.limit)" if cfg.limit is not None else "")
+            + "; give pool images of every test class, or leave that class out of the test set"
+        )
     names = loaded.class_names
     if names is None or len(names) < num_classes:
         names = tuple(str(c) for c in range(num_classes))
@@ -301,7 +321,10 @@ class ClassificationTask(Task):
 
         path = files.test_probs
         if path.is_file():
-            return np.load(path)
+            try:
+                return np.load(path, allow_pickle=False)
+            except Exception as error:
+                raise damaged(path, error) from None
         model = self.subset_net.build(0)
         trainer.load_weights(model, files.last)
         probs = trainer.predict(self.subset_net, model, self.test)

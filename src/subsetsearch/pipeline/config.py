@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, FUNCTIONS, NEEDS_ORDER
+from subsetsearch.acquisition import (
+    ACQUISITION_FUNCTIONS,
+    DISAGREEMENT_FUNCTIONS,
+    FUNCTIONS,
+    NEEDS_LABELS,
+    NEEDS_ORDER,
+)
 from subsetsearch.dynamics import DEFAULT_WINDOW
 from subsetsearch.errors import InputError
 from subsetsearch.internal.budgets import check_config_budget
@@ -25,6 +31,10 @@ from subsetsearch.train.settings import (
 
 if TYPE_CHECKING:
     from subsetsearch.executors import Executor
+
+
+#: The keys of ``data`` a COCO-format set (``dataset: coco``) reads besides its path and image folders.
+COCO_KEYS = frozenset({"test_path", "test_fraction"})
 
 
 class DataConfig(StrictModel):
@@ -67,7 +77,32 @@ class DataConfig(StrictModel):
             raise ValueError("data.image_dir / data.test_image_dir are for dataset 'coco'; remove them")
         if source is not None and source.path == "refused" and self.path is not None:
             raise ValueError(f"data.path is not used by the built-in {self.dataset}; remove it")
+        self._keys_that_apply(source.keys if source is not None else COCO_KEYS)
         return self
+
+    def _keys_that_apply(self, keys: frozenset[str]) -> None:
+        """Refuse a key set away from its default that this dataset would not read (an ignored
+        option is an error, never silent)."""
+        always = {"dataset", "path", "limit", "test_limit", "validation_fraction", "image_dir", "test_image_dir"}
+        for name, field in type(self).model_fields.items():
+            if name in always or name in keys or getattr(self, name) == field.default:
+                continue
+            raise ValueError(f"data.{name}: dataset {self.dataset} does not read it; remove it")
+        npz = {key: getattr(self, key) for key in ("path", "test_path")}
+        npz = {key: p for key, p in npz.items() if p is not None and Path(p).suffix.lower() == ".npz"}
+        if self.test_path is not None and self.test_fraction != type(self).model_fields["test_fraction"].default:
+            raise ValueError("data.test_fraction: data.test_path gives the test set; remove test_fraction")
+        if self.test_labels is not None and self.test_path is None:
+            raise ValueError(
+                "data.test_labels: there is no data.test_path whose images they label; give it, or remove them"
+            )
+        for images, labels in (("path", "labels"), ("test_path", "test_labels")):
+            if images in npz and getattr(self, labels) is not None:
+                raise ValueError(f"data.{labels}: the .npz of data.{images} holds its labels (y) already; remove it")
+        if self.on_disk and "path" in npz:
+            raise ValueError(
+                "data.on_disk: the images of an .npz are read whole; save them as .npy (or Zarr) to keep them on disk"
+            )
 
 
 class SequenceConfig(StrictModel):
@@ -280,8 +315,7 @@ class RunConfig(StrictModel):
         self._check_search_options()
         for name, ensemble in self._ensembles():
             members = self.ensemble_members(ensemble)
-            disagreement = ("mutual_information", "variation_ratios")
-            if self._scheme.ensemble and self.search.function in disagreement and members < 2:
+            if self._scheme.ensemble and self.search.function in DISAGREEMENT_FUNCTIONS and members < 2:
                 raise ValueError(
                     f"search.function: {self.search.function} measures disagreement between members, and "
                     f"{'this ensemble' if name == 'ensemble' else name} has 1, so every sample would score 0 "
@@ -382,9 +416,14 @@ class RunConfig(StrictModel):
                     "(the detector's input side) and detection.class_weights apply"
                 )
         if self.search.function not in ACQUISITION_FUNCTIONS:
+            why = (
+                "needs each image's class labels, which detection has not"
+                if self.search.function in NEEDS_LABELS
+                else "scores a distribution over classes, and a centre map's location is a yes or no for each class"
+            )
             raise ValueError(
                 f"search.function: detection scores centre maps with the paper's functions "
-                f"({', '.join(ACQUISITION_FUNCTIONS)}); '{self.search.function}' needs class labels per image"
+                f"({', '.join(ACQUISITION_FUNCTIONS)}); '{self.search.function}' {why}"
             )
         if self.search.scheme not in DETECTION_SCHEMES:
             raise ValueError(

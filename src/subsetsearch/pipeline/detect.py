@@ -31,7 +31,7 @@ from subsetsearch.internal.ledger import ALL_MEMBERS
 from subsetsearch.pipeline.config import RunConfig
 from subsetsearch.pipeline.seeds import Seed, derive_seed
 from subsetsearch.pipeline.task import RunResult, StepScoring, Task, TaskInfo, VariantSpec, build_networks
-from subsetsearch.rundir import DatasetRecord, HeatmapRecord, TrainingRunFiles
+from subsetsearch.rundir import DatasetRecord, HeatmapRecord, TrainingRunFiles, damaged, read_json
 from subsetsearch.state import ImageScoresPart, ScoringState
 
 if TYPE_CHECKING:
@@ -74,6 +74,11 @@ def detection_sets(config: RunConfig) -> DetectionSets:
             test = load_coco(
                 data.test_path, data.test_image_dir or data.image_dir, size=det.size, option="data.test_path"
             )
+            if test.images.x.dtype != pool.images.x.dtype:
+                raise InputError(
+                    f"data.test_path {data.test_path}'s images are {test.images.x.dtype} but data.path's are "
+                    f"{pool.images.x.dtype}; give both at one bit depth"
+                )
             if test.source.class_names != pool.source.class_names:
                 raise InputError(
                     f"data.test_path {data.test_path} has categories {test.source.class_names}, but data.path has "
@@ -302,9 +307,17 @@ class DetectionTask(Task):
         """Step ``iteration``'s members' weights on the device (a worker keeps one step's)."""
         from safetensors.torch import load_file
 
+        def weights(path: Path) -> dict:
+            try:
+                return load_file(str(path), device=str(self.device))
+            except FileNotFoundError:
+                raise
+            except Exception as error:  # safetensors' errors: a truncated or overwritten file
+                raise damaged(path, error) from None
+
         if self._weights is None or self._weights[0] != iteration:
             paths = [member.path for member in self.member_files(iteration)]
-            self._weights = (iteration, [load_file(str(path), device=str(self.device)) for path in paths])
+            self._weights = (iteration, [weights(path) for path in paths])
         return self._weights[1]
 
     def centre_maps(self, rows: np.ndarray) -> np.ndarray | None:
@@ -413,7 +426,7 @@ class DetectionTask(Task):
     def _test_metrics(self, files: TrainingRunFiles) -> dict:
         path = files.test_metrics
         if path.is_file():
-            return json.loads(path.read_text())
+            return read_json(path)
         import torch
 
         from subsetsearch.train import detector, trainer

@@ -20,9 +20,10 @@ import numpy as np
 from subsetsearch.acquisition import acquire
 from subsetsearch.dynamics import DEFAULT_WINDOW, TrainingDynamics, dynamics_path
 from subsetsearch.errors import InputError
+from subsetsearch.internal.directories import ClaimedDirectory
 from subsetsearch.internal.members import MemberSource, member_sources
 from subsetsearch.internal.shards import row_shards
-from subsetsearch.state import DynamicsPart, MappedStatsPart, Resume, ScoringState, StateDirectory, StatsPart
+from subsetsearch.state import DynamicsPart, MappedStatsPart, Resume, ScoringState, StatsPart
 from subsetsearch.stats import EnsembleStats, InvalidMemberError
 
 #: Members added in one pass over the accumulators (EnsembleStats.update_members).
@@ -195,7 +196,7 @@ def accumulate_mapped(
     resume = Resume("--state", "directory", shape, from_logits, tuple(keys))
     positions = {key: p for p, key in enumerate(keys)}
     shard_rows = max(1, shard_elements // num_classes)
-    with StateDirectory(state_dir, kind="statistics", adopt=_made_before_the_marker):
+    with ClaimedDirectory(state_dir, kind="statistics", adopt=_made_before_the_marker):
         store = dynamics_part = scored_as = None
         if function is not None:
             store = MappedStatsPart.open(

@@ -10,14 +10,15 @@ from pydantic import ValidationError
 
 from subsetsearch.errors import InputError
 from subsetsearch.report.pages import ReportResult, run_page, study_page
-from subsetsearch.rundir import RunLayout, StudyLayout
+from subsetsearch.rundir import StudyLayout, directory_kind
 
 
 def build_report(path: str | Path) -> ReportResult:
     """Write ``path/report/`` for a run directory or a study directory; InputError if it is neither."""
     path = Path(path)
     study = StudyLayout(path)
-    if study.config.is_file():
+    kind = directory_kind(path)
+    if kind == "study" and study.config.is_file():
         import yaml
 
         from subsetsearch.pipeline.study import StudyConfig
@@ -36,7 +37,7 @@ def build_report(path: str | Path) -> ReportResult:
             cells=list(config.cells),
             config=config.model_dump(mode="json"),
         )
-    if not RunLayout(path).config.is_file():
+    if kind != "run":
         raise InputError(
             f"'{path}' is neither a run directory (config.yaml) nor a study directory (study.yaml); "
             "give the folder that `subsetsearch run` or `subsetsearch study` wrote"

@@ -79,6 +79,8 @@ class Scheme(abc.ABC):
     random_start: ClassVar[bool] = False
     #: The fewest budgets it takes, and why (the config's message).
     min_budgets: ClassVar[tuple[int, str]] = (1, "")
+    #: Its subsets are the budgets' sizes (``full``'s is the whole pool, whatever they say).
+    uses_budgets: ClassVar[bool] = True
 
     @abc.abstractmethod
     def subsets(self, run: SchemeRun) -> list[Subset]:
@@ -115,6 +117,7 @@ class Full(Scheme):
 
     name = "full"
     ensemble = False
+    uses_budgets = False
 
     def subsets(self, run: SchemeRun) -> list[Subset]:
         fingerprint = run.step_fingerprint(0, None, kind="full")

@@ -20,7 +20,7 @@ from subsetsearch.dynamics import DEFAULT_WINDOW, DYNAMICS_FUNCTIONS, TrainingDy
 from subsetsearch.errors import InputError
 from subsetsearch.internal.budgets import parse_budget
 from subsetsearch.internal.files import available_memory, check_table_path, write_tables
-from subsetsearch.internal.members import MemberSource, member_sources, read_column
+from subsetsearch.internal.members import MemberSource, member_sources, order_problem, read_column
 from subsetsearch.internal.validation import check_fraction, check_integer, check_labels
 from subsetsearch.pipeline.member_pass import (
     MEMBERS_PER_PASS,
@@ -302,6 +302,10 @@ def check_request(request: ScoreRequest) -> _Inputs:
     plan = plan_functions(
         request.function, has_labels=labels is not None, num_members=num_members, window=request.window
     )
+    if plan.ordered and (problem := order_problem(sources)) is not None:
+        raise InputError(
+            f"{', '.join(f for f in plan.functions if f in NEEDS_ORDER)} follow the members' order: {problem}"
+        )
     if request.skip_disagreement and not plan.stats_functions:
         raise InputError(
             "--skip-disagreement counts the members' votes, which only the functions of predictions gather; "

@@ -15,7 +15,7 @@ per-location acquisition, an image scoring the maximum (:mod:`subsetsearch.boxma
    memory grows with a chunk, never with the pool or the ensemble (beyond an int64 per image).
 4. The subset is chosen and the tables are written, atomically, together.
 
-With ``--state DIR`` (a state directory of box lists, :class:`~subsetsearch.state.StateDirectory`)
+With ``--state DIR`` (a state directory of box lists, :class:`~subsetsearch.internal.directories.ClaimedDirectory`)
 the sorted members and the scores of the chunks done (``progress.npz``, a
 :class:`~subsetsearch.state.ImageScoresPart` with its ledger of chunks) stay in DIR, so a rerun
 after a kill skips what is done. DIR remembers the annotation file (its content), functions and
@@ -41,17 +41,18 @@ from typing import ClassVar
 import numpy as np
 
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS
-from subsetsearch.boxmaps import Boxes, BoxMaps
+from subsetsearch.boxmaps import MAX_IMAGE_CELLS, Boxes, BoxMaps, map_cells
 from subsetsearch.errors import InputError
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.coco import CocoPool, iter_results, read_instances
+from subsetsearch.internal.directories import ClaimedDirectory
 from subsetsearch.internal.files import write_tables
 from subsetsearch.internal.ledger import ALL_MEMBERS
 from subsetsearch.internal.shards import row_shards
 from subsetsearch.internal.validation import check_positive
 from subsetsearch.pipeline.score import ScoreResult, candidates, output_paths
 from subsetsearch.selection import select
-from subsetsearch.state import ImageScoresPart, ScoringState, StateDirectory
+from subsetsearch.state import ImageScoresPart, ScoringState
 
 #: Images scored together: their detections by every member are all that is held.
 CHUNK_IMAGES = 256
@@ -131,6 +132,15 @@ def score_box_files(request: BoxScoreRequest, *, on_progress: ProgressFn | None 
     if request.state is not None and (Path(request.state).suffix.lower() == ".npz" or Path(request.state).is_file()):
         raise InputError(f"--state {request.state}: box-list scoring keeps its state in a directory; give a directory")
     pool = read_instances(request.annotations)
+    cells = map_cells(pool.sizes, stride)
+    if cells.max() > MAX_IMAGE_CELLS:  # the work of a box is bounded by its image's cells: bound those
+        row = int(np.argmax(cells))
+        width, height = (int(v) for v in pool.sizes[row])
+        raise InputError(
+            f"--annotations {request.annotations}: image {pool.image_ids[row]} ({pool.file_names[row]}) is "
+            f"{width}x{height} pixels, a map of {int(cells[row])} cells at --stride {stride}, more than "
+            f"{MAX_IMAGE_CELLS}; give a larger --stride (or correct its width and height)"
+        )
     exclude, pool_size, k = candidates(request.exclude, len(pool), request.budget, request.skip_top)
     with _work_dir(request.state, out) as work:
         _check_inputs(work, request, functions, stride)
@@ -152,7 +162,7 @@ def _work_dir(state: Path | None, out: Path) -> Iterator[Path]:
     """``--state DIR`` claimed as a state of box lists (removed again if this call made it and an
     input turns out bad), or a temporary directory beside ``out`` removed at the end."""
     if state is not None:
-        with StateDirectory(state, kind="box-lists", remove_on_input_error=True) as work:
+        with ClaimedDirectory(state, kind="box-lists", remove_on_input_error=True) as work:
             yield work
         return
     temp = tempfile.mkdtemp(prefix=".subsetsearch-", dir=out.resolve().parent)

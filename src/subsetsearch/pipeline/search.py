@@ -15,7 +15,6 @@ other cells did (:class:`SharedWork`), found by those fingerprints.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from subsetsearch.errors import InputError
 from subsetsearch.executors import Executor, ScoreTask, TrainTask
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.internal.budgets import budget_counts
+from subsetsearch.internal.directories import DirectoryLock, marker_kind, write_marker
 from subsetsearch.internal.fingerprint import fingerprint
 from subsetsearch.pipeline.classify import ClassificationTask
 from subsetsearch.pipeline.config import PLACEMENT_KEYS, RunConfig, dump_config
@@ -36,9 +36,18 @@ from subsetsearch.pipeline.progress import Reporter
 from subsetsearch.pipeline.schemes import SCHEMES
 from subsetsearch.pipeline.seeds import Seed, derive_seed
 from subsetsearch.pipeline.task import RunResult, Task, TaskInfo, TaskWorkload, VariantSpec
-from subsetsearch.rundir import RunLayout, Subset, WorkLog, variant_name, write_json
+from subsetsearch.rundir import (
+    RunLayout,
+    Step,
+    Subset,
+    WorkLog,
+    damaged,
+    directory_kind,
+    read_json,
+    variant_name,
+    write_json,
+)
 from subsetsearch.selection import all_members_disagree
-from subsetsearch.stats import EnsembleStats
 
 #: The task of each ``task:`` a config may name.
 TASKS: dict[str, type[Task]] = {"classification": ClassificationTask, "detection": DetectionTask}
@@ -96,17 +105,18 @@ class Search:
         import yaml
 
         path = self.layout.config
+        kind = directory_kind(self.run_dir) if self.run_dir.is_dir() else None
+        if kind not in (None, "run") or (kind is None and self.run_dir.exists() and any(self.run_dir.iterdir())):
+            raise InputError(f"'{self.run_dir}' exists and is not a subsetsearch run directory; give another --run-dir")
         if not path.is_file():
-            if self.run_dir.exists() and any(self.run_dir.iterdir()):
-                raise InputError(
-                    f"'{self.run_dir}' exists and is not a subsetsearch run directory; give another --run-dir"
-                )
             return False
         resolved = dump_config(self.config)
         try:
             previous = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError:
-            previous = {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise damaged(path, error) from None
+        if not isinstance(previous, dict):
+            raise damaged(path, "not a mapping of keys")
         previous.pop("subsetsearch_version", None)
         previous = _with_new_defaults(previous, resolved, dump_config(type(self.config)()))
         for key in PLACEMENT_KEYS:
@@ -125,10 +135,13 @@ class Search:
         import yaml
 
         if self.check_run_dir():
+            if marker_kind(self.run_dir) is None:  # a run of 0.1.0 or 0.2.0: marked ours from now on
+                write_marker(self.run_dir, "run")
             for stale in self.run_dir.rglob(".*.tmp"):  # half-written files of a killed run
                 stale.unlink(missing_ok=True)
             self.reporter.line(f"resuming {self.run_dir}")
             return
+        write_marker(self.run_dir, "run")  # first: the directory is recognisably ours before anything else
         resolved = dump_config(self.config)
         resolved.pop("run_dir", None)
         with atomic_path(self.layout.config) as tmp:
@@ -140,20 +153,34 @@ class Search:
         """Run (or resume) the search; its result once every variant is trained and tested."""
         self.info = self.task.prepare()  # data and budgets checked before anything is written
         self.counts = budget_counts(self.config.search.budgets, self.info.pool_size)
+        self._check_counts()
         self.claim_run_dir()
-        if not self.layout.dataset.is_file():
-            self.task.dataset_record().save(self.layout.dataset)
-        self._data = self._data_fingerprint()
-        own = self._given_executor is None
-        self.executor = self.config.executor.make() if own else self._given_executor
-        self.workload = TaskWorkload(self.task)
-        try:
-            result = self._run()
-        finally:
-            if own:
-                self.executor.close()
+        with DirectoryLock(self.run_dir, option="--run-dir"):  # one job at a time in a run directory
+            if not self.layout.dataset.is_file():
+                self.task.dataset_record().save(self.layout.dataset)
+            self._data = self._data_fingerprint()
+            own = self._given_executor is None
+            self.executor = self.config.executor.make() if own else self._given_executor
+            self.workload = TaskWorkload(self.task)
+            try:
+                result = self._run()
+            finally:
+                if own:
+                    self.executor.close()
         self.task.finish_run(result)
         return result
+
+    def _check_counts(self) -> None:
+        """InputError naming the budget whose subset is too small to train a model on (a model trains
+        on every step's subset), before anything is written."""
+        if not self.scheme.uses_budgets:
+            return
+        for budget, count in zip(self.config.search.budgets, self.counts, strict=True):
+            if count < 2:
+                raise InputError(
+                    f"search.budgets: {budget} is {count} sample(s) of the pool of {self.info.pool_size}; a model "
+                    "trains on at least 2: raise it"
+                )
 
     def _run(self) -> RunResult:
         cfg, info = self.config, self.info
@@ -168,7 +195,7 @@ class Search:
         final = subsets[-1]
         final.write(self.layout.subset)
         variants = self._evaluate_all(subsets)
-        steps = [json.loads(step.metrics.read_text()) for step in self._finished_steps()]
+        steps = [read_json(step.metrics) for step in self._finished_steps()]
         result = RunResult(self.run_dir, final, n, variants, search_seconds, steps, info)
         write_json(
             self.layout.metrics,
@@ -195,7 +222,7 @@ class Search:
     def _search_seconds(self) -> float:
         total = 0.0
         for step in self._finished_steps():
-            metrics = json.loads(step.metrics.read_text())
+            metrics = read_json(step.metrics)
             total += metrics.get("train_seconds", 0.0) + metrics.get("score_seconds", 0.0)
         return total
 
@@ -331,7 +358,7 @@ class Search:
         (every member predicts a different class, from the step's statistics), else none."""
         if not self.config.search.skip_disagreement:
             return np.zeros(self.info.pool_size, bool)
-        stats = EnsembleStats.load(self.layout.step(i).stats)
+        stats = Step(i, self.layout.step(i).folder, {}).stats()
         return all_members_disagree(stats.vote_counts, stats.member_counts)
 
     def outlier_summary(self, outliers: np.ndarray, excluded: np.ndarray) -> dict:
@@ -387,7 +414,12 @@ class Search:
         pieces = {path: fingerprint(scoring, inputs) for path, inputs in self.task.scoring_pieces(i).items()}
         for path, print_ in pieces.items():
             self._fetch(path, print_)
-        scoring_state = self.task.step_scoring(i, score_rows)
+        try:
+            scoring_state = self.task.step_scoring(i, score_rows)
+        except InputError:
+            raise
+        except ValueError as error:  # a state file of the step that cannot be read
+            raise InputError(f"{error}; delete it and run the same command again: the step is scored anew") from None
         todo = scoring_state.todo()
         if todo:
             where = "" if self.executor.name == "local" else f" on {self.executor.describe()}"

@@ -29,6 +29,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from subsetsearch.errors import InputError
 from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.internal.directories import marker_kind, write_marker
 from subsetsearch.pipeline.config import (
     JSON_SCHEMA_DIALECT,
     PLACEMENT_KEYS,
@@ -39,7 +40,7 @@ from subsetsearch.pipeline.config import (
     read_yaml,
 )
 from subsetsearch.pipeline.progress import Reporter
-from subsetsearch.rundir import RunLayout, StudyLayout, TrainingRunFiles, WorkLog
+from subsetsearch.rundir import RunLayout, StudyLayout, TrainingRunFiles, WorkLog, directory_kind
 from subsetsearch.train.settings import StrictModel
 
 #: The analyses a study can name (functions of subsetsearch.report.studies).
@@ -217,6 +218,11 @@ def claim_study_dir(config: StudyConfig, study_dir: Path) -> None:
 
     resolved = config.model_dump(mode="json", exclude={"study_dir"})
     path = StudyLayout(study_dir).config
+    kind = directory_kind(study_dir) if Path(study_dir).is_dir() else None
+    if kind not in (None, "study") or (kind is None and Path(study_dir).exists() and any(Path(study_dir).iterdir())):
+        raise InputError(f"'{study_dir}' exists and is not a study directory; give another --study-dir")
+    if kind == "study" and marker_kind(study_dir) is None:  # a study of 0.1.0 or 0.2.0: marked ours from now on
+        write_marker(study_dir, "study")
     if path.is_file():
         previous = yaml.safe_load(path.read_text()) or {}
         if _what_it_computes(previous) != _what_it_computes(resolved):
@@ -228,8 +234,7 @@ def claim_study_dir(config: StudyConfig, study_dir: Path) -> None:
             with atomic_path(path) as tmp:
                 tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
         return
-    if study_dir.exists() and any(study_dir.iterdir()):
-        raise InputError(f"'{study_dir}' exists and is not a study directory; give another --study-dir")
+    write_marker(study_dir, "study")  # first: the directory is recognisably ours before anything else
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
 

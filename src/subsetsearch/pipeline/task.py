@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import abc
 import functools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from subsetsearch.executors import ScoreTask, TrainTask
 from subsetsearch.pipeline.config import EnsembleConfig, RunConfig
 from subsetsearch.pipeline.progress import Reporter
 from subsetsearch.pipeline.seeds import Seed, derive_seed
-from subsetsearch.rundir import DatasetRecord, RunLayout, StepLayout, Subset
+from subsetsearch.rundir import DatasetRecord, RunLayout, StepLayout, Subset, read_json
 from subsetsearch.state import Part, ScoringState
 
 if TYPE_CHECKING:
@@ -277,7 +276,7 @@ class Task(abc.ABC):
                 name = StepLayout.member_name(r, None)
                 members.append(Member(name, step.member(name), r))
                 continue
-            record = json.loads(step.member_run(r).done.read_text())
+            record = read_json(step.member_run(r).done)
             last = record["history"][-1]["epoch"]
             epochs = [e for e in self.config.checkpoint_epochs(ens) if e <= last]
             if not epochs:

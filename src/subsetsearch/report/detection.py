@@ -4,14 +4,13 @@ duplication table of automatic duplication (its Table VII), drawn from the run d
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.report.figures import pyplot, save_figure
-from subsetsearch.rundir import DatasetRecord, HeatmapRecord, RunLayout
+from subsetsearch.rundir import DatasetRecord, HeatmapRecord, RunLayout, read_json
 
 BUCKETS = ("1", "2", "3", "4+")
 _COLOURS = ("tab:red", "tab:orange", "tab:green", "tab:blue", "tab:purple")
@@ -23,7 +22,7 @@ def duplication_rows(run_dir: Path) -> list[dict]:
     for step in RunLayout(run_dir).steps():
         if not step.metrics.is_file():
             continue
-        m = json.loads(step.metrics.read_text())
+        m = read_json(step.metrics)
         counts = m.get("multiplicity_counts", {})
         rows.append({"step": m["iteration"], "size": m["subset_size"], "unique": m["unique_samples"], **counts})
     return rows

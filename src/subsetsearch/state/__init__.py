@@ -7,8 +7,9 @@
 
 1. **Open**: each part is resumed from its file with a compatibility check (the same shape,
    ``--logits``, labels and window; no member the given ones lack; ordered members in the order
-   they were added), or made new. A state directory is claimed first (:class:`StateDirectory`:
-   the marker is written before anything else; a lock is held while the job runs).
+   they were added), or made new. A state directory is claimed first
+   (:class:`~subsetsearch.internal.directories.ClaimedDirectory`: the marker is written before
+   anything else; a lock is held while the job runs).
 2. **To do**: the units (a member, or a member on one shard of rows) some part lacks.
 3. **Add**: the driver merges a unit's work into the parts that lack it and records it
    (:meth:`ScoringState.record`); :meth:`ScoringState.checkpoint` saves when the one policy
@@ -18,7 +19,6 @@
 5. **Scores**: the parts' accumulators are what :func:`~subsetsearch.acquisition.acquire` scores.
 """
 
-from subsetsearch.state.directory import StateDirectory
 from subsetsearch.state.mapped import MappedStatsPart
 from subsetsearch.state.parts import DynamicsPart, ImageScoresPart, MemberVotes, Part, Resume, StatsPart, VotesPart
 from subsetsearch.state.scoring import ScoringState, Unit
@@ -31,7 +31,6 @@ __all__ = [
     "Part",
     "Resume",
     "ScoringState",
-    "StateDirectory",
     "StatsPart",
     "Unit",
     "VotesPart",

@@ -15,9 +15,9 @@ import numpy as np
 
 from subsetsearch.errors import InputError
 from subsetsearch.internal.atomic import atomic_path
+from subsetsearch.internal.directories import LOCK, MARKER
 from subsetsearch.internal.ledger import Ledger
 from subsetsearch.internal.shards import row_shards
-from subsetsearch.state.directory import LOCK, MARKER
 from subsetsearch.state.parts import Part, Resume
 from subsetsearch.stats import EnsembleStats, MappedStats
 

@@ -327,12 +327,16 @@ class MemberVotes:
         votes = cls(rows, order)
         if not path.is_file():
             return votes
-        with np.load(path) as saved:
-            if not np.array_equal(saved["rows"], votes.rows):
-                return votes
-            for name, row in zip(saved["names"].tolist(), saved["votes"], strict=True):
-                if name in keep:
-                    votes.by_name[name] = row
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                held, names, stacked = saved["rows"], saved["names"].tolist(), saved["votes"]
+        except Exception as error:  # zipfile, format and key errors: one message for all
+            raise ValueError(f"'{path}' is not a saved votes file ({error})") from None
+        if not np.array_equal(held, votes.rows):
+            return votes
+        for name, row in zip(names, stacked, strict=True):
+            if name in keep:
+                votes.by_name[name] = row
         return votes
 
 

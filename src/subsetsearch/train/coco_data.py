@@ -35,24 +35,27 @@ class CocoImages:
 
 
 def load_coco(instances: str | Path, image_dir: str | Path, *, size: int, option: str = "data.path") -> CocoImages:
-    """Read, check and letterbox every image of a COCO instances file; InputError on any problem."""
-    from PIL import Image, UnidentifiedImageError
+    """Read, check and letterbox every image of a COCO instances file, at its bit depth
+    (:mod:`subsetsearch.train.images`: 8-bit images as uint8, deeper ones as float32; one depth a
+    set); InputError on any problem."""
+    from subsetsearch.train.images import read_picture, stack_depth
 
     pool = read_instances(instances, option=option)
     folder = Path(image_dir)
     if not folder.is_dir():
         raise InputError(f"image folder '{folder}' of {pool.path} not found; set it to the folder of its images")
-    x = np.zeros((len(pool), 3, size, size), dtype=np.uint8)
+    x = None
     scale = np.empty(len(pool))
+    first = None
     for row, (image_id, name) in enumerate(zip(pool.image_ids, pool.file_names, strict=True)):
         path = folder / name
         if not name or not path.is_file():
             raise InputError(f"image {image_id} ({name or 'no file_name'}) of {pool.path} is missing from {folder}")
-        try:
-            with Image.open(path) as opened:
-                picture = opened.convert("RGB")
-        except (UnidentifiedImageError, OSError) as error:
-            raise InputError(f"image {image_id} ({path}) cannot be read as an image ({error}); replace it") from None
+        picture = read_picture(path, f"image {image_id} ({path})")
+        first = first or picture
+        stack_depth([first, picture], f"{pool.path}'s images")
+        if x is None:  # 8-bit images stay uint8; deeper ones keep their values
+            x = np.zeros((len(pool), 3, size, size), dtype=np.uint8 if picture.depth == "8-bit" else np.float32)
         width, height = (int(v) for v in pool.sizes[row])
         if picture.size != (width, height):
             raise InputError(
@@ -61,7 +64,9 @@ def load_coco(instances: str | Path, image_dir: str | Path, *, size: int, option
             )
         scale[row] = size / max(width, height)
         resized = (max(1, round(width * scale[row])), max(1, round(height * scale[row])))
-        array = np.asarray(picture.resize(resized, Image.BILINEAR), dtype=np.uint8)
+        array = picture.array(rgb=True, size=resized)
         x[row, :, : resized[1], : resized[0]] = array.transpose(2, 0, 1)
+    if x is None:
+        x = np.zeros((0, 3, size, size), dtype=np.uint8)
     boxes = pool.boxes * scale[pool.box_image, None]
     return CocoImages(DetectionImages(x, boxes, pool.labels.copy(), pool.box_image.copy()), scale, pool)

@@ -216,6 +216,8 @@ def as_nchw(x: np.ndarray, what: str) -> np.ndarray:
         raise InputError(f"{what} has shape {x.shape}; give [N, H, W], [N, H, W, channels] or [N, channels, H, W]")
     if min(x.shape[2:]) < 8:
         raise InputError(f"{what} images are {x.shape[2]}×{x.shape[3]}; the models need at least 8×8 pixels")
+    if len(x) == 0:
+        raise InputError(f"{what} holds no image; give one with images")
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x)
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
@@ -306,10 +308,12 @@ def load_image_folder(
 ) -> tuple[LabeledImages, list[str]]:
     """An image folder: one subfolder per class (sorted names are classes 0, 1, ...).
 
-    Images are read with Pillow as grayscale when every one is grayscale, else RGB; they must
-    share one size unless ``image_size`` (height, width) asks for a resize.
+    Images are read with Pillow at their bit depth (:mod:`subsetsearch.train.images`: 8-bit as
+    uint8, 16- and 32-bit greyscale as float32 values; one depth a folder), as greyscale when every
+    one is greyscale, else RGB; they must share one size unless ``image_size`` (height, width) asks
+    for a resize.
     """
-    from PIL import Image, UnidentifiedImageError
+    from subsetsearch.train.images import read_picture, stack_depth
 
     root = Path(path)
     if not root.is_dir():
@@ -325,21 +329,13 @@ def load_image_folder(
         if not found:
             raise InputError(f"class folder '{root / name}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
         files += [(p, label) for p in found]
-    images = []
-    for file, _ in files:
-        try:
-            with Image.open(file) as image:
-                image.load()
-                images.append(image.copy())
-        except (UnidentifiedImageError, OSError) as error:
-            raise InputError(f"image '{file}' could not be read ({error}); remove or replace it") from None
-    mode = "L" if all(image.mode in ("L", "1", "I;16", "I") for image in images) else "RGB"
+    pictures = [read_picture(file, f"image '{file}'") for file, _ in files]
+    stack_depth(pictures, f"image folder '{root}'")
+    rgb = not all(picture.grey for picture in pictures)
+    size = None if image_size is None else (image_size[1], image_size[0])
     arrays = []
-    for (file, _), image in zip(files, images, strict=True):
-        image = image.convert(mode)
-        if image_size is not None:
-            image = image.resize((image_size[1], image_size[0]), Image.BILINEAR)
-        array = np.asarray(image, dtype=np.uint8)
+    for (file, _), picture in zip(files, pictures, strict=True):
+        array = picture.array(rgb=rgb, size=size)
         if arrays and array.shape != arrays[0].shape:
             raise InputError(
                 f"image '{file}' is {array.shape[:2]} but '{files[0][0]}' is {arrays[0].shape[:2]}; "
@@ -368,10 +364,13 @@ class Loaded:
 @dataclass(frozen=True)
 class DatasetSource:
     """A classification dataset ``data.dataset`` may name: how it loads from the config's ``data``
-    section, and whether ``data.path`` is required, optional or refused."""
+    section, whether ``data.path`` is required, optional or refused, and which other keys of
+    ``data`` it reads (besides ``limit``, ``test_limit`` and ``validation_fraction``, which every
+    dataset takes): a key it does not read is refused, never ignored."""
 
     load: Callable[[Any], Loaded]
     path: Literal["required", "optional", "refused"]
+    keys: frozenset[str] = frozenset()
 
 
 def _fashion_mnist(cfg: Any) -> Loaded:
@@ -398,10 +397,12 @@ def _image_folder(cfg: Any) -> Loaded:
 #: The classification datasets, by the name ``data.dataset`` gives (the config's schema lists them in
 #: this order). To add one: a loader returning :class:`Loaded`, and an entry here.
 DATASETS: dict[str, DatasetSource] = {
-    "fashion_mnist": DatasetSource(_fashion_mnist, "optional"),
-    "digits": DatasetSource(_digits, "refused"),
-    "arrays": DatasetSource(_arrays, "required"),
-    "image_folder": DatasetSource(_image_folder, "required"),
+    "fashion_mnist": DatasetSource(_fashion_mnist, "optional"),  # its own test set: no test_fraction
+    "digits": DatasetSource(_digits, "refused", frozenset({"test_fraction"})),
+    "arrays": DatasetSource(
+        _arrays, "required", frozenset({"labels", "test_path", "test_labels", "test_fraction", "on_disk"})
+    ),
+    "image_folder": DatasetSource(_image_folder, "required", frozenset({"test_path", "test_fraction", "image_size"})),
 }
 
 

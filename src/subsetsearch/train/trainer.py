@@ -28,7 +28,7 @@ from torch import nn
 
 from subsetsearch.errors import InputError
 from subsetsearch.internal.atomic import atomic_path
-from subsetsearch.rundir import TrainingRunFiles
+from subsetsearch.rundir import TrainingRunFiles, damaged, read_json
 from subsetsearch.train.data import LazyImages
 from subsetsearch.train.models import build_model
 from subsetsearch.train.settings import ModelConfig, PatienceSchedule, TrainConfig
@@ -223,14 +223,23 @@ def _save_model(net: nn.Module, path: Path, metadata: dict[str, str]) -> None:
 
 
 def load_weights(net: nn.Module, path: Path) -> None:
-    state = load_file(str(path), device=str(next(net.parameters()).device))
+    """Load a checkpoint into ``net``; one line (``rundir.damaged``) when the file cannot be read."""
+    try:
+        state = load_file(str(path), device=str(next(net.parameters()).device))
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # safetensors' errors: a truncated or overwritten file
+        raise damaged(Path(path), error) from None
     net.load_state_dict(state)
 
 
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    with safe_open(str(path), framework="pt") as handle:
-        meta = json.loads(handle.metadata()["state"])
-    return load_file(str(path)), meta
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = json.loads(handle.metadata()["state"])
+        return load_file(str(path)), meta
+    except Exception as error:  # safetensors' and JSON's errors: a truncated or overwritten file
+        raise damaged(path, error) from None
 
 
 @dataclass(frozen=True)
@@ -298,7 +307,7 @@ def train_run(
     """
     done = spec.files.done
     if done.is_file():
-        record = json.loads(done.read_text())
+        record = read_json(done)
         return RunRecord(record["history"], record["best_epoch"], record["seconds"])
     if len(spec.rows) < 2:
         raise InputError(f"cannot train on {len(spec.rows)} sample(s); raise the budget")
