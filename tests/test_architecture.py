@@ -32,6 +32,7 @@ LAYERS = {
     "subsetsearch.rundir": "rundir",
     "subsetsearch.executors": "executors",
     "subsetsearch.torch": "torch",
+    "subsetsearch.hf": "torch",  # the Hugging Face Trainer's callback: scoring in a user's loop
     "subsetsearch.train": "train",
     "subsetsearch.report": "report",
     "subsetsearch.pipeline": "pipeline",

@@ -109,7 +109,10 @@ BAD_INPUTS = {
     "corrupt file": (lambda t, p: [*p, _write(t / "junk.npy", b"\x93NUMPY garbage")], "not a valid .npy"),
     "truncated file": (lambda t, p: [*p, _truncated(t, p[0])], "truncated"),
     "NaN": (lambda t, p: [*p, bad_member(t, "nan.npy", _with(p[0], 7, np.nan))], "sample 7 contain NaN"),
-    "negative": (lambda t, p: [*p, bad_member(t, "neg.npy", _negative(p[0]))], "negative"),
+    "negative": (
+        lambda t, p: [*p, bad_member(t, "neg.npy", _negative(p[0]))],
+        r"negative value \(-0.5\); if these are logits, .*--logits",
+    ),
     "rows not summing to 1": (lambda t, p: [*p, bad_member(t, "half.npy", np.load(p[0]) / 2)], "--logits"),
     "different shapes": (lambda t, p: [*p, bad_member(t, "short.npy", np.load(p[0])[:-1])], "has shape"),
     "integer member": (lambda t, p: [*p, bad_member(t, "int.npy", np.ones((N, C), int))], "float16/32/64"),

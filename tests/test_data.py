@@ -82,6 +82,52 @@ def test_as_nchw_refuses_tiny_and_nan():
         data.as_nchw(bad, "x")
 
 
+LAYOUTS = {  # the same three RGB images of 9×10 pixels, [image, channel, row, column] -> each layout
+    "channels first": lambda a: a,
+    "channels last": lambda a: a.transpose(0, 2, 3, 1),
+}
+DTYPES = {  # dtype -> (what it is stored as, what training reads)
+    "uint8": (np.uint8, np.uint8),
+    "uint16": (np.uint16, np.float32),
+    "float16": (np.float16, np.float32),
+    "float32": (np.float32, np.float32),
+    "float64": (np.float64, np.float32),
+}
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_arrays_of_every_layout_and_dtype_read_as_the_same_values(tmp_path, layout, dtype, on_disk):
+    stored, read = DTYPES[dtype]
+    values = np.arange(3 * 3 * 9 * 10).reshape(3, 3, 9, 10) % 250  # exact in every dtype listed
+    np.save(tmp_path / "x.npy", LAYOUTS[layout](values).astype(stored))
+    np.save(tmp_path / "y.npy", np.array([0, 1, 0]))
+    images = data.load_arrays(tmp_path / "x.npy", tmp_path / "y.npy", lazy=on_disk)
+    x = images.x[np.arange(3)] if on_disk else images.x
+    assert x.shape == (3, 3, 9, 10) and x.dtype == read
+    np.testing.assert_array_equal(x, values.astype(read))  # values kept: no scaling assumed
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((3, 9, 10), np.int64), r"dtype int64; give uint8, uint16 or floating-point pixels \(numpy: x.astype"),
+        (np.zeros((3, 9, 10), bool), "dtype bool; give uint8, uint16"),
+        (np.zeros((3, 9, 10), np.int8), "dtype int8"),
+        (np.zeros((3, 9, 10, 5)), r"shape \(3, 9, 10, 5\); give images as \[N, H, W\] \(one channel\), \[N, H, W, C\]"),
+        (np.zeros((3, 6, 9, 10)), r"shape \(3, 6, 9, 10\)"),
+        (np.zeros((3, 9)), r"shape \(3, 9\)"),
+    ],
+)
+def test_arrays_of_another_dtype_or_layout_are_refused_with_the_fix(tmp_path, array, message, on_disk):
+    np.save(tmp_path / "x.npy", array)
+    np.save(tmp_path / "y.npy", np.zeros(len(array), int))
+    with pytest.raises(InputError, match=message):
+        data.load_arrays(tmp_path / "x.npy", tmp_path / "y.npy", lazy=on_disk)
+
+
 def test_arrays_from_npz_and_npy(tmp_path):
     x = np.random.default_rng(0).random((6, 8, 8)).astype(np.float32)
     y = np.array([0, 1, 0, 1, 2, 2])

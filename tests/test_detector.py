@@ -109,9 +109,9 @@ def test_sampler_honours_multiplicities(tmp_path):
         np.zeros((5, 1, 32, 32), np.uint8), np.zeros(5, np.int64), np.zeros(1), np.ones(1), torch.device("cpu")
     )
 
-    def loss(net, index, generator):
+    def loss(net, images, index, generator):
         seen.extend(index.tolist())
-        return net(network.inputs(data, data.x[index])).float().mean()
+        return net(network.inputs(data, images)).float().mean()
 
     trainer.train_run(trainer.TrainSpec(tmp_path / "run", rows, seed=0), network, data, batch_loss=loss)
     assert np.bincount(seen, minlength=5).tolist() == [6, 2, 4, 0, 2]  # two epochs

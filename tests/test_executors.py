@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_run import _config, _member_probs
+from test_run import BASE, _config, _member_probs
 
 from subsetsearch.errors import InputError
 from subsetsearch.executors import ExecutorError, LocalExecutor, ScoreTask, TrainTask, make_executor
 from subsetsearch.executors import base as executor_base
 from subsetsearch.internal.ledger import Ledger
 from subsetsearch.pipeline.classify import ShardScore
+from subsetsearch.pipeline.config import parse_config
 from subsetsearch.pipeline.search import Search
 from subsetsearch.pipeline.task import Task, TaskWorkload
 from subsetsearch.stats import EnsembleStats
@@ -89,6 +90,23 @@ def test_ray_run_gives_the_local_subset_bit_for_bit(tmp_path, local_ray):
     remote_variants = {v.name: v for v in remote.variants}
     for variant in local.variants:
         assert remote_variants[variant.name].accuracies == variant.accuracies
+
+
+def test_a_factory_network_trains_on_ray_workers_as_it_does_locally(tmp_path, local_ray):
+    """Each worker loads the user's script (model.factory) itself: the same network, the same subset."""
+    config = {
+        **BASE,
+        "model": {"factory": f"{Path(__file__).with_name('user_models.py')}:tiny_net"},
+        "ensemble": ENSEMBLE,
+    }
+    local = Search(parse_config(config), tmp_path / "local").run()
+    remote = Search(parse_config({**config, "executor": {"name": "ray", "workers": 2}}), tmp_path / "ray").run()
+    assert np.array_equal(local.subset.index, remote.subset.index)
+    assert np.array_equal(local.subset.score, remote.subset.score, equal_nan=True)
+    assert _same_stats(tmp_path / "local" / "iter_02" / "stats.npz", tmp_path / "ray" / "iter_02" / "stats.npz")
+    assert [v.accuracies for v in local.variants] == [v.accuracies for v in remote.variants]
+    metrics = json.loads((tmp_path / "ray" / "iter_02" / "metrics.json").read_text())
+    assert metrics["executor"] == "ray (2 workers)"
 
 
 def test_ray_run_of_an_ordered_function_gives_the_local_dynamics_bit_for_bit(tmp_path, local_ray):

@@ -73,6 +73,7 @@ def test_extra_of_maps_submodules_to_their_extra():
     assert extra_of("PIL.Image") == "train"
     assert extra_of("sklearn") == "train"
     assert extra_of("lightning.pytorch") == "lightning"
+    assert extra_of("transformers.trainer") == "hf"
     assert extra_of("zarr") == "zarr"
     assert extra_of("numpy") is None
     assert extra_of("torchvision") is None  # a prefix of a name is not the name
@@ -172,6 +173,15 @@ def test_lightning_callback_without_lightning_names_the_extra(tmp_path):
         done.stderr.strip()
         .splitlines()[-1]
         .endswith("needs PyTorch Lightning, not installed; run: pip install 'subsetsearch[lightning]'")
+    )
+
+
+def test_hugging_face_callback_without_transformers_names_the_extra(tmp_path):
+    done = run_hiding(["transformers"], "import subsetsearch.hf", tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "subsetsearch.internal.extras.MissingExtraError: subsetsearch.hf needs Hugging Face transformers, not "
+        "installed; run: pip install 'subsetsearch[hf]'"
     )
 
 

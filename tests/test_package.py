@@ -132,9 +132,9 @@ def test_light_install_scores_a_detectors_boxes(light_venv, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     rows = [line.split(",") for line in (tmp_path / "scores.csv").read_text().splitlines()[1:]]
-    assert [int(r[1]) for r in rows] == [1, 2]  # index, image_id, score
+    assert [(int(r[1]), r[2]) for r in rows] == [(1, '"a.jpg"'), (2, '"b.jpg"')]  # index, image_id, file_name, score
     h = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))
-    np.testing.assert_allclose([float(r[2]) for r in rows], [h, np.log(2)], atol=1e-6)
+    np.testing.assert_allclose([float(r[3]) for r in rows], [h, np.log(2)], atol=1e-6)
     assert [line.split(",")[1] for line in (tmp_path / "subset.csv").read_text().splitlines()[1:]] == ["2"]
 
 

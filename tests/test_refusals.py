@@ -417,3 +417,49 @@ def test_detection_with_a_function_of_class_distributions_says_why_not(tmp_path)
         parse_config({"task": "detection", "search": {"scheme": "build_up", "function": "margin"}})
     with pytest.raises(InputError, match="'el2n' needs each image's class labels"):
         parse_config({"task": "detection", "search": {"scheme": "build_up", "function": "el2n"}})
+
+
+# -- issue 33: dead ends say the way out --------------------------------------------------------------------------
+
+
+def test_dyn_unc_over_fewer_members_than_its_window_names_the_windows_that_work_and_one_of_them_does(tmp_path, capsys):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from subsetsearch.torch import IndexedDataset, PoolScorer
+
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 4, generator=generator), torch.randint(0, 3, (40,), generator=generator)
+    np.save(tmp_path / "y.npy", y.numpy())
+    pool = IndexedDataset(TensorDataset(x, y))
+
+    def keep(window: int | None) -> Path:
+        stats = tmp_path / f"w{window}.npz"
+        scorer = PoolScorer(
+            pool, range(1, 6), stats, labels=y.numpy(), **({} if window is None else {"window": window})
+        )
+        torch.manual_seed(1)
+        for epoch in range(1, 6):  # five members
+            scorer.on_epoch_end(torch.nn.Linear(4, 3), epoch)
+        return stats
+
+    score = [
+        "score",
+        "--labels",
+        str(tmp_path / "y.npy"),
+        "-f",
+        "el2n,dyn_unc",
+        "-b",
+        "0.5",
+        "-o",
+        str(tmp_path / "o.csv"),
+    ]
+    line = _one_line(*run_cli([*score, "--stats", str(keep(None))], capsys)[::2])
+    assert (
+        "kept with window 10 and hold 5 members, fewer than the window; "
+        "keep them with PoolScorer(window=J), J from 2 to 5" in line
+    )
+    assert not (tmp_path / "o.csv").exists()
+    code, _, err = run_cli([*score, "--stats", str(keep(5)), "--scores-out", str(tmp_path / "s.csv")], capsys)
+    assert code == 0, err
+    assert read_table(tmp_path / "s.csv")["dyn_unc"]  # the advice works: every sample scored

@@ -55,7 +55,8 @@ def _config(**changes):
 
 def _table(path: Path) -> dict[str, np.ndarray]:
     table = pq.read_table(path)
-    assert table.column_names == ["index", "multiplicity", "score", "iteration"]
+    # digits: each row's identity is its row of scikit-learn's load_digits() (tests/test_user_data.py checks it)
+    assert table.column_names == ["index", "multiplicity", "score", "iteration", "source_row"]
     return {name: table[name].to_numpy() for name in table.column_names}
 
 

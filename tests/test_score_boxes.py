@@ -99,7 +99,7 @@ def test_scores_equal_the_whole_pool_scored_at_once(tmp_path, capsys, small_bloc
     assert code == 0, stderr
     expected = {f: whole_pool_scores(annotations, members, f, stride) for f in ("mutual_information", "error_count")}
     table, all_scores = read_table(out), read_table(every)
-    assert list(all_scores) == ["index", "image_id", "mutual_information", "error_count"]
+    assert list(all_scores) == ["index", "image_id", "file_name", "mutual_information", "error_count"]
     for f, values in expected.items():
         np.testing.assert_allclose(all_scores[f], values, atol=1e-12)
     assert all_scores["image_id"] == [1000 + 3 * i for i in range(N_IMAGES)]

@@ -187,7 +187,7 @@ def test_on_logits_sees_every_training_row_once_per_epoch_and_leaves_training_al
     logits_seen = []
     index = torch.as_tensor(rows[:16])
     value = trainer.classification_loss(network, data, on_logits=lambda lo, i: logits_seen.append(lo))(
-        net, index, torch.Generator().manual_seed(0)
+        net, data.images(index), index, torch.Generator().manual_seed(0)
     )
     labels = torch.as_tensor(y[rows[:16]])
     expected = -torch.log_softmax(logits_seen[0].double(), 1)[torch.arange(16), labels].mean()

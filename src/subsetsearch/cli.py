@@ -99,8 +99,13 @@ def score(
         ),
     ] = None,
     window: Annotated[
-        int, typer.Option("--window", help="dyn_unc's window J: consecutive members per std, from 2 to M.")
-    ] = DEFAULT_WINDOW,
+        int | None,
+        typer.Option(
+            "--window",
+            help=f"dyn_unc's window J: consecutive members per std, from 2 to M (default {DEFAULT_WINDOW}; with "
+            "--stats, the one the statistics were kept with).",
+        ),
+    ] = None,
     state: Annotated[
         Path | None,
         typer.Option(
@@ -154,7 +159,7 @@ def score(
                 "--logits": logits,
                 "--skip-disagreement": skip_disagreement,
                 "--stats": bool(saved_stats),
-                "--window": window != DEFAULT_WINDOW,
+                "--window": window is not None,
             }
         )
         box_request = BoxScoreRequest(

@@ -69,6 +69,8 @@ STUDY_CONFIG = "study.yaml"
 
 _VARIANT_STEP = re.compile(r"^(?P<base>.+)@iter_(?P<step>\d+)$")
 _WORK_FORMAT = "subsetsearch-work/1"
+#: Prefix of ``dataset.npz``'s arrays of the pool's identity columns.
+_SOURCE = "pool_source_"
 
 
 # -- where everything is ----------------------------------------------------------------------------
@@ -397,15 +399,21 @@ class Subset:
         order = np.argsort(self.index, kind="stable")
         return np.repeat(self.index[order], self.multiplicity[order])
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Path, source: dict[str, np.ndarray] | None = None) -> None:
+        """Write the subset (``index``, ``multiplicity``, ``score``, ``iteration``) and, from ``source``
+        (:attr:`DatasetRecord.pool_source`), each chosen row's identity in the user's own data."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.table(
-            {"index": self.index, "multiplicity": self.multiplicity, "score": self.score, "iteration": self.iteration}
-        )
+        columns = {
+            "index": self.index,
+            "multiplicity": self.multiplicity,
+            "score": self.score,
+            "iteration": self.iteration,
+        }
+        columns.update({name: np.asarray(values)[self.index] for name, values in (source or {}).items()})
         with atomic_path(path) as tmp:
-            pq.write_table(table, tmp)
+            pq.write_table(pa.table(columns), tmp)
 
     @classmethod
     def read(cls, path: Path) -> Subset | None:
@@ -439,6 +447,11 @@ class DatasetRecord:
         Detection: how many boxes of each class every pool image holds.
     test_labels : ndarray of shape (n,), int64, or None
         Classification: the class of every test row.
+    pool_source : dict of str to ndarray of shape (N,)
+        Each pool row's identity in the user's own data, by column: ``source_row`` (its row in
+        the given arrays file, in Fashion-MNIST's training set, in scikit-learn's digits, or the
+        built-in canvas), ``path`` (its file, relative to the image folder), ``image_id`` and
+        ``file_name`` (a COCO set's). Runs made before the columns existed recorded none (a resume adds them).
     """
 
     name: str
@@ -446,6 +459,7 @@ class DatasetRecord:
     pool_labels: np.ndarray | None = None
     pool_boxes: np.ndarray | None = None
     test_labels: np.ndarray | None = None
+    pool_source: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def pool_size(self) -> int:
@@ -461,6 +475,7 @@ class DatasetRecord:
         for key in ("pool_labels", "pool_boxes", "test_labels"):
             if getattr(self, key) is not None:
                 arrays[key] = np.asarray(getattr(self, key), dtype=np.int64)
+        arrays.update({f"{_SOURCE}{name}": np.asarray(values) for name, values in self.pool_source.items()})
         write_npz(path, **arrays)
 
     @classmethod
@@ -476,6 +491,7 @@ class DatasetRecord:
             arrays.get("pool_labels"),
             arrays.get("pool_boxes"),
             arrays.get("test_labels"),
+            {key[len(_SOURCE) :]: value for key, value in arrays.items() if key.startswith(_SOURCE)},
         )
 
 

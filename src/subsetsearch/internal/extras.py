@@ -5,7 +5,8 @@ extras bring the rest (``pyproject.toml`` lists the same packages):
 
 - ``train``: ``run``, ``report``, ``study`` and ``subsetsearch.torch``;
 - ``ray``: ``--executor ray``; ``zarr``: Zarr member files and pools;
-- ``lightning``: ``subsetsearch.torch.lightning``; ``all``: every one of them.
+- ``lightning``: ``subsetsearch.torch.lightning``; ``hf``: ``subsetsearch.hf`` (the Hugging Face
+  ``Trainer``'s callback); ``all``: every one of them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "ray": {"ray": "ray"},
     "zarr": {"zarr": "zarr"},
     "lightning": {"lightning": "lightning"},
+    "hf": {"transformers": "transformers", "accelerate": "accelerate"},
 }
 
 

@@ -62,7 +62,10 @@ def probability_problem(chunk: np.ndarray, rows: np.ndarray, bad: np.ndarray, to
     if not np.isfinite(values).all():
         return f"probabilities of {where} contain NaN or inf"
     if values.min() < 0:
-        return f"probabilities of {where} contain a negative value ({values.min():.4g})"
+        return (
+            f"probabilities of {where} contain a negative value ({values.min():.4g}); if these are logits, pass "
+            "from_logits=True (--logits on the command line)"
+        )
     return (
         f"probabilities of {where} sum to {values.sum():.6g}, not 1 (tolerance {tolerance:g}); "
         "if these are logits, pass from_logits=True (--logits on the command line)"

@@ -220,8 +220,7 @@ class ClassificationTask(Task):
         self.pool = tensors(splits.pool)
         self.validation = tensors(splits.validation) if len(splits.validation) else None
         self.test = tensors(splits.test)
-        channels = splits.pool.x.shape[1]
-        self.acq_net, self.subset_net, info = build_networks(cfg, channels, splits.num_classes, self.device)
+        self.acq_net, self.subset_net, info = build_networks(cfg, splits.image_shape, splits.num_classes, self.device)
         self._scoring_net, self._scoring_member = None, None
         self._member_order: dict[int, list[str]] = {}  # a step's member names, read once per worker
         self.info = info(splits.name, len(splits.pool), len(splits.test))
@@ -233,6 +232,7 @@ class ClassificationTask(Task):
             list(self.splits.class_names),
             pool_labels=self.splits.pool.y,
             test_labels=self.splits.test.y,
+            pool_source=self.splits.pool.source,
         )
 
     def train_model(self, spec: TrainSpec, *, acquisition: bool, progress: ProgressFn | None) -> RunRecord:

@@ -20,13 +20,14 @@ from subsetsearch.dynamics import DEFAULT_WINDOW
 from subsetsearch.errors import InputError
 from subsetsearch.internal.budgets import check_config_budget
 from subsetsearch.pipeline.schemes import DETECTION_SCHEMES, SCHEMES, Scheme
-from subsetsearch.train.data import DATASETS
+from subsetsearch.train.data import DATASETS, DEFAULT_CACHE_MB
 from subsetsearch.train.settings import (
     DETECTOR_NAMES,
     ModelConfig,
     PatienceSchedule,
     StrictModel,
     TrainConfig,
+    default_flip,
 )
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 
 #: The keys of ``data`` a COCO-format set (``dataset: coco``) reads besides its path and image folders.
-COCO_KEYS = frozenset({"test_path", "test_fraction"})
+COCO_KEYS = frozenset({"test_path", "test_fraction", "cache_mb", "workers"})
 
 
 class DataConfig(StrictModel):
@@ -65,6 +66,12 @@ class DataConfig(StrictModel):
     on_disk: bool | None = None
     """Dataset arrays: keep .npy images on disk, read a batch at a time (true) or load them (false); default:
     on disk when the file is larger than a quarter of the available memory. Zarr images stay on disk."""
+    cache_mb: int = Field(DEFAULT_CACHE_MB, ge=0)
+    """Datasets image_folder and coco (images read from their files a batch at a time): MiB of decoded
+    images kept for the next epoch (0: decode every time)."""
+    workers: int | None = Field(None, ge=0)
+    """Datasets image_folder and coco: processes that decode images ahead of training (0: none, the
+    trainer decodes them); None: half the cores, at most 4."""
 
     @model_validator(mode="after")
     def _paths(self) -> DataConfig:
@@ -285,13 +292,41 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
+    def _flip_by_dataset(cls, data: object) -> object:
+        """``train.augment.flip`` (and the subset models' own ``train``'s) left out or None: on for the
+        built-in Fashion-MNIST, off for every other dataset (:func:`default_flip`)."""
+        if not isinstance(data, dict):
+            return data
+        source = data.get("data")
+        dataset = source.get("dataset", "fashion_mnist") if isinstance(source, dict) else "fashion_mnist"
+        flip = default_flip(dataset, data.get("task", "classification"))
+
+        def resolved(train: object) -> object:
+            if train is None:
+                return {"augment": {"flip": flip}}
+            if isinstance(train, dict):
+                augment = train.get("augment")
+                if augment is None:
+                    return {**train, "augment": {"flip": flip}}
+                if isinstance(augment, dict) and augment.get("flip") is None:
+                    return {**train, "augment": {**augment, "flip": flip}}
+            return train
+
+        data = {**data, "train": resolved(data.get("train"))}
+        subset_model = data.get("subset_model")
+        if isinstance(subset_model, dict) and subset_model.get("train") is not None:
+            data["subset_model"] = {**subset_model, "train": resolved(subset_model["train"])}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
     def _detector_by_default(cls, data: object) -> object:
         """``task: detection`` without a model names the detector."""
         if isinstance(data, dict) and data.get("task") == "detection":
             model = data.get("model")
             if model is None:
                 return {**data, "model": {"name": DETECTOR_NAMES[0]}}
-            if isinstance(model, dict) and "name" not in model:
+            if isinstance(model, dict) and "name" not in model and "factory" not in model:
                 return {**data, "model": {**model, "name": DETECTOR_NAMES[0]}}
         return data
 
@@ -392,6 +427,17 @@ class RunConfig(StrictModel):
 
     def _check_task(self) -> None:
         models = {"model.name": self.model.name, "subset_model.model.name": self.subset_model_config().name}
+        factories = {
+            "model.factory": self.model.factory,
+            "subset_model.model.factory": self.subset_model_config().factory,
+        }
+        if self.task == "detection":
+            for key, factory in factories.items():
+                if factory is not None:
+                    raise ValueError(
+                        f"{key}: task: detection trains the built-in detector ({', '.join(DETECTOR_NAMES)}); "
+                        "your own network works for classification"
+                    )
         if self.task == "classification":
             if self.detection is not None:
                 raise ValueError("detection: only used with task: detection; remove it or set task: detection")
@@ -488,14 +534,17 @@ def format_validation_error(error: ValidationError) -> str:
     return f"{key}: {message}{shown}"
 
 
-def parse_config(data: object, source: str = "config") -> RunConfig:
-    """Validate a parsed YAML mapping; InputError with one line naming the key otherwise."""
+def parse_config(data: object, source: str = "config", *, config_dir: Path | None = None) -> RunConfig:
+    """Validate a parsed YAML mapping; InputError with one line naming the key otherwise.
+
+    ``config_dir``: the folder of the config file, which a ``model.factory`` script's relative path
+    starts from (without it, the working directory)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise InputError(f"{source}: the top level must be a mapping of keys (data:, model:, train:, ...)")
     try:
-        return RunConfig.model_validate(data)
+        return RunConfig.model_validate(data, context={"config_dir": config_dir})
     except ValidationError as error:
         raise InputError(f"{source}: {format_validation_error(error)}") from None
 
@@ -520,7 +569,7 @@ def read_yaml(path: str | os.PathLike, what: str = "config") -> object:
 
 def load_config(path: str | os.PathLike) -> RunConfig:
     """Read and validate a YAML run config."""
-    return parse_config(read_yaml(path), str(path))
+    return parse_config(read_yaml(path), str(path), config_dir=Path(path).parent)
 
 
 def executor_changes(name: str | None, address: str | None) -> dict:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,8 @@ class DetectionSets:
     class_names: list[str]
     name: str
     test_scale: np.ndarray | None = None
+    #: Each pool image's identity in the user's data (a COCO set's image_id and file_name; a canvas's row).
+    pool_source: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def detection_sets(config: RunConfig) -> DetectionSets:
@@ -69,10 +71,19 @@ def detection_sets(config: RunConfig) -> DetectionSets:
         from subsetsearch.train.coco_data import load_coco
 
         assert data.path is not None and data.image_dir is not None
-        pool = load_coco(data.path, data.image_dir, size=det.size)
+        from subsetsearch.train.disk_images import ImageCache
+
+        cache = ImageCache(data.cache_mb << 20)  # one cache for the pool's and the test set's images
+        pool = load_coco(data.path, data.image_dir, size=det.size, cache=cache, workers=data.workers)
+        pool_rows = np.arange(len(pool.scale))
         if data.test_path is not None:
             test = load_coco(
-                data.test_path, data.test_image_dir or data.image_dir, size=det.size, option="data.test_path"
+                data.test_path,
+                data.test_image_dir or data.image_dir,
+                size=det.size,
+                option="data.test_path",
+                cache=cache,
+                workers=data.workers,
             )
             if test.images.x.dtype != pool.images.x.dtype:
                 raise InputError(
@@ -89,9 +100,14 @@ def detection_sets(config: RunConfig) -> DetectionSets:
             held = max(1, round(data.test_fraction * len(order)))
             if held >= len(order):
                 raise InputError(f"data.path {data.path} has {len(order)} images; a test split needs at least 2")
-            pool, test = pool.take(np.sort(order[held:])), pool.take(np.sort(order[:held]))
+            pool_rows = np.sort(order[held:])
+            pool, test = pool.take(pool_rows), pool.take(np.sort(order[:held]))
+        source = {
+            "image_id": pool.source.image_ids[pool_rows],
+            "file_name": np.array(pool.source.file_names, dtype=str)[pool_rows],
+        }
         return DetectionSets(
-            pool.images, test.images, pool.source.class_names, f"coco:{Path(data.path).name}", test.scale
+            pool.images, test.images, pool.source.class_names, f"coco:{Path(data.path).name}", test.scale, source
         )
     pool_canvases, test_canvases = canvas.load_fashion_detection(
         det.images,
@@ -106,7 +122,8 @@ def detection_sets(config: RunConfig) -> DetectionSets:
         sequence=None if det.sequence is None else det.sequence.model_dump(),
     )
     name = "fashion_mnist_detection" if det.sequence is None else "fashion_mnist_detection_sequences"
-    return DetectionSets(pool_canvases, test_canvases, list(canvas.CLASS_NAMES), name)
+    source = {"source_row": np.arange(len(pool_canvases), dtype=np.int64)}
+    return DetectionSets(pool_canvases, test_canvases, list(canvas.CLASS_NAMES), name, pool_source=source)
 
 
 @dataclass
@@ -161,9 +178,10 @@ class DetectionVariant:
 
 @dataclass
 class DetectionTensors:
-    """Canvases and their CenterNet targets as tensors on the training device."""
+    """Canvases and their CenterNet targets as tensors on the training device; images left on disk
+    (``host``, a COCO set's files) are read a batch at a time, ``x`` then None."""
 
-    x: object  # torch.Tensor [N, 1, S, S] uint8
+    x: object  # torch.Tensor [N, c, S, S] uint8 or float32, or None
     mean: object
     std: object
     heat: object
@@ -171,9 +189,22 @@ class DetectionTensors:
     size: object
     offset: object
     mask: object
+    host: object = None  # DiskImages
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.x) if self.x is not None else len(self.host)
+
+    def images(self, index: object) -> object:
+        """The images of rows ``index`` (a tensor of rows or a slice), on the device."""
+        from subsetsearch.train.trainer import ImageRows
+
+        return ImageRows.images(self, index)
+
+    def batches(self, blocks: list) -> Iterator[object]:
+        """The images of each block of rows in turn (:meth:`~subsetsearch.train.trainer.ImageRows.batches`)."""
+        from subsetsearch.train.trainer import ImageRows
+
+        return ImageRows.batches(self, blocks)
 
 
 class MapScoring(StepScoring):
@@ -228,9 +259,16 @@ class DetectionTask(Task):
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
 
+        from subsetsearch.train.disk_images import DiskImages
+
+        def pixels(images: object) -> tuple[object, object]:  # (x, host): in memory, or left in their files
+            return (None, images) if isinstance(images, DiskImages) else (tensor(images), None)
+
+        pool_x, pool_host = pixels(self.images.x)
+        test_x, test_host = pixels(self.test_images.x)
         shape = (1, -1, 1, 1)
         self.pool = DetectionTensors(
-            tensor(self.images.x),
+            pool_x,
             torch.as_tensor(mean, device=self.device).reshape(shape),
             torch.as_tensor(std, device=self.device).reshape(shape),
             tensor(targets.heat),
@@ -238,10 +276,11 @@ class DetectionTask(Task):
             tensor(targets.size),
             tensor(targets.offset),
             tensor(targets.mask),
+            pool_host,
         )
-        self.test = DetectionTensors(tensor(self.test_images.x), self.pool.mean, self.pool.std, *[None] * 5)
-        channels = self.images.x.shape[1]
-        self.acq_net, self.subset_net, info = build_networks(cfg, channels, self.num_classes, self.device)
+        self.test = DetectionTensors(test_x, self.pool.mean, self.pool.std, *[None] * 5, test_host)
+        image_shape = tuple(self.images.x.shape[1:])
+        self.acq_net, self.subset_net, info = build_networks(cfg, image_shape, self.num_classes, self.device)
         self._weights: tuple[int, list[dict]] | None = None
         self._scoring_net = None
         self.info = info(self.sets.name, len(self.images), len(self.test_images))
@@ -250,7 +289,7 @@ class DetectionTask(Task):
     def dataset_record(self) -> DatasetRecord:
         boxes = np.zeros((len(self.images), self.num_classes), dtype=np.int64)
         np.add.at(boxes, (self.images.image_index, self.images.labels), 1)
-        return DatasetRecord(self.sets.name, self.sets.class_names, pool_boxes=boxes)
+        return DatasetRecord(self.sets.name, self.sets.class_names, pool_boxes=boxes, pool_source=self.sets.pool_source)
 
     # -- training -------------------------------------------------------------------------------
 
@@ -274,8 +313,10 @@ class DetectionTask(Task):
         weights = torch.as_tensor(self.class_weights(train_rows), device=self.device)
         data = self.pool
 
-        def loss(net: torch.nn.Module, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-            output = net(network.inputs(data, data.x[index]))
+        def loss(
+            net: torch.nn.Module, images: torch.Tensor, index: torch.Tensor, generator: torch.Generator
+        ) -> torch.Tensor:
+            output = net(network.inputs(data, images))
             return detector.detection_loss(
                 output,
                 data.heat[index],
@@ -339,10 +380,14 @@ class DetectionTask(Task):
 
         net.eval()
         out = []
+        rows = np.asarray(rows, dtype=np.int64)
+        blocks = [
+            torch.from_numpy(rows[start : start + INFERENCE_BATCH]).to(self.device)
+            for start in range(0, len(rows), INFERENCE_BATCH)
+        ]
         with torch.inference_mode():
-            for start in range(0, len(rows), INFERENCE_BATCH):
-                index = torch.from_numpy(np.asarray(rows[start : start + INFERENCE_BATCH], dtype=np.int64))
-                output = self.acq_net.forward(net, self.pool, self.pool.x[index.to(self.device)])
+            for images in self.pool.batches(blocks):
+                output = self.acq_net.forward(net, self.pool, images)
                 out.append(torch.sigmoid(output[:, : self.num_classes]).cpu().numpy())
         return np.concatenate(out)
 
@@ -388,7 +433,7 @@ class DetectionTask(Task):
             result.scores,
             result.heatmaps,
             result.mean_maps,
-            shown.x,
+            shown.x if isinstance(shown.x, np.ndarray) else shown.x[np.arange(len(shown.x))],
             shown.boxes,
             shown.labels,
             shown.image_index,
@@ -436,9 +481,11 @@ class DetectionTask(Task):
         trainer.load_weights(net, files.last)
         net.eval()
         detections: list[np.ndarray] = []
+        step = trainer.INFERENCE_BATCH
+        blocks = [slice(start, start + step) for start in range(0, len(self.test), step)]
         with torch.inference_mode():
-            for start in range(0, len(self.test), trainer.INFERENCE_BATCH):
-                output = self.subset_net.forward(net, self.test, self.test.x[start : start + trainer.INFERENCE_BATCH])
+            for images in self.test.batches(blocks):
+                output = self.subset_net.forward(net, self.test, images)
                 detections += detector.decode(output, self.num_classes)
         truth = self.test_images
         boxes, buckets = truth.boxes, None

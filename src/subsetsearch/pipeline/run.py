@@ -42,6 +42,17 @@ def pool_size(config: RunConfig) -> int:
     return len(load_splits(config).pool)
 
 
+def augmentation(config: RunConfig) -> str:
+    """The augmentations the run's models trained with, in words (the subset models' apart where
+    their own ``train`` differs)."""
+    if config.task == "detection":
+        return "none (a detector trains on its images as they are)"
+    acquisition, subset = config.train.augment, config.subset_train_config().augment
+    if acquisition == subset:
+        return acquisition.describe()
+    return f"{acquisition.describe()} (acquisition), {subset.describe()} (subset models)"
+
+
 def summary(result: RunResult, config: RunConfig) -> str:
     """One screen: what was searched, the subset, and the test result of every variant."""
     ensemble = config.ensemble.kind
@@ -63,5 +74,6 @@ def summary(result: RunResult, config: RunConfig) -> str:
             else f"{precision['acquisition']} (acquisition), {precision['subset_model']} (subset models)"
         )
         lines.append(f"device          {result.info.device}, {models}")
+    lines.append(f"augmentation    {augmentation(config)}")
     lines.append("")
     return "\n".join(lines + result.summary_lines())

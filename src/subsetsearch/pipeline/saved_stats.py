@@ -48,6 +48,15 @@ def load_saved_stats(paths: Sequence[str | os.PathLike]) -> EnsembleStats:
     return merged
 
 
+def saved_window(paths: Sequence[str | os.PathLike]) -> int | None:
+    """The Dyn-Unc window the label statistics beside the first ``--stats`` file were kept with (None
+    when there are none: the PoolScorer had no labels)."""
+    try:
+        return TrainingDynamics.load(dynamics_path(paths[0])).window
+    except ValueError:
+        return None
+
+
 def load_saved_dynamics(
     paths: Sequence[str | os.PathLike], labels: np.ndarray, *, functions: Sequence[str], ordered: bool, window: int
 ) -> TrainingDynamics:

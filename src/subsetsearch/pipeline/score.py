@@ -31,7 +31,7 @@ from subsetsearch.pipeline.member_pass import (
     member_shape,
     row_blocks,
 )
-from subsetsearch.pipeline.saved_stats import load_saved_dynamics, load_saved_stats
+from subsetsearch.pipeline.saved_stats import load_saved_dynamics, load_saved_stats, saved_window
 from subsetsearch.selection import all_members_disagree, exclusion_mask, select, select_chunks
 from subsetsearch.state import MappedStatsPart
 from subsetsearch.stats import EnsembleStats, MappedStats
@@ -85,7 +85,9 @@ class FunctionPlan:
 ALL_FIRST = "mutual_information"
 
 
-def plan_functions(text: str, *, has_labels: bool, num_members: int, window: int = DEFAULT_WINDOW) -> FunctionPlan:
+def plan_functions(
+    text: str, *, has_labels: bool, num_members: int, window: int = DEFAULT_WINDOW, saved: bool = False
+) -> FunctionPlan:
     """``--function``: one name, names joined by commas, or ``all`` (every function the inputs allow).
 
     InputError for an unknown name, a label-based function without --labels (naming it), or a
@@ -110,6 +112,11 @@ def plan_functions(text: str, *, has_labels: bool, num_members: int, window: int
         if name in NEEDS_LABELS and not has_labels:
             raise InputError(f"--function {name} needs --labels y.npy (the pool's classes)")
     if "dyn_unc" in names and not 2 <= window <= num_members:
+        if saved:  # the window was fixed when the statistics were kept
+            raise InputError(
+                f"dyn_unc: the saved statistics were kept with window {window} and hold {num_members} members, fewer "
+                f"than the window; keep them with PoolScorer(window=J), J from 2 to {num_members}, or leave dyn_unc out"
+            )
         raise InputError(
             f"dyn_unc: --window {window} must lie from 2 to the number of members ({num_members}); give --window J"
         )
@@ -142,7 +149,7 @@ class ScoreRequest:
     scores_out: Path | None = None
     state: Path | None = None
     saved_stats: Sequence[str | os.PathLike] = ()
-    window: int = DEFAULT_WINDOW
+    window: int | None = None  # None: the one the --stats were kept with, else DEFAULT_WINDOW
 
 
 @dataclass
@@ -299,8 +306,15 @@ def check_request(request: ScoreRequest) -> _Inputs:
     shape = (saved.num_samples, saved.num_classes) if saved is not None else member_shape(sources)
     labels = _labels(request, shape)
     num_members = int(saved.member_counts.max()) if saved is not None else len(sources)
+    window = request.window
+    if window is None and saved is not None:
+        window = saved_window(request.saved_stats)
     plan = plan_functions(
-        request.function, has_labels=labels is not None, num_members=num_members, window=request.window
+        request.function,
+        has_labels=labels is not None,
+        num_members=num_members,
+        window=DEFAULT_WINDOW if window is None else window,
+        saved=saved is not None,
     )
     if plan.ordered and (problem := order_problem(sources)) is not None:
         raise InputError(

@@ -116,8 +116,9 @@ def box_functions(function: str) -> tuple[str, ...]:
 
 
 def score_box_files(request: BoxScoreRequest, *, on_progress: ProgressFn | None = None) -> ScoreResult:
-    """Score the members' detections of the pool and write the subset (``index``, ``image_id``,
-    ``score``, best first) and, with ``scores_out``, every image's scores."""
+    """Score the members' detections of the pool and write the subset (``index``, the image's row in
+    the instances file; ``image_id`` and ``file_name``, its identity there; ``score``; best first)
+    and, with ``scores_out``, every image's scores."""
     functions = box_functions(request.function)
     stride = check_positive(request.stride, "--stride", what="number of pixels per map cell", error=InputError)
     out, scores_out = output_paths(request.out, request.scores_out, request.skip_top, state=request.state)
@@ -149,10 +150,13 @@ def score_box_files(request: BoxScoreRequest, *, on_progress: ProgressFn | None 
         scores = _score_chunks(work, pool, sorted_members, functions, stride, signature, on_progress)
     first = functions[0]
     chosen = select(scores[first], k, exclude=exclude, skip_top=request.skip_top, seed=request.seed)
-    tables = [(out, {"index": chosen, "image_id": pool.image_ids[chosen], "score": scores[first][chosen]})]
+    names = np.array(pool.file_names, dtype=str)
+    identity = {"image_id": pool.image_ids[chosen], "file_name": names[chosen]}
+    tables = [(out, {"index": chosen, **identity, "score": scores[first][chosen]})]
     if scores_out is not None:
         columns = {"score": scores[first]} if len(functions) == 1 else dict(scores)
-        tables.append((scores_out, {"index": np.arange(len(pool)), "image_id": pool.image_ids, **columns}))
+        every = {"index": np.arange(len(pool)), "image_id": pool.image_ids, "file_name": names}
+        tables.append((scores_out, {**every, **columns}))
     write_tables(tables)
     return ScoreResult(chosen, scores[first], pool_size, len(members), None, first, scores)
 

@@ -37,6 +37,7 @@ from subsetsearch.pipeline.schemes import SCHEMES
 from subsetsearch.pipeline.seeds import Seed, derive_seed
 from subsetsearch.pipeline.task import RunResult, Task, TaskInfo, TaskWorkload, VariantSpec
 from subsetsearch.rundir import (
+    DatasetRecord,
     RunLayout,
     Step,
     Subset,
@@ -156,8 +157,11 @@ class Search:
         self._check_counts()
         self.claim_run_dir()
         with DirectoryLock(self.run_dir, option="--run-dir"):  # one job at a time in a run directory
-            if not self.layout.dataset.is_file():
-                self.task.dataset_record().save(self.layout.dataset)
+            record = self.task.dataset_record()
+            saved = DatasetRecord.load(self.layout.dataset)
+            if saved is None or (record.pool_source and not saved.pool_source):  # new, or from before the source
+                record.save(self.layout.dataset)
+            self._source = record.pool_source  # each row's identity in the user's data: beside every subset
             self._data = self._data_fingerprint()
             own = self._given_executor is None
             self.executor = self.config.executor.make() if own else self._given_executor
@@ -193,7 +197,7 @@ class Search:
         subsets = self.scheme.subsets(self)
         search_seconds = self._search_seconds()
         final = subsets[-1]
-        final.write(self.layout.subset)
+        final.write(self.layout.subset, self._source)
         variants = self._evaluate_all(subsets)
         steps = [read_json(step.metrics) for step in self._finished_steps()]
         result = RunResult(self.run_dir, final, n, variants, search_seconds, steps, info)
@@ -324,7 +328,7 @@ class Search:
     def finish_step(self, i: int, subset: Subset, extra: dict, fingerprint: str, added: int | None = None) -> Subset:
         """Write step i's subset and its metrics (``extra`` added to the sizes), and record it done."""
         step = self.layout.step(i)
-        subset.write(step.subset)
+        subset.write(step.subset, self._source)
         added = int(np.sum(subset.iteration == i)) if added is None else added
         write_json(
             step.metrics,

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from subsetsearch.errors import InputError
 from subsetsearch.internal.atomic import atomic_path
@@ -73,12 +73,14 @@ class StudyConfig(StrictModel):
                 raise ValueError(f"cell name '{name}' must be letters, digits, '_', '-' or '.' (it names a folder)")
         return cells
 
+    _config_dir: Path | None = PrivateAttr(None)  # where a model.factory script's relative path starts
+
     def cell_config(self, cell: str, trial: int) -> RunConfig:
         merged = _merge(copy.deepcopy(self.base), self.cells[cell] or {})
         for key in ("seed", "run_dir", "name"):
             merged.pop(key, None)
         merged.update(seed=trial, name=f"{self.name}-{cell}")
-        return RunConfig.model_validate(merged)
+        return RunConfig.model_validate(merged, context={"config_dir": self._config_dir})
 
     def resolved_dir(self) -> Path:
         return self.study_dir if self.study_dir is not None else Path("runs") / self.name
@@ -125,6 +127,7 @@ def load_study_config(path: Path, executor: str | None = None, ray_address: str 
         config = StudyConfig.model_validate(raw)
     except ValidationError as error:
         raise InputError(f"{path}: {format_validation_error(error)}") from None
+    config._config_dir = Path(path).parent
     for cell in config.cells:
         try:
             config.cell_config(cell, 0)

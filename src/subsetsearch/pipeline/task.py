@@ -59,19 +59,23 @@ class TaskInfo:
 
 
 def build_networks(
-    config: RunConfig, channels: int, num_classes: int, device: object
+    config: RunConfig, image_shape: tuple[int, int, int], num_classes: int, device: object
 ) -> tuple[Network, Network, Callable[..., TaskInfo]]:
-    """The acquisition and subset-model networks a config describes, and a maker of the task's
-    :class:`TaskInfo` (``info(data_name, pool_size, test_size)``) that records where and in which
-    precision they run."""
+    """The acquisition and subset-model networks a config describes for images of ``image_shape``
+    (channels, height, width), each checked (a ``model.factory`` builds a network of the right
+    output), and a maker of the task's :class:`TaskInfo` (``info(data_name, pool_size,
+    test_size)``) that records where and in which precision they run."""
     from subsetsearch.train.trainer import Network
 
-    acquisition = Network(config.model, config.train, channels, num_classes, device)
-    subset = Network(config.subset_model_config(), config.subset_train_config(), channels, num_classes, device)
+    channels, size = image_shape[0], (image_shape[1], image_shape[2])
+    acquisition = Network(config.model, config.train, channels, num_classes, device, size)
+    subset = Network(config.subset_model_config(), config.subset_train_config(), channels, num_classes, device, size)
+    for network in (acquisition, subset):
+        network.check()
 
     def info(data_name: str, pool_size: int, test_size: int) -> TaskInfo:
         precision = {"acquisition": acquisition.precision, "subset_model": subset.precision}
-        return TaskInfo(data_name, pool_size, test_size, config.model.name, str(device), precision)
+        return TaskInfo(data_name, pool_size, test_size, config.model.label, str(device), precision)
 
     return acquisition, subset, info
 

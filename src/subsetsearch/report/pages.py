@@ -104,6 +104,8 @@ def run_page(path: Path) -> ReportResult:
         )
     )
     _subsets_section(run, page)
+    if dataset is not None:
+        _chosen_section(run, page, dataset)
     _results_section(run, page, dataset)
     if dataset is not None:
         _balance_section(run, page, dataset)
@@ -151,6 +153,40 @@ def _result(html_path: Path, page: _Page) -> ReportResult:
         lines.append("missing:")
         lines += [f"  - {m}" for m in page.missing]
     return ReportResult(html_path, page.figures, page.missing, "\n".join(lines))
+
+
+#: Rows of the final subset the page lists with their identity in the user's data.
+CHOSEN_ROWS = 20
+
+
+def _chosen_section(run: RunDir, page: _Page, dataset: DatasetRecord) -> None:
+    """The final subset's first rows, each with its identity in the user's data (its file, its row
+    in the given arrays, its COCO image): what ``subset.parquet`` lists for every chosen sample."""
+    subset = Subset.read(RunLayout(run.path).subset)
+    if subset is None:
+        return
+    section = Section("The subset in your data")
+    if not dataset.pool_source:
+        section.text(
+            "This run was made by an earlier version, which recorded no identity of its rows in your data: "
+            "`subsetsearch run` with the same config and run directory adds it (nothing is recomputed)."
+        )
+        page.sections.append(section)
+        return
+    names = list(dataset.pool_source)
+    shown = subset.index[:CHOSEN_ROWS]
+    rows = []
+    for j, row in enumerate(shown):
+        score = subset.score[j]
+        identity = [str(dataset.pool_source[name][row]) for name in names]
+        rows.append([int(row), *identity, "-" if np.isnan(score) else f"{score:.4g}", int(subset.iteration[j])])
+    section.text(
+        f"The first {len(shown)} of the {len(subset.index)} samples the run chose, in the order it chose them: "
+        f"`index` is the pool's row, {', '.join(f'`{n}`' for n in names)} the sample in your data. "
+        "`subset.parquet` lists every one with these columns."
+    )
+    section.table(["index", *names, "score", "step"], rows)
+    page.sections.append(section)
 
 
 def _subsets_section(run: RunDir, page: _Page) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from subsetsearch.train.data import LabeledImages, load_fashion_mnist
+from subsetsearch.train.disk_images import DiskImages
 
 CLASS_NAMES = ("car", "pedestrian", "bicycle", "traffic_sign", "traffic_light")
 #: Fashion-MNIST class that stands for each detection class (sneaker, trouser, bag, pullover, ankle boot).
@@ -44,7 +45,8 @@ class DetectionImages:
 
     Attributes
     ----------
-    x : ndarray of shape (N, 1, S, S), uint8
+    x : ndarray of shape (N, c, S, S), uint8 or float32, or DiskImages
+        The canvases (one channel), or a COCO set's letterboxed RGB images (left in their files).
     boxes : ndarray of shape (B, 4), int64
         ``[x0, y0, x1, y1]``, ends exclusive.
     labels : ndarray of shape (B,), int64
@@ -53,7 +55,7 @@ class DetectionImages:
         Image of each box, non-decreasing.
     """
 
-    x: np.ndarray
+    x: np.ndarray | DiskImages
     boxes: np.ndarray
     labels: np.ndarray
     image_index: np.ndarray
@@ -76,9 +78,8 @@ class DetectionImages:
         ids = new_id[self.image_index[keep]]
         order = keep[np.argsort(ids, kind="stable")]
         clip = None if self.clip is None else self.clip[rows]
-        return DetectionImages(
-            self.x[rows], self.boxes[order], self.labels[order], new_id[self.image_index[order]], clip
-        )
+        x = self.x.take(rows) if isinstance(self.x, DiskImages) else self.x[rows]
+        return DetectionImages(x, self.boxes[order], self.labels[order], new_id[self.image_index[order]], clip)
 
     def boxes_of(self, image: int) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = np.searchsorted(self.image_index, [image, image + 1])

@@ -10,13 +10,17 @@ from __future__ import annotations
 import gzip
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from subsetsearch.errors import InputError
+from subsetsearch.train.disk_images import DiskImages, LazyImages, image_layout, pixel_dtype
+
+if TYPE_CHECKING:
+    from subsetsearch.train.disk_images import ImageCache
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
@@ -35,85 +39,28 @@ FASHION_MNIST_CLASSES = (
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-class LazyImages:
-    """Images left on disk (a memory-mapped ``.npy`` or a Zarr array) and read a block of rows at a
-    time, as [n, channels, H, W]: pools larger than memory.
-
-    ``take`` selects rows without reading them; indexing with a slice or an array of rows reads
-    those rows (uint8 stays uint8, anything else becomes float32; NaN or inf is an InputError).
-    """
-
-    def __init__(self, source: object, what: str, rows: np.ndarray | None = None) -> None:
-        self.source, self.what, self.rows = source, what, rows
-        shape = tuple(source.shape)
-        if len(shape) == 3:
-            self.layout, (c, h, w) = "nhw", (1, *shape[1:])
-        elif len(shape) == 4 and shape[-1] <= 4 and shape[1] > 4:
-            self.layout, (h, w, c) = "nhwc", shape[1:]
-        elif len(shape) == 4 and shape[1] <= 4:
-            self.layout, (c, h, w) = "nchw", shape[1:]
-        else:
-            raise InputError(f"{what} has shape {shape}; give [N, H, W], [N, H, W, channels] or [N, channels, H, W]")
-        if min(h, w) < 8:
-            raise InputError(f"{what} images are {h}×{w}; the models need at least 8×8 pixels")
-        kind = np.dtype(source.dtype)
-        if kind != np.uint8 and not (np.issubdtype(kind, np.floating) or np.issubdtype(kind, np.integer)):
-            raise InputError(f"{what} has dtype {kind}; give uint8 or floating-point images")
-        self.dtype = np.dtype(np.uint8) if kind == np.uint8 else np.dtype(np.float32)
-        self.image_shape = (c, h, w)
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (len(self), *self.image_shape)
-
-    @property
-    def ndim(self) -> int:
-        return 4
-
-    def __len__(self) -> int:
-        return int(self.source.shape[0]) if self.rows is None else len(self.rows)
-
-    def take(self, rows: np.ndarray) -> LazyImages:
-        rows = np.asarray(rows, dtype=np.int64)
-        return LazyImages(self.source, self.what, rows if self.rows is None else self.rows[rows])
-
-    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
-        if isinstance(key, slice) and self.rows is None:
-            block = np.asarray(self.source[key])
-        else:
-            wanted = np.arange(*key.indices(len(self))) if isinstance(key, slice) else np.asarray(key, dtype=np.int64)
-            source_rows = wanted if self.rows is None else self.rows[wanted]
-            order = np.argsort(source_rows, kind="stable")  # read in file order, then put back
-            block = np.empty((len(source_rows), *tuple(self.source.shape)[1:]), dtype=self.source.dtype)
-            if len(source_rows):
-                sorted_rows = source_rows[order]
-                if hasattr(self.source, "get_orthogonal_selection"):  # Zarr: one read per chunk touched
-                    block[order] = self.source.get_orthogonal_selection((sorted_rows,))
-                else:
-                    block[order] = self.source[sorted_rows]
-        if self.layout == "nhw":
-            block = block[:, None]
-        elif self.layout == "nhwc":
-            block = block.transpose(0, 3, 1, 2)
-        block = np.ascontiguousarray(block, dtype=self.dtype)
-        if self.dtype != np.uint8 and not np.isfinite(block).all():
-            raise InputError(f"{self.what} holds NaN or infinite values; clean or drop those images")
-        return block
-
-
 @dataclass(frozen=True)
 class LabeledImages:
-    """Images ``x`` [N, channels, H, W] (in memory, or :class:`LazyImages` on disk) and integer labels ``y`` [N]."""
+    """Images ``x`` [N, channels, H, W] (in memory, or :class:`DiskImages` on disk), integer labels
+    ``y`` [N], and ``source``: the user's own identity of each image, one array [N] per column
+    (``source_row``: its row in the given arrays file, Fashion-MNIST's training set or scikit-learn's
+    digits; ``path``: its file, relative to the image folder), carried through every split."""
 
-    x: np.ndarray | LazyImages
+    x: np.ndarray | DiskImages
     y: np.ndarray
+    source: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, rows: np.ndarray) -> LabeledImages:
-        x = self.x.take(rows) if isinstance(self.x, LazyImages) else self.x[rows]
-        return LabeledImages(x, self.y[rows])
+        x = self.x.take(rows) if isinstance(self.x, DiskImages) else self.x[rows]
+        return LabeledImages(x, self.y[rows], {name: column[rows] for name, column in self.source.items()})
+
+
+def with_rows(images: LabeledImages) -> LabeledImages:
+    """``images`` identified by their row in the file or set they came from (``source_row``)."""
+    return LabeledImages(images.x, images.y, {"source_row": np.arange(len(images.y), dtype=np.int64)})
 
 
 @dataclass(frozen=True)
@@ -204,26 +151,15 @@ def load_digits_images() -> LabeledImages:
 
 
 def as_nchw(x: np.ndarray, what: str) -> np.ndarray:
-    """Images as [N, channels, H, W]: accepts [N, H, W], [N, H, W, c] and [N, c, H, W] with c in 1..4."""
-    if x.ndim == 3:
-        x = x[:, None]
-    elif x.ndim == 4:
-        if x.shape[-1] <= 4 and x.shape[1] > 4:
-            x = x.transpose(0, 3, 1, 2)
-        elif x.shape[1] > 4:
-            raise InputError(f"{what} has shape {x.shape}; give [N, H, W], [N, H, W, channels] or [N, channels, H, W]")
-    else:
-        raise InputError(f"{what} has shape {x.shape}; give [N, H, W], [N, H, W, channels] or [N, channels, H, W]")
-    if min(x.shape[2:]) < 8:
-        raise InputError(f"{what} images are {x.shape[2]}×{x.shape[3]}; the models need at least 8×8 pixels")
+    """Images as [N, channels, H, W] (:func:`image_layout`) of :func:`pixel_dtype`; InputError naming
+    the shape or dtype and the fix otherwise."""
+    layout, _ = image_layout(x.shape, what)
+    dtype = pixel_dtype(x.dtype, what)
     if len(x) == 0:
         raise InputError(f"{what} holds no image; give one with images")
-    if x.dtype == np.uint8:
-        return np.ascontiguousarray(x)
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise InputError(f"{what} has dtype {x.dtype}; give uint8 or floating-point images")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
+    x = x[:, None] if layout == "nhw" else x.transpose(0, 3, 1, 2) if layout == "nhwc" else x
+    x = np.ascontiguousarray(x, dtype=dtype)
+    if dtype != np.uint8 and not np.isfinite(x).all():
         raise InputError(f"{what} holds NaN or infinite values; clean or drop those images")
     return x
 
@@ -303,50 +239,89 @@ def _stays_on_disk(path: Path, lazy: bool | None) -> bool:
     return path.stat().st_size > LAZY_MEMORY_SHARE * available_memory()
 
 
+#: Decoded images an image folder or COCO set keeps for the next epoch, by default (``data.cache_mb``).
+DEFAULT_CACHE_MB = 512
+
+
 def load_image_folder(
-    path: str | os.PathLike, image_size: tuple[int, int] | None = None
+    path: str | os.PathLike,
+    image_size: tuple[int, int] | None = None,
+    *,
+    cache: ImageCache | None = None,
+    workers: int | None = None,
 ) -> tuple[LabeledImages, list[str]]:
-    """An image folder: one subfolder per class (sorted names are classes 0, 1, ...).
+    """An image folder: one subfolder per class (sorted names are classes 0, 1, ...), its images left
+    in their files (:class:`~subsetsearch.train.disk_images.ImageFiles`: decoded a batch at a time,
+    by ``workers`` processes, into ``cache``).
 
-    Images are read with Pillow at their bit depth (:mod:`subsetsearch.train.images`: 8-bit as
-    uint8, 16- and 32-bit greyscale as float32 values; one depth a folder), as greyscale when every
-    one is greyscale, else RGB; they must share one size unless ``image_size`` (height, width) asks
-    for a resize.
+    Every file's header is read here (nothing decoded), so an unreadable image, mixed bit depths or
+    mixed sizes stop a run before it writes anything. Images are read at their bit depth
+    (:mod:`subsetsearch.train.images`: 8-bit as uint8, 16- and 32-bit greyscale as float32 values;
+    one depth a folder), as greyscale when every one is greyscale, else RGB; they must share one
+    size unless ``image_size`` (height, width) asks for a resize.
     """
-    from subsetsearch.train.images import read_picture, stack_depth
+    from subsetsearch.train.disk_images import Decoding, ImageCache, ImageFiles, default_workers, scan_all
+    from subsetsearch.train.images import stack_depth
 
-    root = Path(path)
-    if not root.is_dir():
-        raise InputError(f"image folder '{root}' not found")
+    given = Path(path)
+    if not given.is_dir():
+        raise InputError(f"image folder '{given}' not found")
+    root = given.resolve()
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise InputError(
-            f"image folder '{root}' has {len(classes)} class subfolders; give one subfolder per class (at least 2)"
+            f"image folder '{given}' has {len(classes)} class subfolders; give one subfolder per class (at least 2)"
         )
-    files: list[tuple[Path, int]] = []
+    workers = default_workers() if workers is None else workers
+    files: list[tuple[str, int]] = []  # (path relative to the folder, label)
     for label, name in enumerate(classes):
-        found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        prefix = len(str(root)) + 1
+        found = sorted(  # by path components, as pathlib orders paths
+            (
+                str(p)[prefix:].replace(os.sep, "/")
+                for p in (root / name).rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES
+            ),
+            key=lambda relative: relative.split("/"),
+        )
         if not found:
-            raise InputError(f"class folder '{root / name}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        files += [(p, label) for p in found]
-    pictures = [read_picture(file, f"image '{file}'") for file, _ in files]
-    stack_depth(pictures, f"image folder '{root}'")
-    rgb = not all(picture.grey for picture in pictures)
-    size = None if image_size is None else (image_size[1], image_size[0])
-    arrays = []
-    for (file, _), picture in zip(files, pictures, strict=True):
-        array = picture.array(rgb=rgb, size=size)
-        if arrays and array.shape != arrays[0].shape:
-            raise InputError(
-                f"image '{file}' is {array.shape[:2]} but '{files[0][0]}' is {arrays[0].shape[:2]}; "
-                "set data.image_size: [height, width] to resize them all"
-            )
-        arrays.append(array)
-    x = np.stack(arrays)
-    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-    if min(x.shape[2:]) < 8:
-        raise InputError(f"images in '{root}' are {x.shape[2]}×{x.shape[3]}; the models need at least 8×8 pixels")
-    return LabeledImages(np.ascontiguousarray(x), np.array([label for _, label in files], dtype=np.int64)), classes
+            raise InputError(f"class folder '{given / name}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        files += [(relative, label) for relative in found]
+    absolute = [f"{root}/{relative}" for relative, _ in files]
+    headers = scan_all(
+        [(p, f"image '{given / r}'") for p, (r, _) in zip(absolute, files, strict=True)], os.cpu_count() or 1
+    )
+    depths = [(given / relative, header.depth) for (relative, _), header in zip(files, headers, strict=True)]
+    depth = stack_depth(depths, f"image folder '{given}'")
+    if image_size is None:
+        for (relative, _), header in zip(files, headers, strict=True):
+            if header.size != headers[0].size:
+                size, first = (header.size[1], header.size[0]), (headers[0].size[1], headers[0].size[0])
+                raise InputError(
+                    f"image '{given / relative}' is {size} but '{given / files[0][0]}' is {first} (height, width); "
+                    "set data.image_size: [height, width] to resize them all"
+                )
+    height, width = image_size if image_size is not None else (headers[0].size[1], headers[0].size[0])
+    if min(height, width) < 8:
+        raise InputError(f"images in '{given}' are {height}×{width}; the models need at least 8×8 pixels")
+    rgb = not all(header.grey for header in headers)
+    how = Decoding(
+        rgb=rgb,
+        dtype=np.dtype(np.uint8 if depth == "8-bit" else np.float32),
+        size=None if image_size is None else (image_size[1], image_size[0]),
+    )
+    x = ImageFiles(
+        np.array(absolute),
+        how,
+        (3 if rgb else 1, height, width),
+        cache=cache if cache is not None else ImageCache(DEFAULT_CACHE_MB << 20),
+        workers=workers,
+    )
+    if depth == "32-bit float":  # the one depth whose pixels may be NaN: looked at before a run starts
+        x.check_values()
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    paths = np.array([relative for relative, _ in files], dtype=str)
+    return LabeledImages(x, labels, {"path": paths}), classes
 
 
 @dataclass(frozen=True)
@@ -375,22 +350,27 @@ class DatasetSource:
 
 def _fashion_mnist(cfg: Any) -> Loaded:
     train, test = load_fashion_mnist(cfg.path)
-    return Loaded(train, test, "fashion_mnist", FASHION_MNIST_CLASSES)
+    return Loaded(with_rows(train), with_rows(test), "fashion_mnist", FASHION_MNIST_CLASSES)
 
 
 def _digits(cfg: Any) -> Loaded:
-    return Loaded(load_digits_images(), None, "digits")
+    return Loaded(with_rows(load_digits_images()), None, "digits")
 
 
 def _arrays(cfg: Any) -> Loaded:
     train = load_arrays(cfg.path, cfg.labels, lazy=cfg.on_disk)
     test = None if cfg.test_path is None else load_arrays(cfg.test_path, cfg.test_labels, lazy=cfg.on_disk)
-    return Loaded(train, test, str(cfg.path))
+    return Loaded(with_rows(train), None if test is None else with_rows(test), str(cfg.path))
 
 
 def _image_folder(cfg: Any) -> Loaded:
-    train, classes = load_image_folder(cfg.path, cfg.image_size)
-    test = None if cfg.test_path is None else load_image_folder(cfg.test_path, cfg.image_size)[0]
+    from subsetsearch.train.disk_images import ImageCache
+
+    cache = ImageCache(cfg.cache_mb << 20)  # one cache for the pool's and the test set's images
+    train, classes = load_image_folder(cfg.path, cfg.image_size, cache=cache, workers=cfg.workers)
+    test = None
+    if cfg.test_path is not None:
+        test = load_image_folder(cfg.test_path, cfg.image_size, cache=cache, workers=cfg.workers)[0]
     return Loaded(train, test, str(cfg.path), tuple(classes))
 
 
@@ -402,7 +382,9 @@ DATASETS: dict[str, DatasetSource] = {
     "arrays": DatasetSource(
         _arrays, "required", frozenset({"labels", "test_path", "test_labels", "test_fraction", "on_disk"})
     ),
-    "image_folder": DatasetSource(_image_folder, "required", frozenset({"test_path", "test_fraction", "image_size"})),
+    "image_folder": DatasetSource(
+        _image_folder, "required", frozenset({"test_path", "test_fraction", "image_size", "cache_mb", "workers"})
+    ),
 }
 
 

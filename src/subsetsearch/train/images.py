@@ -22,7 +22,7 @@ import numpy as np
 
 from subsetsearch.errors import InputError
 
-__all__ = ["Picture", "read_picture", "stack_depth"]
+__all__ = ["Picture", "depth_of", "read_picture", "stack_depth"]
 
 #: Pillow modes of greyscale images deeper than 8 bits, and what their pixels hold.
 _DEEP = {
@@ -70,6 +70,15 @@ class Picture:
         return array
 
 
+def depth_of(mode: str) -> tuple[str, bool]:
+    """The depth an image of Pillow ``mode`` is read at, and whether it is read with one channel.
+
+    >>> depth_of("L"), depth_of("RGB"), depth_of("I;16")
+    (('8-bit', True), ('8-bit', False), ('16-bit', True))
+    """
+    return _DEEP.get(mode, "8-bit"), mode in _GREY or mode in _DEEP
+
+
 def read_picture(path: str | os.PathLike, what: str) -> Picture:
     """The image at ``path`` read whole; InputError naming it (``what`` says what it is: ``image
     'a.png'``) when it cannot be read as an image, or holds NaN or infinite pixels."""
@@ -86,19 +95,18 @@ def read_picture(path: str | os.PathLike, what: str) -> Picture:
                 image = opened.copy()
     except (UnidentifiedImageError, OSError) as error:
         raise InputError(f"{what} cannot be read as an image ({error}); remove or replace it") from None
-    depth = _DEEP.get(mode, "8-bit")
+    depth, grey = depth_of(mode)
     if depth == "32-bit float" and not np.isfinite(np.asarray(image)).all():
         raise InputError(f"{what} holds NaN or infinite pixels; clean or drop it")
-    return Picture(path, depth, mode in _GREY or mode in _DEEP, image)
+    return Picture(path, depth, grey, image)
 
 
-def stack_depth(pictures: list[Picture], where: str) -> str:
-    """The one depth of ``pictures``; InputError naming two images of different depths otherwise."""
-    first = pictures[0]
-    for picture in pictures[1:]:
-        if picture.depth != first.depth:
+def stack_depth(depths: list[tuple[Path, str]], where: str) -> str:
+    """The one depth of images (path, depth); InputError naming two of different depths otherwise."""
+    first_path, first = depths[0]
+    for path, depth in depths[1:]:
+        if depth != first:
             raise InputError(
-                f"{where} mixes bit depths: '{first.path}' is {first.depth}, '{picture.path}' is {picture.depth}; "
-                "convert them to one depth"
+                f"{where} mixes bit depths: '{first_path}' is {first}, '{path}' is {depth}; convert them to one depth"
             )
-    return first.depth
+    return first

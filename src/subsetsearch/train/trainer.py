@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,14 +29,16 @@ from torch import nn
 from subsetsearch.errors import InputError
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.rundir import TrainingRunFiles, damaged, read_json
-from subsetsearch.train.data import LazyImages
+from subsetsearch.train.disk_images import DiskImages
+from subsetsearch.train.factory import call_factory, check_factory
 from subsetsearch.train.models import build_model
 from subsetsearch.train.settings import ModelConfig, PatienceSchedule, TrainConfig
 
 #: progress(what, done, total): called after each batch of training or inference.
 ProgressFn = Callable[[str, int, int], None]
-#: batch_loss(net, rows, generator): the training loss of one batch of data rows.
-BatchLossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
+#: batch_loss(net, images, rows, generator): the training loss of one batch: its images (raw, on the
+#: device) and their rows of the data.
+BatchLossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 INFERENCE_BATCH = 1024
 
 
@@ -65,26 +67,52 @@ def use_bf16(config: TrainConfig, device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
+class ImageRows:
+    """Rows of images for a model: ``x``, a tensor on the device, or ``host``, images left on disk
+    (:class:`~subsetsearch.train.disk_images.DiskImages`, ``x`` then None) read a batch at a time.
+    Mixed into :class:`TensorData` and the detector's tensors."""
+
+    x: torch.Tensor | None
+    host: DiskImages | None
+    mean: torch.Tensor
+
+    def images(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """The images of rows ``index`` (a tensor of rows or a slice), on the device."""
+        return next(self.batches([index]))
+
+    def batches(self, blocks: Sequence[torch.Tensor | slice]) -> Iterator[torch.Tensor]:
+        """The images of each block of rows (a tensor of rows or a slice) in turn, on the device.
+        Images on disk are read ahead of use (``DiskImages.stream``: worker processes for files)."""
+        if self.host is None:
+            for index in blocks:
+                yield self.x[index]
+            return
+        n = len(self.host)
+        rows = [np.arange(*b.indices(n)) if isinstance(b, slice) else b.cpu().numpy() for b in blocks]
+        for block in self.host.stream(rows):
+            yield torch.from_numpy(block).to(self.mean.device)
+
+
 @dataclass
-class TensorData:
+class TensorData(ImageRows):
     """Images and labels as tensors on the training device, with the pool's per-channel mean/std.
 
-    Images left on disk (``host``, a :class:`~subsetsearch.train.data.LazyImages`) are read a batch
-    at a time by :meth:`images`; ``x`` is then None.
+    Images left on disk (``host``, :class:`~subsetsearch.train.disk_images.DiskImages`) are read a
+    batch at a time (:meth:`batches`); ``x`` is then None.
     """
 
     x: torch.Tensor | None  # [N, c, H, W] uint8 or float32
     y: torch.Tensor  # [N] int64
     mean: torch.Tensor  # [1, c, 1, 1] float32
     std: torch.Tensor
-    host: LazyImages | None = None
+    host: DiskImages | None = None
 
     @classmethod
     def build(
-        cls, x: np.ndarray | LazyImages, y: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device
+        cls, x: np.ndarray | DiskImages, y: np.ndarray, mean: np.ndarray, std: np.ndarray, device: torch.device
     ) -> TensorData:
         shape = (1, -1, 1, 1)
-        on_disk = isinstance(x, LazyImages)
+        on_disk = isinstance(x, DiskImages)
         return cls(
             None if on_disk else torch.from_numpy(np.ascontiguousarray(x)).to(device),
             torch.from_numpy(np.ascontiguousarray(y)).to(device),
@@ -93,26 +121,27 @@ class TensorData:
             x if on_disk else None,
         )
 
-    def images(self, index: torch.Tensor | slice) -> torch.Tensor:
-        """The images of rows ``index`` (a tensor of rows or a slice), on the device."""
-        if self.host is None:
-            return self.x[index]
-        rows = index if isinstance(index, slice) else index.cpu().numpy()
-        return torch.from_numpy(self.host[rows]).to(self.y.device)
-
     def __len__(self) -> int:
         return len(self.y)
 
 
-def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of images [N, c, H, W] (std floored at 1e-6)."""
+#: Rows of images summed at a time by :func:`channel_stats`.
+STATS_BLOCK = 1024
+
+
+def channel_stats(x: np.ndarray | DiskImages) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of images [N, c, H, W] (std floored at 1e-6), in float64 sums of
+    blocks of rows (no full-size float copy; images on disk are read ahead, block by block)."""
+    n = len(x)
+    blocks = [np.arange(start, min(n, start + STATS_BLOCK)) for start in range(0, n, STATS_BLOCK)]
+    chunks = x.stream(blocks) if isinstance(x, DiskImages) else (x[b[0] : b[-1] + 1] for b in blocks)
     mean = np.zeros(x.shape[1])
     square = np.zeros(x.shape[1])
-    for start in range(0, len(x), 4096):  # float64 sums in chunks: no full-size float copy
-        chunk = x[start : start + 4096].astype(np.float64)
+    for block in chunks:
+        chunk = block.astype(np.float64)
         mean += chunk.sum(axis=(0, 2, 3))
         square += (chunk**2).sum(axis=(0, 2, 3))
-    count = max(1, len(x) * x.shape[2] * x.shape[3])
+    count = max(1, n * x.shape[2] * x.shape[3])
     mean /= count
     std = np.sqrt(np.maximum(square / count - mean**2, 0.0))
     return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
@@ -120,17 +149,45 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Network:
-    """How to build and run one model: architecture, training settings, data shape."""
+    """How to build and run one model: architecture, training settings, data shape.
+
+    ``input_size`` (height, width) is what a ``model.factory`` is told; the built-in models take any size.
+    """
 
     model: ModelConfig
     train: TrainConfig
     in_channels: int
     num_classes: int
     device: torch.device
+    input_size: tuple[int, int] | None = None
+
+    def make(self) -> nn.Module:
+        """The network, on the CPU, initialised from torch's global generator: the built-in model,
+        or the one ``model.factory`` returns (:mod:`~subsetsearch.train.factory`)."""
+        if self.model.factory is None:
+            return build_model(self.model.name, self.in_channels, self.num_classes, self.model.width)
+        if self.input_size is None:
+            raise ValueError("a model.factory network needs the input size")
+        return call_factory(
+            self.model.factory, num_classes=self.num_classes, in_channels=self.in_channels, input_size=self.input_size
+        )
+
+    def check(self) -> None:
+        """InputError (one line naming the factory) unless ``model.factory`` builds a network whose
+        output is logits of this data; nothing to check for a built-in model."""
+        if self.model.factory is not None:
+            if self.input_size is None:
+                raise ValueError("a model.factory network needs the input size")
+            check_factory(
+                self.model.factory,
+                num_classes=self.num_classes,
+                in_channels=self.in_channels,
+                input_size=self.input_size,
+            )
 
     def build(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
-        net = build_model(self.model.name, self.in_channels, self.num_classes, self.model.width).to(self.device)
+        net = self.make().to(self.device)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         return net
@@ -147,7 +204,8 @@ class Network:
             return False
         if self.device.type != "cpu":
             return True
-        probe = build_model(self.model.name, self.in_channels, self.num_classes, self.model.width)
+        with torch.random.fork_rng(devices=[]):
+            probe = self.make()
         return not any(
             isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 8
             for m in probe.modules()
@@ -230,7 +288,22 @@ def load_weights(net: nn.Module, path: Path) -> None:
         raise
     except Exception as error:  # safetensors' errors: a truncated or overwritten file
         raise damaged(Path(path), error) from None
-    net.load_state_dict(state)
+    fit_weights(net, state, Path(path))
+
+
+def fit_weights(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load ``state`` (read from ``path``) into ``net``; one line when it does not fit: the weights
+    come from another network (a ``model.factory`` changed since the run saved them)."""
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as error:
+        lines = str(error).strip().splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0] if lines else "keys or shapes differ"
+        detail = detail if len(detail) <= 160 else detail[:157] + "..."
+        raise InputError(
+            f"{path}: the saved weights do not fit the network ({detail.rstrip('.')}): the model changed since "
+            "they were saved; restore it, or give another --run-dir"
+        ) from None
 
 
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -294,7 +367,7 @@ class _Run:
 def train_run(
     spec: TrainSpec,
     network: Network,
-    data: TensorData,
+    data: ImageRows,
     *,
     validation: TensorData | None = None,
     batch_loss: BatchLossFn | None = None,
@@ -318,7 +391,7 @@ def train_run(
         if run.meta["stopped"]:
             break
         started = time.perf_counter()
-        entry = _train_epoch(run, spec, network, loss, epoch, progress)
+        entry = _train_epoch(run, spec, network, data, loss, epoch, progress)
         if validation is not None and len(validation):
             entry["val_accuracy"] = accuracy(predict(network, run.net, validation), validation.y.cpu().numpy())
         run.meta["seconds"] += time.perf_counter() - started
@@ -344,7 +417,7 @@ def _start(spec: TrainSpec, network: Network) -> _Run:
     state_path = spec.files.state
     if state_path.is_file():
         tensors, meta = _read_state(state_path)
-        net.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+        fit_weights(net, {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}, state_path)
         buffers = {int(k.split(".")[1]): v for k, v in tensors.items() if k.startswith("momentum.")}
         saved = optimizer.state_dict()
         saved["state"] = {i: {"momentum_buffer": buffer} for i, buffer in buffers.items()}
@@ -360,7 +433,13 @@ def _epoch_lr(run: _Run, config: TrainConfig, epoch: int) -> float:
 
 
 def _train_epoch(
-    run: _Run, spec: TrainSpec, network: Network, loss_of: BatchLossFn, epoch: int, progress: ProgressFn | None
+    run: _Run,
+    spec: TrainSpec,
+    network: Network,
+    data: ImageRows,
+    loss_of: BatchLossFn,
+    epoch: int,
+    progress: ProgressFn | None,
 ) -> dict:
     """One epoch over ``spec.rows`` in the order and augmentation seeded by (seed, epoch); its history entry."""
     config = network.train
@@ -371,10 +450,11 @@ def _train_epoch(
     generator = torch.Generator().manual_seed(_epoch_seed(spec.seed, epoch))
     run.net.train()
     total_loss, batches = 0.0, math.ceil(len(order) / config.batch_size)
-    for b in range(batches):
-        index = torch.from_numpy(order[b * config.batch_size : (b + 1) * config.batch_size]).to(network.device)
+    size = config.batch_size
+    indices = [torch.from_numpy(order[b * size : (b + 1) * size]).to(network.device) for b in range(batches)]
+    for b, (index, images) in enumerate(zip(indices, data.batches(indices), strict=True)):
         with torch.autocast(network.device.type, dtype=torch.bfloat16, enabled=network.bf16):
-            loss = loss_of(run.net, index, generator)
+            loss = loss_of(run.net, images, index, generator)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
@@ -429,8 +509,8 @@ def classification_loss(
     """
     augment_config = network.train.augment
 
-    def loss(net: nn.Module, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        x = augment(data.images(index), augment_config.crop_padding, augment_config.flip, generator)
+    def loss(net: nn.Module, images: torch.Tensor, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x = augment(images, augment_config.crop_padding, augment_config.flip, generator)
         logits = net(network.inputs(data, x))
         if on_logits is not None:
             on_logits(logits.detach(), index)
@@ -492,9 +572,9 @@ def predict(
     out = np.empty((n, network.num_classes), dtype=np.float32)
     index_all = None if rows is None else torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(network.device)
     batches = math.ceil(n / INFERENCE_BATCH)
-    for b in range(batches):
-        lo, hi = b * INFERENCE_BATCH, min(n, (b + 1) * INFERENCE_BATCH)
-        x = data.images(slice(lo, hi) if index_all is None else index_all[lo:hi])
+    bounds = [(b * INFERENCE_BATCH, min(n, (b + 1) * INFERENCE_BATCH)) for b in range(batches)]
+    blocks = [slice(lo, hi) if index_all is None else index_all[lo:hi] for lo, hi in bounds]
+    for b, ((lo, hi), x) in enumerate(zip(bounds, data.batches(blocks), strict=True)):
         out[lo:hi] = torch.softmax(network.forward(net, data, x), dim=1).cpu().numpy()
         if progress is not None:
             progress("scoring", b + 1, batches)
