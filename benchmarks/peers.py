@@ -653,14 +653,14 @@ def table(records: list[dict], budget: str, learner: str = "cnn_small") -> str:
     return "\n".join(lines)
 
 
-#: Below this many points under the full model's mean a point is drawn at the lower edge, with its value.
+#: A mean more than this many points below the full set's is drawn at the panel's edge, with its value.
 PLOT_DEPTH = 5.0
 
 
 def plot(records: list[dict], path: Path) -> None:
-    """Accuracy against subset size for every method, the full set as a band. A peer and its
-    training-pass (``@train``) variant share a colour (solid, dashed); a mean too far below the full
-    set to share the axis is marked at the lower edge with its value."""
+    """Small multiples: one panel per subset size (columns) and budget (rows), each method's test
+    accuracy (mean ± sample sd over seeds) as a dot, methods sorted best first, with random at that
+    size (dashed) and the full set (solid, its sd shaded) as vertical lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -669,46 +669,65 @@ def plot(records: list[dict], path: Path) -> None:
     budgets = [b for b in ("epochs", "converge") if groups_of(records, b, "cnn_small")]
     if not budgets:
         return
-    bases = [m for m in methods() if "@" not in m]
-    colour = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(bases)}
-    fig, axes = plt.subplots(1, len(budgets), figsize=(7 * len(budgets), 4.8), squeeze=False)
-    for ax, budget in zip(axes[0], budgets, strict=True):
+    fractions = sorted({f for b in budgets for (m, f) in groups_of(records, b, "cnn_small") if m not in ("full",)})
+    fractions = [f for f in fractions if f < 1.0]
+    longest = max(
+        len({m for (m, f) in groups_of(records, b, "cnn_small") if f == fraction})
+        for b in budgets
+        for fraction in fractions
+    )
+    fig, axes = plt.subplots(
+        len(budgets), len(fractions), figsize=(4.4 * len(fractions), 0.28 * longest * len(budgets) + 1.6),
+        squeeze=False, layout="constrained",
+    )  # fmt: skip
+    for row, budget in enumerate(budgets):
         groups = groups_of(records, budget, "cnn_small")
         full = [100 * r["test_accuracy"] for r in groups.get(("full", 1.0), {}).values()]
-        names = [m for m in methods() if any(g[0] == m for g in groups)]
-        means_all = [100 * np.mean([r["test_accuracy"] for r in v.values()]) for (m, _), v in groups.items()]
-        top = max(means_all) + 0.5
-        floor = max(min(means_all) - 0.5, (np.mean(full) if full else top) - PLOT_DEPTH)
-        for offset, method in enumerate(names):
-            fractions = sorted(f for m, f in groups if m == method)
-            summaries = [mean_sd([100 * r["test_accuracy"] for r in groups[(method, f)].values()]) for f in fractions]
-            means = np.array([m["mean"] for m in summaries])
-            sds = [m["sd"] if m["sd"] is not None and m["mean"] >= floor else 0.0 for m in summaries]  # no bar off-axis
-            x = np.array(fractions) * 100 + (offset - len(names) / 2) * 0.35
-            base, trained = method.split("@")[0], "@" in method
-            ax.errorbar(
-                x, np.maximum(means, floor), yerr=sds, marker="o", ms=3, capsize=2, lw=1.6 if "/" in method else 1,
-                ls="--" if trained else "-", mfc="white" if trained else colour[base], color=colour[base],
-                label=method,
-            )  # fmt: skip
-            for xi, mean in zip(x, means, strict=True):
+        for col, fraction in enumerate(fractions):
+            ax = axes[row, col]
+            entries = []
+            for (method, f), by_seed in groups.items():
+                if f == fraction and method not in ("random", "full"):
+                    summary = mean_sd([100 * r["test_accuracy"] for r in by_seed.values()])
+                    entries.append((summary["mean"], summary["sd"] or 0.0, method, len(by_seed)))
+            entries.sort(key=lambda e: e[0])  # the best at the top
+            y = np.arange(len(entries))
+            means = np.array([e[0] for e in entries])
+            full_mean = float(np.mean(full)) if full else float(means.max())
+            floor = max(float(means.min()) - 0.3, full_mean - PLOT_DEPTH)
+            shown = np.maximum(means, floor)
+            colours = ["tab:blue" if "@" not in e[2] else "tab:orange" for e in entries]
+            bars = [e[1] if e[0] >= floor else 0.0 for e in entries]  # no bar for a point off the axis
+            ax.errorbar(shown, y, xerr=bars, fmt="none", ecolor="0.6", lw=1)
+            ax.scatter(shown, y, c=colours, s=18, zorder=3, marker="o")
+            for yi, (mean, *_rest) in zip(y, entries, strict=True):
                 if mean < floor:
-                    arrow = {"arrowstyle": "->", "color": colour[base]}
-                    label = f"{method}: {mean:.1f}"
-                    ax.annotate(label, (xi, floor), xytext=(4, 8), textcoords="offset points", fontsize=7,
-                                color=colour[base], arrowprops=arrow)  # fmt: skip
-        if full:
-            sd = np.std(full, ddof=1) if len(full) > 1 else 0.0
-            ax.axhspan(np.mean(full) - sd, np.mean(full) + sd, color="0.85")
-            ax.axhline(np.mean(full), color="k", lw=1, label=f"full, mean ± sd (n={len(full)})")
-        ax.set_ylim(floor - 0.3, top)
-        ax.set_xlabel("subset size (% of the 55,000-image pool)")
-        ax.set_ylabel("test accuracy (%), mean ± sample sd over seeds")
-        seeds = sorted({s for v in groups.values() for s in v})
-        ax.set_title(f"Fashion-MNIST, cnn_small, budget '{budget}', seeds {seeds}", fontsize=10)
-        ax.legend(fontsize=6, ncol=2, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+                    ax.annotate(f"◀ {mean:.1f}", (floor, yi), xytext=(4, -3), textcoords="offset points", fontsize=7)
+            ax.set_yticks(y, [e[2] for e in entries], fontsize=8)
+            words, low = [], floor
+            random = groups.get(("random", fraction))
+            if random:
+                mean = 100 * np.mean([r["test_accuracy"] for r in random.values()])
+                low = min(low, mean)
+                ax.axvline(mean, color="tab:red", ls="--", lw=1.2)
+                words.append(f"random {mean:.2f}")
+            if full:
+                sd = np.std(full, ddof=1) if len(full) > 1 else 0.0
+                ax.axvspan(full_mean - sd, full_mean + sd, color="0.88")
+                ax.axvline(full_mean, color="k", lw=1.2)
+                words.append(f"full {full_mean:.2f}")
+            ax.set_xlim(low - 0.2, max(float(means.max()), full_mean) + 0.4)
+            ax.set_title(f"{fraction:.0%}, budget '{budget}': " + ", ".join(words), fontsize=9)
+            ax.set_xlabel("test accuracy (%), mean ± sample sd", fontsize=8)
+            ax.tick_params(axis="x", labelsize=8)
+            ax.grid(axis="x", alpha=0.3)
+    seeds = sorted({s for b in budgets for v in groups_of(records, b, "cnn_small").values() for s in v})
+    fig.suptitle(
+        f"Fashion-MNIST, cnn_small, seeds {seeds}: random (red, dashed), the full set (black, ± sd shaded); "
+        f"orange: members from the training pass (@train); ◀ off the axis, more than {PLOT_DEPTH:g} points below full",
+        fontsize=9,
+    )
+    fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
 def headline(records: list[dict], budget: str = "epochs") -> str:

@@ -25,6 +25,7 @@ LAYERS = {
     "subsetsearch.dynamics": "core",
     "subsetsearch.acquisition": "core",
     "subsetsearch.selection": "core",
+    "subsetsearch.balance": "core",
     "subsetsearch.detection": "core",
     "subsetsearch.boxmaps": "core",
     "subsetsearch": "core",  # the package's __init__

@@ -5,6 +5,7 @@ tests/reference.py; automatic duplication makes a multiset; resume after SIGKILL
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -301,7 +302,34 @@ def test_report_of_a_detection_run_counts_boxes_and_embeds_the_heatmaps(auto_run
     for c, name in enumerate(CLASS_NAMES):
         row = page.split(f"<tr><td>{name}</td>")[1].split("</tr>")[0]
         assert row.split("<td>")[-1].startswith(f"{100 * boxes[c] / boxes.sum():.2f}%")
-    assert page.count('data-figure="') == len(names)
+    assert len(re.findall(r'data-figure="(?!thumb-)', page)) == len(names)
+    assert "<h2>Gallery of iter_01: what the selection took and left</h2>" in page
+
+
+def test_a_detection_steps_gallery_is_its_selection_with_the_ensembles_heatmaps(auto_run):
+    from test_gallery import _reference_rows
+
+    from subsetsearch.rundir import GalleryRecord
+
+    search, _ = auto_run
+    for i in (1, 2):
+        record = GalleryRecord.load(search.run_dir / f"iter_{i:02d}" / "gallery.npz")
+        with np.load(search.run_dir / f"iter_{i:02d}" / "scores.npz") as saved:
+            scores = saved["scores"]
+        before = _table(search.run_dir / f"iter_{i - 1:02d}" / "subset.parquet")
+        after = _table(search.run_dir / f"iter_{i:02d}" / "subset.parquet")
+        grew = np.bincount(after["index"], weights=after["multiplicity"], minlength=len(scores)) - np.bincount(
+            before["index"], weights=before["multiplicity"], minlength=len(scores)
+        )
+        chosen = np.flatnonzero(grew)
+        expected = _reference_rows(scores, chosen, np.zeros(len(scores), int), 3, 2)  # over all images
+        assert list(zip(record.index.tolist(), record.group.tolist(), strict=True)) == expected
+        assert (record.labels == -1).all() and (record.votes == -1).all()
+        assert record.thumbnails.shape == (len(record.index), 3, 64, 64) and record.thumbnails.dtype == np.uint8
+        # the heatmap is laid over in red: where it is strongest the red channel is at its brightest
+        for k in range(len(record.index)):
+            red, green = record.thumbnails[k, 0].astype(int), record.thumbnails[k, 1].astype(int)
+            assert (red >= green).all() and red.max() == 255
 
 
 def test_report_of_a_partial_detection_run_reads_the_detectors_it_has(auto_run, tmp_path):

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from subsetsearch.report import studies
 from subsetsearch.report.analyses import (
     checkpoint_consensus,
-    class_balance,
     consecutive_pairs,
     paired_difference,
     selected_accuracy,
@@ -89,16 +88,6 @@ def make_run(
 
 
 # -- analyses on arrays -----------------------------------------------------------------------------
-
-
-def test_class_balance_counts_multiplicity():
-    labels = np.array([0, 1, 1, 2, 2, 2])
-    # rows 0 (class 0) twice, row 1 (class 1) once, row 5 (class 2) once: 2/4, 1/4, 1/4
-    np.testing.assert_allclose(class_balance(labels, [0, 1, 5], [2, 1, 1], 4), [0.5, 0.25, 0.25, 0.0])
-    # detection: boxes per class of each image
-    boxes = np.array([[1, 0], [0, 3], [2, 2]])
-    np.testing.assert_allclose(class_balance(boxes, [0, 2], [1, 2], 2), [5 / 9, 4 / 9])  # (1+4, 0+4) / 9
-    assert class_balance(labels, [], [], 3).tolist() == [0, 0, 0]
 
 
 def test_selected_accuracy_by_hand():

@@ -275,14 +275,59 @@ def study(
 @app.command()
 def report(
     run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN_DIR", help="A run directory (subsetsearch run) or study directory.")
-    ],
+        Path | None,
+        typer.Argument(metavar="[RUN_DIR]", help="A run directory (subsetsearch run) or study directory."),
+    ] = None,
+    scores: Annotated[
+        Path | None,
+        typer.Option(
+            "--scores",
+            help="Instead of RUN_DIR: a gallery of a scores table (index and scores: score --scores-out).",
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="With --scores: the images, an image folder or an .npy / .npz (x, y)."),
+    ] = None,
+    subset: Annotated[
+        Path | None, typer.Option("--subset", help="With --scores: the chosen rows (score -o), to show the cut.")
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="With --scores: [N] integer classes (an image folder gives its own)."),
+    ] = None,
+    function: Annotated[
+        str | None, typer.Option("--function", help="With --scores: the column of scores (default: score).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="With --scores: the gallery's directory (new, or ours).")
+    ] = None,
 ) -> None:
-    """Write RUN_DIR/report/: PNG figures and one self-contained report.html (finished or partial runs)."""
-    require_extra("train", what="subsetsearch report", only=REPORT_MODULES)
-    from subsetsearch.pipeline.report import build_report
+    """Write RUN_DIR/report/: PNG figures and one self-contained report.html (finished or partial runs).
 
-    typer.echo(build_report(run_dir).summary)
+    With --scores and --images instead: a gallery page of any selection's scores, in --out.
+    """
+    require_extra("train", what="subsetsearch report", only=REPORT_MODULES)
+    gallery = {"--images": images, "--subset": subset, "--labels": labels, "--function": function, "--out": out}
+    if scores is None:
+        given = [option for option, value in gallery.items() if value is not None]
+        if given:
+            raise InputError(f"{given[0]} belongs to a gallery of scores; give --scores FILE with it")
+        if run_dir is None:
+            raise InputError("give a RUN_DIR to report, or --scores FILE --images IMAGES --out DIR for a gallery")
+        from subsetsearch.pipeline.report import build_report
+
+        typer.echo(build_report(run_dir).summary)
+        return
+    if run_dir is not None:
+        raise InputError(f"give RUN_DIR '{run_dir}' or --scores, not both")
+    if images is None or out is None:
+        missing = "--images" if images is None else "--out"
+        raise InputError(f"--scores needs {missing}: the images the scores are of, and a directory for the page")
+    from subsetsearch.pipeline.gallery import GalleryRequest, gallery_page
+
+    request = GalleryRequest(scores, images, out, subset=subset, labels=labels, function=function)
+    typer.echo(gallery_page(request).summary)
 
 
 @app.command()

@@ -18,6 +18,7 @@ it can be read on a machine that has neither the dataset nor PyTorch (docs/archi
     iter_NN/dynamics.npz          label statistics (el2n, forgetting, ...), with their own ledger
     iter_NN/scores.npz            detection: the step's image scores, with their resume ledger
     iter_NN/heatmaps.npz          detection: a few images, their boxes and per-class heatmaps (figures)
+    iter_NN/gallery.npz           the samples the report's gallery shows, with their thumbnails
     iter_NN/subset.parquet        the subset after step NN: index, multiplicity, score, iteration
     iter_NN/metrics.json          sizes, multiplicities, members, seconds, device and precision
     models/VARIANT/model_K/       a subset model: a training run's folder, test_probs.npy or test_metrics.json
@@ -64,6 +65,7 @@ DYNAMICS = "dynamics.npz"
 VOTES = "votes.npz"
 SCORES = "scores.npz"
 HEATMAPS = "heatmaps.npz"
+GALLERY = "gallery.npz"
 REPORT = "report"
 STUDY_CONFIG = "study.yaml"
 
@@ -154,6 +156,10 @@ class StepLayout:
     @property
     def heatmaps(self) -> Path:
         return self.folder / HEATMAPS
+
+    @property
+    def gallery(self) -> Path:
+        return self.folder / GALLERY
 
     @property
     def members(self) -> Path:
@@ -495,8 +501,28 @@ class DatasetRecord:
         )
 
 
+class _ArrayRecord:
+    """A dataclass of arrays kept as one ``.npz`` of its fields."""
+
+    def save(self, path: Path) -> None:
+        write_npz(path, **{key: np.asarray(value) for key, value in self.__dict__.items()})
+
+    @classmethod
+    def _read(cls, path: Path, *, since: str | None = None) -> dict[str, np.ndarray] | None:
+        """The fields' arrays; None when the file is missing (or was written before array ``since``
+        existed); :func:`damaged` when it lacks one."""
+        if not Path(path).is_file():
+            return None
+        arrays = read_npz(path)
+        if since is not None and since not in arrays:
+            return None
+        if any(key not in arrays for key in cls.__dataclass_fields__):
+            raise damaged(path, "arrays missing")
+        return {key: arrays[key] for key in cls.__dataclass_fields__}
+
+
 @dataclass
-class HeatmapRecord:
+class HeatmapRecord(_ArrayRecord):
     """A detection step's figure: a few pool images (the top-scored, then some at random), their
     boxes, and each class's uncertainty heatmap over them (``iter_NN/heatmaps.npz``).
 
@@ -521,20 +547,53 @@ class HeatmapRecord:
     box_labels: np.ndarray
     box_image: np.ndarray
 
-    def save(self, path: Path) -> None:
-        write_npz(path, **{key: np.asarray(value) for key, value in self.__dict__.items()})
-
     @classmethod
     def load(cls, path: Path) -> HeatmapRecord | None:
         """The record at ``path``; None when missing or written before it carried its images."""
-        if not Path(path).is_file():
+        values = cls._read(path, since="images")
+        return None if values is None else cls(**values)
+
+
+@dataclass
+class GalleryRecord(_ArrayRecord):
+    """The samples a step's gallery shows, with what the report prints beside each
+    (``iter_NN/gallery.npz``, written when the step is scored, so the report needs no images).
+
+    Attributes
+    ----------
+    index : ndarray of shape (n,), int64          pool rows
+    group : ndarray of shape (n,), int8           0 highest-scored, 1 chosen just inside the cut,
+                                                  2 left just outside it, 3 lowest-scored (GALLERY_GROUPS)
+    scores : ndarray of shape (n,), float64       their acquisition scores
+    chosen : ndarray of shape (n,), bool          chosen by this step
+    labels : ndarray of shape (n,), int64         their classes (-1: detection)
+    votes : ndarray of shape (n,), int64          the class most of the ensemble's members predict (-1: detection)
+    vote_share : ndarray of shape (n,), float64   the share of members that predict it (NaN: detection)
+    thumbnails : ndarray of shape (n, C, h, w), uint8   C is 1 (grey) or 3 (RGB; detection: heatmap in red)
+    function : str                                the acquisition function that scored
+    """
+
+    index: np.ndarray
+    group: np.ndarray
+    scores: np.ndarray
+    chosen: np.ndarray
+    labels: np.ndarray
+    votes: np.ndarray
+    vote_share: np.ndarray
+    thumbnails: np.ndarray
+    function: str
+
+    @classmethod
+    def load(cls, path: Path) -> GalleryRecord | None:
+        """The record at ``path``; None when missing (steps of runs from before galleries)."""
+        values = cls._read(path)
+        if values is None:
             return None
-        arrays = read_npz(path)
-        if "images" not in arrays:
-            return None
-        if any(key not in arrays for key in cls.__dataclass_fields__):
-            raise damaged(path, "arrays missing")
-        return cls(**{key: arrays[key] for key in cls.__dataclass_fields__})
+        return cls(**{**values, "function": str(values["function"])})
+
+
+#: What each of a gallery's groups is (GalleryRecord.group).
+GALLERY_GROUPS = ("highest scores", "chosen, just inside the cut", "left out, just outside the cut", "lowest scores")
 
 
 # -- reading a run --------------------------------------------------------------------------------
@@ -581,6 +640,9 @@ class Step:
 
     def heatmaps(self) -> HeatmapRecord | None:
         return HeatmapRecord.load(self.files.heatmaps)
+
+    def gallery(self) -> GalleryRecord | None:
+        return GalleryRecord.load(self.files.gallery)
 
 
 @dataclass

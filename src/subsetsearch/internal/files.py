@@ -179,3 +179,22 @@ def write_tables(tables: Sequence[tuple[Path, dict[str, np.ndarray]]]) -> None:
                 pyarrow.csv.write_csv(table, tmp)
             else:
                 pyarrow.parquet.write_table(table, tmp)
+
+
+def read_table(path: str | os.PathLike, option: str) -> dict[str, np.ndarray]:
+    """The columns of a CSV or Parquet table (by suffix), as arrays; InputError naming ``option`` when
+    it is missing, of another kind, unreadable or holds an empty cell."""
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    path = check_table_path(path, option)
+    if not path.is_file():
+        raise InputError(f"{option} '{path}' not found")
+    try:
+        table = pyarrow.csv.read_csv(path) if path.suffix.lower() == ".csv" else pyarrow.parquet.read_table(path)
+    except Exception as error:  # pyarrow's many errors of a file that is not a table: one line for all
+        raise InputError(f"{option} '{path}' is not a readable table ({str(error).splitlines()[0]})") from None
+    empty = [name for name, column in zip(table.column_names, table.columns, strict=True) if column.null_count]
+    if empty:
+        raise InputError(f"{option} '{path}' column '{empty[0]}' has empty cells; give a value in every row")
+    return {name: column.to_numpy() for name, column in zip(table.column_names, table.columns, strict=True)}

@@ -9,9 +9,10 @@ votes go to ``iter_NN/votes.npz``. Subset models are judged by test accuracy.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,7 +24,8 @@ from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.pipeline.config import RunConfig
 from subsetsearch.pipeline.seeds import Seed, derive_seed
 from subsetsearch.pipeline.task import StepScoring, Task, TaskInfo, VariantSpec, build_networks
-from subsetsearch.rundir import DatasetRecord, TrainingRunFiles, damaged
+from subsetsearch.report.gallery import gallery_rows, thumbnails
+from subsetsearch.rundir import DatasetRecord, GalleryRecord, TrainingRunFiles, damaged
 from subsetsearch.state import DynamicsPart, MemberVotes, Part, ScoringState, StatsPart, VotesPart
 from subsetsearch.stats import EnsembleStats
 from subsetsearch.train import data as datasets
@@ -240,6 +242,29 @@ class ClassificationTask(Task):
 
         network = self.acq_net if acquisition else self.subset_net
         return trainer.train_run(spec, network, self.pool, validation=self.validation, progress=progress)
+
+    def gallery_record(
+        self, scores: np.ndarray, chosen: np.ndarray, scored_at: int, score: Callable[[list[ScoreTask]], list[Any]]
+    ) -> GalleryRecord:
+        """Per class, the samples either end of the scores and either side of the cut, with the vote
+        of the ensemble that scored them (its statistics, ``stats.npz``) and their thumbnails."""
+        labels = self.splits.pool.y
+        rows, groups = gallery_rows(scores, chosen, labels=labels)
+        stats = EnsembleStats.load(self.step(scored_at).stats)
+        counts = stats.vote_counts[rows]
+        members = np.maximum(stats.member_counts[rows], 1)
+        is_chosen = np.isin(rows, chosen)
+        return GalleryRecord(
+            rows,
+            groups,
+            scores[rows],
+            is_chosen,
+            labels[rows].astype(np.int64),
+            np.argmax(counts, axis=1).astype(np.int64),
+            counts.max(axis=1) / members,
+            thumbnails(self.splits.pool.x[rows]),
+            self.config.search.function,
+        )
 
     def step_scoring(self, iteration: int, score_rows: np.ndarray) -> StatsScoring:
         return StatsScoring(self, iteration, score_rows)

@@ -31,7 +31,8 @@ from subsetsearch.internal.ledger import ALL_MEMBERS
 from subsetsearch.pipeline.config import RunConfig
 from subsetsearch.pipeline.seeds import Seed, derive_seed
 from subsetsearch.pipeline.task import RunResult, StepScoring, Task, TaskInfo, VariantSpec, build_networks
-from subsetsearch.rundir import DatasetRecord, HeatmapRecord, TrainingRunFiles, damaged, read_json
+from subsetsearch.report.gallery import gallery_rows, thumbnails
+from subsetsearch.rundir import DatasetRecord, GalleryRecord, HeatmapRecord, TrainingRunFiles, damaged, read_json
 from subsetsearch.state import ImageScoresPart, ScoringState
 
 if TYPE_CHECKING:
@@ -438,6 +439,32 @@ class DetectionTask(Task):
             shown.labels,
             shown.image_index,
         ).save(path)
+
+    def gallery_record(
+        self, scores: np.ndarray, chosen: np.ndarray, scored_at: int, score: Callable[[list[ScoreTask]], list[Any]]
+    ) -> GalleryRecord:
+        """The images either end of the scores and either side of the cut, each with the ensemble's
+        heatmap (the per-location score, its largest over the classes) laid over it in red."""
+        rows, groups = gallery_rows(scores, chosen)
+        (result,) = score([ScoreTask(scored_at, ALL_MEMBERS, 0, rows, keep_maps=True)])
+        grey = thumbnails(self.images.x[rows], side=max(self.images.x.shape[-2:]))[:, :1].astype(np.float64)
+        heat = result.heatmaps.max(axis=1)  # [n, h, w]
+        heat = heat / np.maximum(heat.max(axis=(1, 2), keepdims=True), 1e-12)
+        factor = (grey.shape[2] // heat.shape[1], grey.shape[3] // heat.shape[2])
+        heat = np.kron(heat, np.ones(factor))[:, None, : grey.shape[2], : grey.shape[3]]
+        rgb = np.concatenate([np.maximum(grey, 255 * heat), grey * (1 - 0.6 * heat), grey * (1 - 0.6 * heat)], axis=1)
+        n = len(rows)
+        return GalleryRecord(
+            rows,
+            groups,
+            scores[rows],
+            np.isin(rows, chosen),
+            np.full(n, -1, np.int64),
+            np.full(n, -1, np.int64),
+            np.full(n, np.nan),
+            thumbnails(rgb.round().astype(np.uint8)),
+            self.config.search.function,
+        )
 
     # -- subset models --------------------------------------------------------------------------
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from subsetsearch.balance import imbalance_line, imbalanced_classes
 from subsetsearch.executors import Executor
 from subsetsearch.pipeline.classify import load_splits
 from subsetsearch.pipeline.config import RunConfig
 from subsetsearch.pipeline.progress import Reporter
 from subsetsearch.pipeline.search import Search, SharedWork
 from subsetsearch.pipeline.task import RunResult
-from subsetsearch.rundir import RunLayout
+from subsetsearch.rundir import DatasetRecord, RunLayout
 
 
 def search_for(
@@ -66,6 +67,11 @@ def summary(result: RunResult, config: RunConfig) -> str:
         f" -> {RunLayout(result.run_dir).subset}",
         f"search cost     {result.search_seconds:.1f} s (ensemble training + scoring)",
     ]
+    dataset = DatasetRecord.load(RunLayout(result.run_dir).dataset)
+    if dataset is not None:
+        flags = imbalanced_classes(dataset.per_class, result.subset.index, multiplicity=result.subset.multiplicity)
+        if flags:
+            lines.append(f"class balance   {imbalance_line(flags, dataset.class_names)}")
     if result.info is not None:
         precision = result.info.precision
         models = (

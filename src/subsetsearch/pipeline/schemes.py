@@ -11,6 +11,7 @@ docs (docs/architecture.md, "How to add ...").
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -20,7 +21,17 @@ from subsetsearch.pipeline.seeds import Seed, derive_seed
 from subsetsearch.rundir import Subset
 from subsetsearch.selection import select
 
-__all__ = ["DETECTION_SCHEMES", "SCHEMES", "Scheme", "SchemeRun"]
+__all__ = ["DETECTION_SCHEMES", "SCHEMES", "Scheme", "SchemeRun", "Scored"]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What a step's selection read: every pool row's score (NaN: not scored), the rows it chose,
+    and the step whose ensemble scored them (compress's steps all select by step 0's)."""
+
+    scores: np.ndarray
+    chosen: np.ndarray
+    scored_at: int
 
 
 class SchemeRun(Protocol):
@@ -44,8 +55,16 @@ class SchemeRun(Protocol):
     def done_step(self, i: int, fingerprint: str) -> Subset | None:
         """Step i's subset when it is finished (here, or shared by a study), else None."""
 
-    def finish_step(self, i: int, subset: Subset, extra: dict, fingerprint: str, added: int | None = None) -> Subset:
-        """Write step i's subset and metrics (``extra``); the subset."""
+    def finish_step(
+        self,
+        i: int,
+        subset: Subset,
+        extra: dict,
+        fingerprint: str,
+        added: int | None = None,
+        scored: Scored | None = None,
+    ) -> Subset:
+        """Write step i's subset and metrics (``extra``), and the gallery of what ``scored`` chose; the subset."""
 
     def permutation(self, purpose: Seed) -> np.ndarray:
         """The pool's rows in an order seeded by the config seed and ``purpose``."""
@@ -178,7 +197,8 @@ class BuildUp(Scheme):
             **run.outlier_summary(outliers, selected),
             **ensemble,
         }
-        return run.finish_step(i, subset.add(chosen, scores[chosen], i), extra, fingerprint, added=len(chosen))
+        scored = Scored(scores, chosen, i)
+        return run.finish_step(i, subset.add(chosen, scores[chosen], i), extra, fingerprint, len(chosen), scored)
 
 
 class AutoDuplication(BuildUp):
@@ -229,7 +249,8 @@ class Compress(Scheme):
                 step_extra.update(extra)  # the ensemble's cost is counted once
             else:
                 step_extra["score_seconds"] = 0.0
-            subsets.append(run.finish_step(i, Subset.empty().add(chosen, scores[chosen], i), step_extra, fingerprint))
+            subset = Subset.empty().add(chosen, scores[chosen], i)
+            subsets.append(run.finish_step(i, subset, step_extra, fingerprint, scored=Scored(scores, chosen, 0)))
         return subsets
 
 

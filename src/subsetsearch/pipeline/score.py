@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from subsetsearch.acquisition import FUNCTIONS, NEEDS_LABELS, NEEDS_ORDER, acquire
+from subsetsearch.balance import class_shares, imbalance_line, imbalanced_classes
 from subsetsearch.dynamics import DEFAULT_WINDOW, DYNAMICS_FUNCTIONS, TrainingDynamics
 from subsetsearch.errors import InputError
 from subsetsearch.internal.budgets import parse_budget
@@ -416,10 +417,13 @@ def summary(result: ScoreResult, function: str) -> str:
         lines.append(f"also scored (--scores-out): {', '.join(others)}")
     if result.labels is not None:
         num_classes = int(result.labels.max()) + 1
-        share = np.bincount(result.labels[result.indices], minlength=num_classes) / k
-        pool = np.bincount(result.labels, minlength=num_classes) / result.labels.size
+        share = class_shares(result.labels, result.indices, num_classes=num_classes)
+        pool = class_shares(result.labels, np.arange(result.labels.size), num_classes=num_classes)
         lines.append(
             "class share, subset vs pool: "
             + ", ".join(f"{c}: {100 * share[c]:.0f}%/{100 * pool[c]:.0f}%" for c in range(num_classes))
         )
+        flags = imbalanced_classes(result.labels, result.indices)
+        if flags:
+            lines.append(f"class balance: {imbalance_line(flags)}")
     return "\n".join(lines)

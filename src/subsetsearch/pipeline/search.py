@@ -33,7 +33,7 @@ from subsetsearch.pipeline.classify import ClassificationTask
 from subsetsearch.pipeline.config import PLACEMENT_KEYS, RunConfig, dump_config
 from subsetsearch.pipeline.detect import DetectionTask
 from subsetsearch.pipeline.progress import Reporter
-from subsetsearch.pipeline.schemes import SCHEMES
+from subsetsearch.pipeline.schemes import SCHEMES, Scored
 from subsetsearch.pipeline.seeds import Seed, derive_seed
 from subsetsearch.pipeline.task import RunResult, Task, TaskInfo, TaskWorkload, VariantSpec
 from subsetsearch.rundir import (
@@ -325,9 +325,20 @@ class Search:
             self._fetch(step.folder, fingerprint)
         return Subset.read(step.subset) if step.metrics.is_file() else None
 
-    def finish_step(self, i: int, subset: Subset, extra: dict, fingerprint: str, added: int | None = None) -> Subset:
-        """Write step i's subset and its metrics (``extra`` added to the sizes), and record it done."""
+    def finish_step(
+        self,
+        i: int,
+        subset: Subset,
+        extra: dict,
+        fingerprint: str,
+        added: int | None = None,
+        scored: Scored | None = None,
+    ) -> Subset:
+        """Write step i's subset and its metrics (``extra`` added to the sizes), and record it done; an
+        acquisition step (``scored``) keeps its gallery first."""
         step = self.layout.step(i)
+        if scored is not None:
+            self.task.keep_gallery(i, scored.scores, scored.chosen, scored.scored_at, self._score_units)
         subset.write(step.subset, self._source)
         added = int(np.sum(subset.iteration == i)) if added is None else added
         write_json(

@@ -39,7 +39,7 @@ from subsetsearch.executors import ScoreTask, TrainTask
 from subsetsearch.pipeline.config import EnsembleConfig, RunConfig
 from subsetsearch.pipeline.progress import Reporter
 from subsetsearch.pipeline.seeds import Seed, derive_seed
-from subsetsearch.rundir import DatasetRecord, RunLayout, StepLayout, Subset, read_json
+from subsetsearch.rundir import DatasetRecord, GalleryRecord, RunLayout, StepLayout, Subset, read_json
 from subsetsearch.state import Part, ScoringState
 
 if TYPE_CHECKING:
@@ -257,6 +257,26 @@ class Task(abc.ABC):
         score: Callable[[list[ScoreTask]], list[Any]],
     ) -> None:
         """Keep what the step's figures need (optional); ``score`` runs units on the executor."""
+
+    def keep_gallery(
+        self,
+        iteration: int,
+        scores: np.ndarray,
+        chosen: np.ndarray,
+        scored_at: int,
+        score: Callable[[list[ScoreTask]], list[Any]],
+    ) -> None:
+        """Keep step ``iteration``'s gallery (``gallery.npz``): the samples the report shows of its
+        selection (``chosen`` by ``scores``, from step ``scored_at``'s ensemble), with their thumbnails."""
+        path = self.step(iteration).gallery
+        if not path.is_file():
+            self.gallery_record(scores, chosen, scored_at, score).save(path)
+
+    @abc.abstractmethod
+    def gallery_record(
+        self, scores: np.ndarray, chosen: np.ndarray, scored_at: int, score: Callable[[list[ScoreTask]], list[Any]]
+    ) -> GalleryRecord:
+        """The gallery of a selection (see :meth:`keep_gallery`)."""
 
     def finish_run(self, result: RunResult) -> None:  # noqa: B027 (optional hook)
         """After the run's metrics.json is written (optional)."""

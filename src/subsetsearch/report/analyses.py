@@ -13,7 +13,6 @@ import numpy as np
 __all__ = [
     "Consensus",
     "checkpoint_consensus",
-    "class_balance",
     "consecutive_pairs",
     "mean_sd",
     "paired_difference",
@@ -21,33 +20,6 @@ __all__ = [
     "student_t_quantile",
     "time_to_accuracy",
 ]
-
-
-def class_balance(labels: np.ndarray, index: np.ndarray, multiplicity: np.ndarray, num_classes: int) -> np.ndarray:
-    """Share of each class in a (multi)set of rows; a row counts its multiplicity.
-
-    Parameters
-    ----------
-    labels : ndarray of shape (N,) or (N, num_classes)
-        Class of every pool row, or (detection) how many boxes of each class every image holds.
-    index, multiplicity : ndarray of shape (k,)
-        Distinct rows of the subset and how often each appears.
-    num_classes : int
-
-    Returns
-    -------
-    fractions : ndarray of shape (num_classes,)
-        Sums to 1 (all zeros for an empty subset).
-    """
-    index = np.asarray(index, dtype=np.int64)
-    weights = np.asarray(multiplicity, dtype=np.float64)
-    labels = np.asarray(labels)
-    if labels.ndim == 2:
-        counts = (labels[index] * weights[:, None]).sum(axis=0) if len(index) else np.zeros(num_classes)
-    else:
-        counts = np.bincount(labels[index], weights=weights, minlength=num_classes)
-    total = counts.sum()
-    return counts / total if total else counts.astype(np.float64)
 
 
 def selected_accuracy(

@@ -157,12 +157,22 @@ def class_balance_figure(path: Path, balance: dict[str, np.ndarray], class_names
     save_figure(fig, path)
 
 
+#: Panels per row of the score histograms.
+HISTOGRAM_COLUMNS = 4
+
+
 def score_histograms_figure(path: Path, title: str, scores: dict[str, np.ndarray], chosen: np.ndarray) -> None:
     """One panel per acquisition function: its scores of the scored rows, selected rows stacked
     over the rest."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 2.8), squeeze=False)
-    for ax, (name, values) in zip(axes[0], scores.items(), strict=True):
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    columns = min(HISTOGRAM_COLUMNS, len(scores))
+    rows = -(-len(scores) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.6 * rows), squeeze=False, layout="constrained")
+    for ax in axes.flat[len(scores) :]:
+        ax.set_visible(False)
+    for ax, (name, values) in zip(axes.flat, scores.items(), strict=False):
         finite = np.isfinite(values)
         bins = np.linspace(np.nanmin(values[finite]), np.nanmax(values[finite]) + 1e-12, 31) if finite.any() else 30
         ax.hist(
@@ -174,10 +184,14 @@ def score_histograms_figure(path: Path, title: str, scores: dict[str, np.ndarray
         )
         ax.set_title(name, fontsize=9)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, numticks=5))
+        ax.yaxis.set_minor_formatter(NullFormatter())  # 2×10², 6×10², ... labels collide with their neighbours
         ax.tick_params(labelsize=7)
-    axes[0, 0].set_ylabel("samples")
-    axes[0, -1].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10, y=1.04)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+    for ax in axes[:, 0]:
+        ax.set_ylabel("samples")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
 
 

@@ -21,6 +21,15 @@ pre { background: #f6f6f6; padding: 0.8em; font-size: 0.8em; overflow-x: auto; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #555; }
 .missing { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.5em 1em; }
+.warning { background: #fdecea; border-left: 4px solid #d93025; padding: 0.5em 1em; }
+.gallery-class h3 { font-size: 1em; margin: 1.2em 0 0.3em; }
+.gallery-groups { display: flex; flex-wrap: wrap; gap: 0.8em; }
+.gallery-group { border: 1px solid #ddd; padding: 0.3em; }
+.gallery-label { font-size: 0.8em; color: #555; margin-bottom: 0.2em; }
+figure.thumb { display: inline-block; margin: 0.2em; width: 118px; vertical-align: top; }
+figure.thumb img { width: 84px; image-rendering: pixelated; border: 3px solid #bbb; }
+figure.thumb.chosen img { border-color: #2a7ab9; }
+figure.thumb figcaption { font-size: 0.7em; line-height: 1.25; overflow-wrap: anywhere; }
 """
 
 _SCRIPT = """
@@ -47,6 +56,15 @@ class Section:
 
     def figure(self, png: Path, caption: str) -> Section:
         self.parts.append(figure_html(png, caption))
+        return self
+
+    def warning(self, words: str) -> Section:
+        self.parts.append(f'<p class="warning">{html.escape(words)}</p>')
+        return self
+
+    def raw(self, markup: str) -> Section:
+        """HTML made by this package's own renderers (escaped there)."""
+        self.parts.append(markup)
         return self
 
     def pre(self, text: str) -> Section:

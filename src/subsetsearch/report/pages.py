@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from subsetsearch.acquisition import ACQUISITION_FUNCTIONS, acquire
+from subsetsearch.balance import class_shares, imbalance_line, imbalanced_classes
 from subsetsearch.errors import InputError
 from subsetsearch.internal.atomic import atomic_path
 from subsetsearch.report import figures
-from subsetsearch.report.analyses import class_balance, selected_accuracy
+from subsetsearch.report.analyses import selected_accuracy
+from subsetsearch.report.gallery import EXTREMES, NEAR_CUT, gallery_html
 from subsetsearch.report.html import Section, write_html
 from subsetsearch.report.paper import CITATION, PaperTable, paper_tables
 from subsetsearch.report.studies import STUDY_FUNCTIONS, StudyResult, consensus, percent_text, run_curves
@@ -110,6 +112,7 @@ def run_page(path: Path) -> ReportResult:
     if dataset is not None:
         _balance_section(run, page, dataset)
     _scores_section(run, page, dataset)
+    _gallery_section(run, page, dataset)
     _consensus_section(run, page)
     _curves_section(run, page)
     _cost_section(run, page)
@@ -252,19 +255,50 @@ def _balance_section(run: RunDir, page: _Page, dataset: DatasetRecord) -> None:
     names = dataset.class_names
     k = len(names)
     per_class, n = dataset.per_class, dataset.pool_size
-    balance = {"full pool": class_balance(per_class, np.arange(n), np.ones(n, np.int64), k)}
+    balance = {"full pool": class_shares(per_class, np.arange(n), num_classes=k)}
     for name, subset in _step_subsets(run):
-        balance[f"{name} ({subset.size})"] = class_balance(per_class, subset.index, subset.multiplicity, k)
+        balance[f"{name} ({subset.size})"] = class_shares(
+            per_class, subset.index, multiplicity=subset.multiplicity, num_classes=k
+        )
     section = Section("Class balance of each subset against the full pool")
     unit = "boxes" if dataset.pool_boxes is not None else "samples"
     section.table(
         ["class", *balance],
         [[names[c], *(f"{100 * b[c]:.2f}%" for b in balance.values())] for c in range(k)],
     )
+    for name, subset in _step_subsets(run):
+        flags = imbalanced_classes(per_class, subset.index, multiplicity=subset.multiplicity)
+        if flags:
+            section.warning(f"{name}: {imbalance_line(flags, names)}")
     if len(balance) > 1:
         figures.class_balance_figure(page.png("class_balance.png"), balance, names)
         section.figure(page.figures[-1], f"share of {unit} per class")
     page.sections.append(section)
+
+
+def _gallery_section(run: RunDir, page: _Page, dataset: DatasetRecord | None) -> None:
+    """Each acquisition step's gallery (``gallery.npz``): what its selection took and left."""
+    galleries = [(step, record) for step in run.steps if (record := step.gallery()) is not None]
+    scored = [step for step in run.steps if step.files.stats.is_file() or step.files.scores.is_file()]
+    if not galleries:
+        if scored:
+            page.missing.append(
+                "gallery: the steps keep no thumbnails (runs of subsetsearch 0.2.0 and before); a new run keeps them"
+            )
+        return
+    names = dataset.class_names if dataset is not None else None
+    identity = dataset.pool_source if dataset is not None else None
+    for step, record in galleries:
+        section = Section(f"Gallery of {step.files.name}: what the selection took and left")
+        by = "Per class" if (record.labels >= 0).any() else "Over all images, each with the ensemble's heatmap in red"
+        section.text(
+            f"{by}: the {EXTREMES} highest and lowest {record.function} scores, and the {NEAR_CUT} chosen samples "
+            f"of lowest score and the {NEAR_CUT} left-out samples of highest score either side of the cut "
+            "(blue frame: chosen by this step). The vote is the class most of the ensemble's members predict, "
+            "with the share of members that predict it."
+        )
+        section.raw(gallery_html(record, class_names=names, identity=identity))
+        page.sections.append(section)
 
 
 def _added_rows(subset: Subset | None, previous: Subset | None) -> np.ndarray:
