@@ -3,12 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
 from subsetsearch.internal.validation import check_fraction, check_integer
 
-__all__ = ["all_members_disagree", "select", "select_chunks"]
+__all__ = ["BALANCES", "DIRECTIONS", "Coverage", "all_members_disagree", "class_quotas", "select", "select_chunks"]
+
+#: ``balance``: ``none`` (one budget for the whole pool) or ``class`` (a quota per class).
+BALANCES = ("none", "class")
+#: ``direction``: keep the ``highest`` scores first (the paper's rule) or the ``lowest``.
+DIRECTIONS = ("highest", "lowest")
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Coverage-centric selection (Zheng et al., ICLR 2023): set aside the ``prune_hardest`` share
+    of highest scores, split the rest of the score range into ``strata`` equal-width strata, and
+    spread the budget evenly over them (a stratum smaller than its share gives the rest to the
+    others, the smallest first), sampling at random within each.
+
+    Parameters
+    ----------
+    strata : int
+        K >= 1.
+    prune_hardest : float, default 0.0
+        beta in [0, 1).
+    """
+
+    strata: int
+    prune_hardest: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_integer(self.strata, "coverage strata", minimum=1)
+        check_fraction(self.prune_hardest, "coverage prune_hardest")
 
 
 def select(
@@ -18,13 +47,21 @@ def select(
     exclude: np.ndarray | None = None,
     skip_top: float = 0.0,
     seed: int = 0,
+    balance: str = "none",
+    labels: np.ndarray | None = None,
+    coverage: Coverage | None = None,
+    direction: str = "highest",
 ) -> np.ndarray:
     """Indices of the k highest-scoring candidate rows, best first.
 
     Candidates are the rows not in ``exclude``. The highest-scoring
     ``floor(skip_top * candidates)`` of them are first set aside as outliers
     (the paper's Table IV: with 12.5% skipped, a 50% budget takes ranks
-    12.5%-62.5% from the top instead of 0%-50%).
+    12.5%-62.5% from the top instead of 0%-50%). With ``balance="class"`` the
+    budget is split into per-class quotas (:func:`class_quotas`) and the
+    outlier rules apply within each class; ``coverage`` replaces the top-k by
+    coverage-centric sampling (:class:`Coverage`); ``direction="lowest"``
+    keeps the lowest scores first. Without them the result is the plain top-k.
 
     Parameters
     ----------
@@ -39,7 +76,17 @@ def select(
         Fraction in [0, 1) of the candidates to set aside from the top.
     seed : int, default 0
         Breaks ties between equal scores by a seeded random order, never by
-        position (datasets are often sorted by class).
+        position (datasets are often sorted by class); seeds coverage's sampling.
+    balance : {"none", "class"}, default "none"
+        ``"class"``: quotas proportional to each class's count in ``labels``,
+        each filled by that class's best rows.
+    labels : array-like of int, shape (N,), optional
+        The class of every row; needed by ``balance="class"``.
+    coverage : Coverage, optional
+        Coverage-centric selection within the budget (and within each class).
+    direction : {"highest", "lowest"}, default "highest"
+        Which end of the scores is taken first (``skip_top`` and coverage's
+        ``prune_hardest`` always set aside the highest).
 
     Returns
     -------
@@ -64,16 +111,47 @@ def select(
     if scores.ndim != 1:
         raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
     _check_k(k, skip_top)
+    if balance not in BALANCES:
+        raise ValueError(f"balance must be one of {', '.join(BALANCES)}, got {balance!r}")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    if coverage is not None and not isinstance(coverage, Coverage):
+        raise ValueError(f"coverage must be a Coverage(strata=K, prune_hardest=beta), got {coverage!r}")
     candidate = ~exclusion_mask(exclude, scores.shape[0])
     if np.isnan(scores[candidate]).any():
         raise ValueError("scores contain NaN at rows that are not excluded (rows no member scored?)")
     rows = np.flatnonzero(candidate)
-    skipped = int(skip_top * rows.size)
-    if k > rows.size - skipped:
-        raise ValueError(f"cannot select {k} rows: {rows.size} candidates, {skipped} of them skipped as outliers")
-    tie_break = _tie_break(seed, scores.shape[0])[rows]
-    order = np.lexsort((tie_break, -scores[rows]))  # last key sorts first
-    return rows[order[skipped : skipped + k]].astype(np.int64)
+    tie = _tie_break(seed, scores.shape[0])
+    if balance == "none" and coverage is None and direction == "highest":  # the paper's rule, today's bits
+        skipped = int(skip_top * rows.size)
+        if k > rows.size - skipped:
+            raise ValueError(f"cannot select {k} rows: {rows.size} candidates, {skipped} of them skipped as outliers")
+        order = np.lexsort((tie[rows], -scores[rows]))  # last key sorts first
+        return rows[order[skipped : skipped + k]].astype(np.int64)
+    groups = [rows] if balance == "none" else _by_class(rows, labels, scores.shape[0])
+    if balance == "class" and 0 < k < len(groups):
+        raise ValueError(f"balance='class' cannot give each of {len(groups)} classes a row from a budget of {k}")
+    kept = [_after_outliers(group, scores, tie, skip_top, coverage) for group in groups]
+    if balance == "none":
+        quotas = np.array([k])
+    else:
+        pool = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(groups))
+        quotas = class_quotas(pool[[int(labels[g[0]]) for g in groups]], k, [len(g) for g in kept], seed=seed)
+    if k > sum(len(g) for g in kept):
+        raise ValueError(
+            f"cannot select {k} rows: {rows.size} candidates, {sum(len(g) for g in kept)} left after the outliers"
+        )
+    sign = 1.0 if direction == "highest" else -1.0
+    chosen = []
+    for g, (group, quota) in enumerate(zip(kept, quotas, strict=True)):
+        if coverage is None:
+            order = np.lexsort((tie[group], -sign * scores[group]))
+            chosen.append(group[order[:quota]])
+        else:
+            chosen.append(_stratified(group, scores, int(quota), coverage.strata, np.random.default_rng([seed, g])))
+    picked = np.concatenate(chosen) if chosen else np.empty(0, np.int64)
+    order = np.lexsort((tie[picked], -sign * scores[picked]))  # best first, in the direction asked
+    return picked[order].astype(np.int64)
 
 
 def select_chunks(
@@ -186,6 +264,88 @@ def all_members_disagree(vote_counts: np.ndarray, member_counts: np.ndarray) -> 
     if votes.shape[1] == 0:
         return np.zeros(votes.shape[0], dtype=bool)
     return (members >= 2) & (votes.max(axis=1) <= 1)
+
+
+def class_quotas(pool_counts: np.ndarray, k: int, capacity: list[int] | np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """Per-class budgets summing to ``k``, proportional to ``pool_counts`` by the largest-remainder
+    method (ties in the remainder go by a seeded random order), never above a class's ``capacity``:
+    what a full class cannot take goes to the others, in proportion again.
+
+    Examples
+    --------
+    >>> class_quotas(np.array([50, 30, 20]), 7, [50, 30, 20]).tolist()  # 3.5, 2.1, 1.4: remainders .5 .1 .4
+    [4, 2, 1]
+    >>> class_quotas(np.array([50, 30, 20]), 7, [1, 30, 20]).tolist()  # class 0 holds one: 6 over 30:20
+    [1, 4, 2]
+    """
+    counts = np.asarray(pool_counts, dtype=np.float64)
+    capacity = np.asarray(capacity, dtype=np.int64)
+    if k > capacity.sum():
+        raise ValueError(f"cannot select {k} rows: the classes hold {int(capacity.sum())} candidates")
+    rank = np.random.default_rng(seed).permutation(len(counts))  # ties in the remainder: this order
+    quotas = np.zeros(len(counts), np.int64)
+    open_ = capacity > 0
+    while quotas.sum() < k:
+        left = k - quotas.sum()
+        weights = np.where(open_, counts, 0.0)
+        if weights.sum() == 0:
+            weights = open_.astype(np.float64)
+        share = left * weights / weights.sum()
+        add = np.floor(share).astype(np.int64)
+        extra = left - add.sum()
+        order = np.lexsort((rank, -(share - add)))  # largest remainder first
+        add[order[:extra]] += 1
+        quotas = np.minimum(quotas + add, capacity)
+        open_ = quotas < capacity
+    return quotas
+
+
+def _by_class(rows: np.ndarray, labels: np.ndarray | None, num_samples: int) -> list[np.ndarray]:
+    """``rows`` split by class (classes in increasing order; classes without a candidate left out)."""
+    if labels is None:
+        raise ValueError("balance='class' needs labels: the class of every row")
+    labels = np.asarray(labels)
+    if labels.shape != (num_samples,) or not np.issubdtype(labels.dtype, np.integer) or (labels < 0).any():
+        raise ValueError(f"labels must be {num_samples} class indices 0..C-1, got {labels.dtype} {labels.shape}")
+    order = rows[np.argsort(labels[rows], kind="stable")]
+    return [g for g in np.split(order, np.flatnonzero(np.diff(labels[order])) + 1) if len(g)]
+
+
+def _after_outliers(rows: np.ndarray, scores: np.ndarray, tie: np.ndarray, skip_top: float, coverage) -> np.ndarray:
+    """``rows`` without their ``skip_top`` share of highest scores and, with ``coverage``, without its
+    ``prune_hardest`` share of the highest of the rest (ties by the seeded order)."""
+    order = rows[np.lexsort((tie[rows], -scores[rows]))]
+    order = order[int(skip_top * len(order)) :]
+    if coverage is not None:
+        order = order[int(coverage.prune_hardest * len(order)) :]
+    return np.sort(order)
+
+
+def _stratified(rows: np.ndarray, scores: np.ndarray, budget: int, strata: int, rng: np.random.Generator) -> np.ndarray:
+    """CCS within ``rows``: ``strata`` equal-width strata of their score range, ``budget`` spread
+    evenly (strata smallest first, each taking at most its share of what is left), at random within."""
+    if budget == 0:
+        return np.empty(0, np.int64)
+    values = scores[rows]
+    low, high = values.min(), values.max()
+    width = (high - low) / strata
+    which = (
+        np.zeros(len(rows), np.int64)
+        if width == 0
+        else np.minimum(((values - low) / width).astype(np.int64), strata - 1)
+    )
+    members = [rows[which == s] for s in range(strata)]
+    sizes = np.array([len(m) for m in members])
+    left, chosen = budget, []
+    nonempty = int((sizes > 0).sum())
+    for s in np.lexsort((np.arange(strata), sizes)):  # smallest first, ties by stratum
+        if sizes[s] == 0:
+            continue
+        take = min(int(sizes[s]), left // nonempty)
+        chosen.append(rng.choice(members[s], take, replace=False))
+        left -= take
+        nonempty -= 1
+    return np.concatenate(chosen)
 
 
 def _check_k(k: int, skip_top: float) -> None:
