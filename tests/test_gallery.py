@@ -129,14 +129,13 @@ def test_a_steps_gallery_is_its_selection_read_from_its_own_files(folder_run):
     np.testing.assert_array_equal(record.scores, scores[record.index])
     np.testing.assert_array_equal(record.chosen, np.isin(record.index, chosen))
     np.testing.assert_array_equal(record.labels, labels[record.index])
-    # the vote: the class most members predict, counted here from each member's votes (votes.npz)
-    with np.load(step.votes) as saved:
-        rows, votes = saved["rows"], saved["votes"]
-    position = {int(r): k for k, r in enumerate(rows)}
+    # the vote: the class most members predict, from the statistics' own vote counts (stats.npz; the
+    # gallery reads each member's votes in votes.npz)
+    stats = EnsembleStats.load(step.stats)
     for k, row in enumerate(record.index):
-        counts = np.bincount(votes[:, position[int(row)]], minlength=10)
+        counts = stats.vote_counts[row]
         assert counts[record.votes[k]] == counts.max()
-        assert record.vote_share[k] == pytest.approx(counts.max() / len(votes))
+        assert record.vote_share[k] == pytest.approx(counts.max() / stats.member_counts[row])
     # thumbnails: the 16×16 PNG files themselves, read by PIL
     paths = dataset.pool_source["path"]
     for k, row in enumerate(record.index):

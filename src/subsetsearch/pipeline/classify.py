@@ -25,7 +25,7 @@ from subsetsearch.pipeline.config import RunConfig
 from subsetsearch.pipeline.seeds import Seed, derive_seed
 from subsetsearch.pipeline.task import StepScoring, Task, TaskInfo, VariantSpec, build_networks
 from subsetsearch.report.gallery import gallery_rows, thumbnails
-from subsetsearch.rundir import DatasetRecord, GalleryRecord, TrainingRunFiles, damaged
+from subsetsearch.rundir import DatasetRecord, GalleryRecord, TrainingRunFiles, damaged, read_npz
 from subsetsearch.state import DynamicsPart, MemberVotes, Part, ScoringState, StatsPart, VotesPart
 from subsetsearch.stats import EnsembleStats
 from subsetsearch.train import data as datasets
@@ -247,12 +247,21 @@ class ClassificationTask(Task):
         self, scores: np.ndarray, chosen: np.ndarray, scored_at: int, score: Callable[[list[ScoreTask]], list[Any]]
     ) -> GalleryRecord:
         """Per class, the samples either end of the scores and either side of the cut, with the vote
-        of the ensemble that scored them (its statistics, ``stats.npz``) and their thumbnails."""
+        of the ensemble that scored them (each member's predicted class of the scored rows,
+        ``votes.npz``, two bytes a member and row, rather than the pool's statistics, C sums a row)
+        and their thumbnails."""
         labels = self.splits.pool.y
         rows, groups = gallery_rows(scores, chosen, labels=labels)
-        stats = EnsembleStats.load(self.step(scored_at).stats)
-        counts = stats.vote_counts[rows]
-        members = np.maximum(stats.member_counts[rows], 1)
+        saved = read_npz(self.step(scored_at).votes, "rows", "votes")
+        order = np.argsort(saved["rows"], kind="stable")
+        at = order[np.searchsorted(saved["rows"], rows, sorter=order)]
+        member_votes = saved["votes"][:, at].astype(np.int64)  # [M, n]
+        counts = (
+            np.stack([np.bincount(v, minlength=self.splits.num_classes) for v in member_votes.T])
+            if len(rows)
+            else np.zeros((0, self.splits.num_classes), np.int64)
+        )
+        members = max(member_votes.shape[0], 1)
         is_chosen = np.isin(rows, chosen)
         return GalleryRecord(
             rows,
