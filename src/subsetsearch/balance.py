@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BALANCE_ADVICE", "ClassShare", "class_shares", "imbalance_line", "imbalanced_classes"]
+__all__ = ["BALANCE_ADVICE", "ClassShare", "class_shares", "how_far_off", "imbalance_line", "imbalanced_classes"]
 
 #: A class is flagged when its share of the subset is below ``LOW`` times its share of the pool, or
 #: above ``HIGH`` times it.
@@ -62,6 +62,18 @@ def class_shares(
     return counts / total if total else counts
 
 
+def how_far_off(subset: np.ndarray | float, pool: np.ndarray | float) -> np.ndarray:
+    """How far a class's share of a subset is from its share of the pool, by ratio: |log(subset/pool)|
+    (a class absent from the subset counts as a share of 1e-12).
+
+    Examples
+    --------
+    >>> [round(float(how_far_off(s, 0.1)), 6) for s in (0.2, 0.05)]  # twice and half: equally far
+    [0.693147, 0.693147]
+    """
+    return np.abs(np.log((np.asarray(subset, dtype=np.float64) + 1e-12) / np.asarray(pool, dtype=np.float64)))
+
+
 @dataclass(frozen=True)
 class ClassShare:
     """A class whose share of the subset is off its share of the pool by more than a factor of two."""
@@ -97,7 +109,7 @@ def imbalanced_classes(
         for c in range(len(pool))
         if pool[c] > 0 and (subset[c] < LOW * pool[c] or subset[c] > HIGH * pool[c])
     ]
-    return sorted(off, key=lambda s: (-abs(np.log((s.subset + 1e-12) / s.pool)), s.label))
+    return sorted(off, key=lambda s: (-float(how_far_off(s.subset, s.pool)), s.label))
 
 
 def imbalance_line(flags: Sequence[ClassShare], class_names: Sequence[str] | None = None, *, limit: int = 4) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from subsetsearch.balance import class_shares, how_far_off
 from subsetsearch.rundir import GALLERY_GROUPS, GalleryRecord
 
 __all__ = ["EXTREMES", "MAX_CLASSES", "NEAR_CUT", "THUMBNAIL_SIDE", "gallery_html", "gallery_rows", "thumbnails"]
@@ -107,12 +108,9 @@ def gallery_rows(
 def _most_off(labels: np.ndarray, chosen: np.ndarray, per_class: list[np.ndarray], keep: int) -> list[int]:
     """Positions in ``per_class`` of the ``keep`` classes whose share of ``chosen`` is furthest, by
     ratio, from their share of ``labels`` (ties: the lower class first)."""
-    pool = np.bincount(labels, minlength=int(labels.max()) + 1) / len(labels)
-    subset = np.bincount(labels[chosen], minlength=len(pool)) / max(len(chosen), 1)
-    off = []
-    for k, ranked in enumerate(per_class):
-        c = int(labels[ranked[0]])
-        off.append((-abs(np.log((subset[c] + 1e-12) / pool[c])), c, k))
+    pool = class_shares(labels, np.arange(len(labels)))
+    distance = how_far_off(class_shares(labels, chosen, num_classes=len(pool)), pool)
+    off = [(-float(distance[int(labels[ranked[0]])]), int(labels[ranked[0]]), k) for k, ranked in enumerate(per_class)]
     return [k for _, _, k in sorted(off)[:keep]]
 
 
