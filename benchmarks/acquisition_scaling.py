@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/acquisition_scaling.py            # N=100k, C=100, M=10,50,100
     .venv/bin/python benchmarks/acquisition_scaling.py --quick    # N=20k, M=4,8: a smoke run
     .venv/bin/python benchmarks/acquisition_scaling.py --functions  # every function in one pass, M=20
+    .venv/bin/python benchmarks/acquisition_scaling.py --selection  # balance and coverage, N=10^6 and 10^7
 
 Every method runs in a fresh process that reads the same member .npy files
 (float32 and float16, written once, then in the page cache) and computes
@@ -23,6 +24,13 @@ function (``one_function``: the ensemble statistics, mutual information) with wh
 eleven at once (``all_functions``: the statistics and the ordered label statistics, window 10,
 each member read once, every function computed), beside the floor; results in
 ``benchmarks/results/acquisition_functions.{json,png}``.
+
+``--selection`` times ``select`` on N random scores (N = 10⁶ and 10⁷, k = N/4, 10 classes)
+under each selection rule against the plain top-k of the same scores (``top_k``): ``balance``
+(``balance="class"``), ``coverage`` (``Coverage(50, 0.1)``), ``balance_coverage`` (both) and
+``lowest`` (``direction="lowest"``); the goal is at most 2× the top-k's time and O(N) extra memory
+(the same bytes per row at both N). The scores and labels are made in the child before its
+memory baseline. Results in ``benchmarks/results/acquisition_selection.{json,png}``.
 
 Time is the best of ``--repeats`` runs; memory is the peak of anonymous
 resident memory (RssAnon, sampled every 2 ms) above the process's start, so
@@ -47,6 +55,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 METHODS = ("floor", "floor_native", "stacked", "numpy_stream", "one_by_one", "subsetsearch")
 FUNCTION_METHODS = ("floor", "one_function", "all_functions")
+SELECTION_METHODS = ("top_k", "balance", "coverage", "balance_coverage", "lowest")
+SELECTION_SIZES = (1_000_000, 10_000_000)
+SELECTION_GOAL = 2.0
 NOTES = [
     "max_abs_diff_vs_stacked: subsetsearch divides each stored row by its sum, the stacked reference does not; "
     "float16 rows sum to 1 only within ~1e-3, hence differences of ~1e-4 in mutual information there.",
@@ -145,6 +156,115 @@ def method_all_functions(paths):
 
 
 # ------------------------------------------------------------ measuring a run
+def selection_child(method: str, num_samples: int, repeats: int) -> None:
+    """Time one selection rule in this (fresh) process on seeded random scores; print JSON."""
+    from subsetsearch.selection import Coverage, select
+
+    rng = np.random.default_rng(0)
+    scores, labels = rng.random(num_samples), rng.integers(0, 10, num_samples)
+    options = {
+        "top_k": {},
+        "balance": {"balance": "class", "labels": labels},
+        "coverage": {"coverage": Coverage(50, 0.1)},
+        "balance_coverage": {"balance": "class", "labels": labels, "coverage": Coverage(50, 0.1)},
+        "lowest": {"direction": "lowest"},
+    }[method]
+    select(scores[:1000], 250, **{**options, **({"labels": labels[:1000]} if "labels" in options else {})})
+    measured = _measured(lambda: select(scores, num_samples // 4, seed=0, **options), repeats)
+    print(json.dumps(measured))
+
+
+def _measured(work, repeats: int, keep=None) -> dict:
+    """Run ``work()`` ``repeats`` times in this process: the best and every time, and the peak of
+    anonymous RSS above the start (sampled every 2 ms); ``keep(result)`` sees each result first."""
+    baseline = _rss_anon()
+    peak, running = [baseline], True
+
+    def sample():
+        while running:
+            peak[0] = max(peak[0], _rss_anon())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = work()
+        times.append(time.perf_counter() - start)
+        peak[0] = max(peak[0], _rss_anon())
+        if keep is not None:
+            keep(result)
+        del result
+    running = False
+    sampler.join()
+    return {"seconds": min(times), "all_seconds": times, "peak_bytes": peak[0] - baseline}
+
+
+def selection_part(args) -> None:
+    """Each selection rule against the plain top-k on the same scores, each in a fresh process."""
+    rows = []
+    for n in SELECTION_SIZES:
+        row = {"num_samples": n, "k": n // 4, "num_classes": 10}
+        for method in SELECTION_METHODS:
+            command = [sys.executable, __file__, "--selection-child", method, "--num-samples", str(n),
+                       "--repeats", str(args.repeats)]  # fmt: skip
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"{method} failed:\n{done.stderr}")
+            row[method] = json.loads(done.stdout.strip().splitlines()[-1])
+            row[method]["bytes_per_row"] = row[method]["peak_bytes"] / n
+            print(f"N={n:>10,} {method:17s} {row[method]['seconds']:7.3f} s "
+                  f"{row[method]['bytes_per_row']:6.1f} B/row", flush=True)  # fmt: skip
+        for method in SELECTION_METHODS[1:]:
+            row[f"{method}_over_top_k"] = row[method]["seconds"] / row["top_k"]["seconds"]
+        rows.append(row)
+    worst = max(r[f"{m}_over_top_k"] for r in rows for m in SELECTION_METHODS[1:])
+    growth = {m: rows[-1][m]["bytes_per_row"] / rows[0][m]["bytes_per_row"] for m in SELECTION_METHODS}
+    report = {
+        "command": "python benchmarks/acquisition_scaling.py --selection",
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "results": rows,
+        "summary": {
+            "worst_time_over_top_k": worst,
+            "time_goal": f"at most {SELECTION_GOAL:g}x the top-k's time: "
+            + ("met" if worst <= SELECTION_GOAL else "not met"),
+            "bytes_per_row_growth_1e6_to_1e7": growth,
+        },
+        "note": "time: best of repeats of select(scores, N/4) in a fresh process; memory: peak anonymous RSS above "
+        "the child's start, scores (8 B/row) and labels (8 B/row) made before it",
+    }
+    out = args.out.with_name("acquisition_selection")
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_selection(rows, out.with_suffix(".png"))
+    print(json.dumps(report["summary"], indent=2))
+
+
+def plot_selection(rows, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(10, 3.6))
+    width = 0.8 / len(rows)
+    x = np.arange(len(SELECTION_METHODS))
+    for i, row in enumerate(rows):
+        label = f"N = {row['num_samples']:,}"
+        ax_time.bar(x + i * width, [row[m]["seconds"] / row["top_k"]["seconds"] for m in SELECTION_METHODS], width,
+                    label=label)  # fmt: skip
+        ax_mem.bar(x + i * width, [row[m]["bytes_per_row"] for m in SELECTION_METHODS], width, label=label)
+    ax_time.axhline(SELECTION_GOAL, color="grey", linestyle="--", linewidth=1, label=f"goal {SELECTION_GOAL:g}x")
+    ax_time.set_ylabel("seconds / top-k's seconds")
+    ax_mem.set_ylabel("peak extra bytes per row")
+    for ax in (ax_time, ax_mem):
+        ax.set_xticks(x + width * (len(rows) - 1) / 2, SELECTION_METHODS, rotation=20, fontsize=8)
+        ax.legend(fontsize=8)
+    fig.suptitle("select(scores, N/4) under each rule, 10 classes (best of repeats, fresh process each)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def _rss_anon() -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -158,29 +278,12 @@ def child(method: str, paths: list[str], repeats: int, scores_path: str) -> None
     function = globals()[f"method_{method}"]
     if method in ("subsetsearch", "one_by_one", "one_function", "all_functions"):  # compile outside the timing
         function(paths[:1])
-    baseline = _rss_anon()
-    peak = [baseline]
-    running = True
 
-    def sample():
-        while running:
-            peak[0] = max(peak[0], _rss_anon())
-            time.sleep(0.002)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function(paths)
-        times.append(time.perf_counter() - start)
-        peak[0] = max(peak[0], _rss_anon())
+    def keep(result) -> None:
         if result is not None:
             np.save(scores_path, np.stack(result))
-        del result
-    running = False
-    sampler.join()
-    print(json.dumps({"seconds": min(times), "all_seconds": times, "peak_bytes": peak[0] - baseline}))
+
+    print(json.dumps(_measured(lambda: function(paths), repeats, keep)))
 
 
 def run_child(method, paths, repeats, scores_path):
@@ -223,12 +326,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N=20k, M=4,8, into results/quick_*")
     parser.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON of an earlier run")
     parser.add_argument("--functions", action="store_true", help="every function in one pass against one, M=20")
+    parser.add_argument("--selection", action="store_true", help="balance and coverage against top-k, N=1e6, 1e7")
     parser.add_argument("--child", choices=METHODS + FUNCTION_METHODS[1:], help=argparse.SUPPRESS)
+    parser.add_argument("--selection-child", choices=SELECTION_METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--scores", help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.paths, args.repeats, args.scores)
+        return
+    if args.selection_child:
+        selection_child(args.selection_child, args.num_samples, args.repeats)
+        return
+    if args.selection:
+        selection_part(args)
         return
     if args.replot:
         plot(json.loads(args.out.with_suffix(".json").read_text())["results"], args.out.with_suffix(".png"))

@@ -286,16 +286,23 @@ def select_top(scores: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ searches through `subsetsearch run`
 def run_search(
-    bench: Bench, seed: int, scheme: str, function: str, budgets: tuple[float, ...]
+    bench: Bench,
+    seed: int,
+    scheme: str,
+    function: str,
+    budgets: tuple[float, ...],
+    options: dict | None = None,
+    tag: str = "",
 ) -> tuple[list, list[float]]:
     """The subsets of every step of a ``subsetsearch run`` on the benchmark's pool, and the search
-    seconds spent up to each step."""
+    seconds spent up to each step. ``options`` are further ``search`` keys (balance, coverage), in a
+    run directory of their own named by ``tag``."""
     from subsetsearch.pipeline.config import parse_config
     from subsetsearch.pipeline.progress import Reporter
     from subsetsearch.pipeline.run import run_config
     from subsetsearch.rundir import SUBSET, Subset
 
-    name = f"{scheme}-{function}-{'-'.join(f'{b:g}' for b in budgets)}"
+    name = f"{scheme}-{function}-{'-'.join(f'{b:g}' for b in budgets)}{tag}"
     config = {
         "name": name,
         "seed": seed,
@@ -309,7 +316,7 @@ def run_search(
             "device": "cpu",
         },
         "ensemble": {**ENSEMBLE, **({"start": 2, "stop": 3} if bench.quick else {})},
-        "search": {"scheme": scheme, "function": function, "budgets": list(budgets)},
+        "search": {"scheme": scheme, "function": function, "budgets": list(budgets), **(options or {})},
         # the run's own subset model is not used (every subset model is trained below, alike): one epoch
         "subset_model": {"models": 1, "steps": "final", "train": {"epochs": 1, "threads": 2, "device": "cpu"}},
     }

@@ -178,7 +178,10 @@ def test_bad_member_files(pool, capsys, case):
         (["-f", "entropy", "-b", "1.5"], "above 1"),
         (["-f", "entropy", "-b", "lots"], "not a number"),
         (["-f", "entropy", "-b", "0.001"], "selects no sample"),
-        (["-f", "entropy", "-b", "0.9", "--skip-top", "0.2"], "more than the pool"),
+        (
+            ["-f", "entropy", "-b", "0.9", "--skip-top", "0.2"],
+            "asks for 108 samples, but 96 of the 120 candidates are left after --skip-top 0.2",
+        ),
         (["-f", "entropy", "-b", "0.1", "--skip-top", "1"], "skip-top"),
     ],
 )

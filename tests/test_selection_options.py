@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from subsetsearch.selection import Coverage, class_quotas, select
+from subsetsearch.selection import Coverage, SelectionRule, class_quotas, select, selectable
 
 
 def test_quotas_by_hand():
@@ -131,3 +131,39 @@ def test_unknown_options_are_refused(options, message):
         Coverage(strata=0)
     with pytest.raises(ValueError, match="fraction in \\[0, 1\\)"):
         Coverage(strata=2, prune_hardest=1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    skip=st.sampled_from([0.0, 0.1, 0.25, 0.5]),
+    prune=st.sampled_from([0.0, 0.05, 0.3]),
+    seed=st.integers(0, 5),
+)
+def test_selectable_is_exactly_what_select_can_take(counts, skip, prune, seed):
+    """The budget checks' count against select itself: it takes ``selectable`` rows and refuses one more."""
+    labels = np.repeat(np.arange(len(counts)), counts)
+    scores = np.random.default_rng(seed).random(labels.size)
+    for balance in ("none", "class"):
+        per = np.array(counts) if balance == "class" else labels.size
+        rule = SelectionRule(skip_top=skip, balance=balance, coverage=Coverage(3, prune))
+        most = rule.capacity(per)
+        assert most == selectable(per, skip_top=skip, prune_hardest=prune)
+        if balance == "class" and most < len(counts):
+            continue  # a budget below the number of classes is refused for its own reason
+        assert len(select(scores, most, labels=labels, seed=seed, **rule.options())) == most
+        with pytest.raises(ValueError, match="cannot select"):
+            select(scores, most + 1, labels=labels, seed=seed, **rule.options())
+
+
+def test_a_rule_reads_back_from_its_record_and_an_old_section_is_the_plain_rule():
+    rule = SelectionRule(skip_top=0.125, balance="class", coverage=Coverage(20, 0.05))
+    assert SelectionRule.from_json(rule.to_json()) == rule
+    old = {"function": "entropy", "skip_top": 0.0}  # a run's search section from before the options
+    assert SelectionRule.from_json(old) == SelectionRule() and SelectionRule.from_json(old).plain
+    assert rule.describe() == (
+        "coverage (20 strata, the highest 5% of scores pruned), per class in the pool's proportions, "
+        "the top 12.5% set aside"
+    )
+    with pytest.raises(ValueError, match="direction='lowest' changes nothing with coverage"):
+        SelectionRule(coverage=Coverage(3), direction="lowest")

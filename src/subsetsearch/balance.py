@@ -17,8 +17,8 @@ LOW, HIGH = 0.5, 2.0
 
 #: What a flagged subset's reader can do about it.
 BALANCE_ADVICE = (
-    "Hard-first scores often skew a subset by class; see 'Class balance' in the run guide "
-    "(docs/guides/run.md) for what to do"
+    "Hard-first scores often skew a subset by class: search.balance: class (score --balance class) keeps the "
+    "pool's proportions; see 'Class balance' in the run guide (docs/guides/run.md)"
 )
 
 

@@ -90,7 +90,42 @@ def score(
             "ImageNet rule).",
         ),
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the tie-breaking order.")] = 0,
+    balance: Annotated[
+        str,
+        typer.Option(
+            "--balance",
+            help="none: one budget for the pool (default); class: a quota per class in the pool's proportions, each "
+            "filled by that class's best (needs --labels).",
+        ),
+    ] = "none",
+    coverage: Annotated[
+        int | None,
+        typer.Option(
+            "--coverage",
+            metavar="K",
+            help="Coverage-centric selection: split the score range into K equal-width strata and spread the budget "
+            "evenly over them, at random within each (with --balance class, within each class).",
+        ),
+    ] = None,
+    prune_hardest: Annotated[
+        float | None,
+        typer.Option(
+            "--prune-hardest",
+            metavar="BETA",
+            help="With --coverage: first set aside this fraction of the highest scores (likely mislabeled), in [0, 1).",
+        ),
+    ] = None,
+    direction: Annotated[
+        str,
+        typer.Option(
+            "--direction",
+            help="highest: the highest scores first (the paper's rule, default); lowest: the lowest first (the "
+            "easiest samples, for very small subsets).",
+        ),
+    ] = "highest",
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the tie-breaking order and of --coverage's sampling.")
+    ] = 0,
     scores_out: Annotated[
         Path | None,
         typer.Option(
@@ -160,6 +195,7 @@ def score(
                 "--skip-disagreement": skip_disagreement,
                 "--stats": bool(saved_stats),
                 "--window": window is not None,
+                "--balance": balance != "none",
             }
         )
         box_request = BoxScoreRequest(
@@ -174,6 +210,9 @@ def score(
             seed=seed,
             state=state,
             stride=4.0 if stride is None else stride,
+            coverage=coverage,
+            prune_hardest=prune_hardest,
+            direction=direction,
         )
         with _MemberProgress() as advance:
             result = score_box_files(box_request, on_progress=advance)
@@ -196,6 +235,10 @@ def score(
             state=state,
             saved_stats=tuple(saved_stats or ()),
             window=window,
+            balance=balance,
+            coverage=coverage,
+            prune_hardest=prune_hardest,
+            direction=direction,
         )
         with _MemberProgress() as advance:
             result = score_files(request, on_progress=advance)

@@ -9,7 +9,17 @@ import numpy as np
 
 from subsetsearch.internal.validation import check_fraction, check_integer
 
-__all__ = ["BALANCES", "DIRECTIONS", "Coverage", "all_members_disagree", "class_quotas", "select", "select_chunks"]
+__all__ = [
+    "BALANCES",
+    "DIRECTIONS",
+    "Coverage",
+    "SelectionRule",
+    "all_members_disagree",
+    "class_quotas",
+    "select",
+    "select_chunks",
+    "selectable",
+]
 
 #: ``balance``: ``none`` (one budget for the whole pool) or ``class`` (a quota per class).
 BALANCES = ("none", "class")
@@ -38,6 +48,121 @@ class Coverage:
     def __post_init__(self) -> None:
         check_integer(self.strata, "coverage strata", minimum=1)
         check_fraction(self.prune_hardest, "coverage prune_hardest")
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """The options of :func:`select` besides the budget and the seed, checked together: what a run
+    directory and a scores file record, and what the summaries put in words.
+
+    Parameters
+    ----------
+    skip_top, balance, coverage, direction
+        As :func:`select`. ``direction="lowest"`` with ``coverage`` is refused: coverage samples
+        every stratum at random, so the direction would change nothing.
+
+    Examples
+    --------
+    >>> SelectionRule().describe()
+    'highest scores first'
+    >>> SelectionRule(balance="class", coverage=Coverage(20, 0.1)).describe()
+    "coverage (20 strata, the highest 10% of scores pruned), per class in the pool's proportions"
+    """
+
+    skip_top: float = 0.0
+    balance: str = "none"
+    coverage: Coverage | None = None
+    direction: str = "highest"
+
+    def __post_init__(self) -> None:
+        check_fraction(self.skip_top, "skip_top")
+        if self.balance not in BALANCES:
+            raise ValueError(f"balance must be one of {', '.join(BALANCES)}, got {self.balance!r}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
+        if self.coverage is not None and not isinstance(self.coverage, Coverage):
+            raise ValueError(f"coverage must be a Coverage(strata=K, prune_hardest=beta), got {self.coverage!r}")
+        if self.coverage is not None and self.direction == "lowest":
+            raise ValueError(
+                "direction='lowest' changes nothing with coverage, which samples every stratum at random; drop one"
+            )
+
+    @property
+    def plain(self) -> bool:
+        """True for the paper's rule: highest first, one budget, no coverage (``skip_top`` aside)."""
+        return self.balance == "none" and self.coverage is None and self.direction == "highest"
+
+    def options(self) -> dict:
+        """The keyword arguments of :func:`select` this rule sets."""
+        return {
+            "skip_top": self.skip_top,
+            "balance": self.balance,
+            "coverage": self.coverage,
+            "direction": self.direction,
+        }
+
+    def to_json(self) -> dict:
+        """The rule as plain values (``coverage`` a mapping or None), for files."""
+        coverage = self.coverage
+        return {
+            "balance": self.balance,
+            "coverage": None
+            if coverage is None
+            else {"strata": coverage.strata, "prune_hardest": coverage.prune_hardest},
+            "direction": self.direction,
+            "skip_top": self.skip_top,
+        }
+
+    @classmethod
+    def from_json(cls, values: dict) -> SelectionRule:
+        """The rule of :meth:`to_json`'s mapping (or a run's ``search`` section); absent keys take
+        their defaults, so a mapping written before an option existed reads as it ran."""
+        coverage = values.get("coverage")
+        return cls(
+            skip_top=values.get("skip_top", 0.0),
+            balance=values.get("balance", "none"),
+            coverage=None if coverage is None else Coverage(coverage["strata"], coverage.get("prune_hardest", 0.0)),
+            direction=values.get("direction", "highest"),
+        )
+
+    def describe(self) -> str:
+        """The rule in words, for the summaries of ``score`` and ``run``, and the report."""
+        if self.coverage is None:
+            words = f"{self.direction} scores first"
+        else:
+            words = f"coverage ({self.coverage.strata} strata"
+            if self.coverage.prune_hardest:
+                words += f", the highest {100 * self.coverage.prune_hardest:g}% of scores pruned"
+            words += ")"
+        if self.balance == "class":
+            words += ", per class in the pool's proportions"
+        if self.skip_top:
+            words += f", the top {100 * self.skip_top:g}% set aside"
+        return words
+
+    def capacity(self, candidates: int | np.ndarray) -> int:
+        """How many rows :func:`select` can take from ``candidates`` (a count, or one per class with
+        ``balance="class"``): :func:`selectable` with this rule's outlier shares."""
+        pruned = 0.0 if self.coverage is None else self.coverage.prune_hardest
+        return selectable(candidates, skip_top=self.skip_top, prune_hardest=pruned)
+
+
+def selectable(candidates: int | np.ndarray, *, skip_top: float = 0.0, prune_hardest: float = 0.0) -> int:
+    """How many of ``candidates`` rows are left to :func:`select` once the ``skip_top`` share and
+    then coverage's ``prune_hardest`` share of the rest are set aside (each rounded down, as
+    :func:`select` counts them); with an array of per-class counts (``balance="class"``), the sum
+    over the classes.
+
+    Examples
+    --------
+    >>> selectable(100, skip_top=0.1, prune_hardest=0.25)  # 100 - 10, then 90 - 22
+    68
+    >>> selectable(np.array([10, 7]), prune_hardest=0.2)  # 10 - 2 and 7 - 1
+    14
+    """
+    counts = np.atleast_1d(np.asarray(candidates, dtype=np.int64))
+    rest = counts - np.floor(skip_top * counts).astype(np.int64)
+    return int((rest - np.floor(prune_hardest * rest).astype(np.int64)).sum())
 
 
 def select(
@@ -111,12 +236,7 @@ def select(
     if scores.ndim != 1:
         raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
     _check_k(k, skip_top)
-    if balance not in BALANCES:
-        raise ValueError(f"balance must be one of {', '.join(BALANCES)}, got {balance!r}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    if coverage is not None and not isinstance(coverage, Coverage):
-        raise ValueError(f"coverage must be a Coverage(strata=K, prune_hardest=beta), got {coverage!r}")
+    SelectionRule(skip_top=skip_top, balance=balance, coverage=coverage, direction=direction)  # the checks
     candidate = ~exclusion_mask(exclude, scores.shape[0])
     if np.isnan(scores[candidate]).any():
         raise ValueError("scores contain NaN at rows that are not excluded (rows no member scored?)")
@@ -150,8 +270,9 @@ def select(
         else:
             chosen.append(_stratified(group, scores, int(quota), coverage.strata, np.random.default_rng([seed, g])))
     picked = np.concatenate(chosen) if chosen else np.empty(0, np.int64)
-    order = np.lexsort((tie[picked], -sign * scores[picked]))  # best first, in the direction asked
-    return picked[order].astype(np.int64)
+    if len(chosen) > 1 or coverage is not None:  # one group's top is in order already
+        picked = picked[np.lexsort((tie[picked], -sign * scores[picked]))]  # best first, in the direction asked
+    return picked.astype(np.int64)
 
 
 def select_chunks(
@@ -314,11 +435,12 @@ def _by_class(rows: np.ndarray, labels: np.ndarray | None, num_samples: int) -> 
 def _after_outliers(rows: np.ndarray, scores: np.ndarray, tie: np.ndarray, skip_top: float, coverage) -> np.ndarray:
     """``rows`` without their ``skip_top`` share of highest scores and, with ``coverage``, without its
     ``prune_hardest`` share of the highest of the rest (ties by the seeded order)."""
+    pruned = 0.0 if coverage is None else coverage.prune_hardest
+    if skip_top == 0 and pruned == 0:
+        return rows  # nothing set aside: no sort
     order = rows[np.lexsort((tie[rows], -scores[rows]))]
     order = order[int(skip_top * len(order)) :]
-    if coverage is not None:
-        order = order[int(coverage.prune_hardest * len(order)) :]
-    return np.sort(order)
+    return np.sort(order[int(pruned * len(order)) :])
 
 
 def _stratified(rows: np.ndarray, scores: np.ndarray, budget: int, strata: int, rng: np.random.Generator) -> np.ndarray:

@@ -165,8 +165,11 @@ def check_table_path(path: str | os.PathLike, option: str) -> Path:
     return path
 
 
-def write_tables(tables: Sequence[tuple[Path, dict[str, np.ndarray]]]) -> None:
-    """Write each (path, columns) as CSV or Parquet by suffix; all appear or none."""
+def write_tables(
+    tables: Sequence[tuple[Path, dict[str, np.ndarray]]], *, metadata: dict[str, str] | None = None
+) -> None:
+    """Write each (path, columns) as CSV or Parquet by suffix; all appear or none. ``metadata`` goes
+    into every Parquet file's key-value metadata (CSV has no place for it)."""
     import pyarrow as pa
     import pyarrow.csv
     import pyarrow.parquet
@@ -175,6 +178,8 @@ def write_tables(tables: Sequence[tuple[Path, dict[str, np.ndarray]]]) -> None:
         for path, columns in tables:
             tmp = stack.enter_context(atomic_path(path))
             table = pa.table(columns)
+            if metadata:
+                table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
             if path.suffix.lower() == ".csv":
                 pyarrow.csv.write_csv(table, tmp)
             else:

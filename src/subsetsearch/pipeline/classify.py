@@ -228,6 +228,9 @@ class ClassificationTask(Task):
         self.info = info(splits.name, len(splits.pool), len(splits.test))
         return self.info
 
+    def pool_labels(self) -> np.ndarray:
+        return self.splits.pool.y
+
     def dataset_record(self) -> DatasetRecord:
         return DatasetRecord(
             self.splits.name,

@@ -20,6 +20,7 @@ from subsetsearch.dynamics import DEFAULT_WINDOW
 from subsetsearch.errors import InputError
 from subsetsearch.internal.budgets import check_config_budget
 from subsetsearch.pipeline.schemes import DETECTION_SCHEMES, SCHEMES, Scheme
+from subsetsearch.selection import BALANCES, DIRECTIONS, Coverage, SelectionRule
 from subsetsearch.train.data import DATASETS, DEFAULT_CACHE_MB
 from subsetsearch.train.settings import (
     DETECTOR_NAMES,
@@ -170,6 +171,17 @@ class EnsembleConfig(StrictModel):
         return self
 
 
+class CoverageConfig(StrictModel):
+    """Coverage-centric selection (Zheng et al., ICLR 2023): set aside the ``prune_hardest`` share of
+    highest scores, split the rest of the score range into ``strata`` equal-width strata, and spread
+    the budget evenly over them, at random within each."""
+
+    strata: int = Field(ge=1)
+    """K, the number of equal-width score strata."""
+    prune_hardest: float = Field(0.0, ge=0, lt=1)
+    """beta, the share of highest scores set aside first (likely mislabeled)."""
+
+
 class SearchConfig(StrictModel):
     scheme: Literal[tuple(SCHEMES)] = "build_up"  # type: ignore[valid-type]
     """How the subset is found. auto_duplication: build_up that scores the whole pool each step, chosen
@@ -184,6 +196,13 @@ class SearchConfig(StrictModel):
     """dyn_unc: the window J of consecutive checkpoints, at most the ensemble's members."""
     skip_top: float = Field(0.0, ge=0, lt=1)
     """Outliers: the top fraction of scores set aside."""
+    balance: Literal[tuple(BALANCES)] = "none"  # type: ignore[valid-type]
+    """none: one budget for the whole pool (the paper's rule); class: each selection split into quotas in
+    the pool's class proportions, each filled by that class's best (classification)."""
+    coverage: CoverageConfig | None = None
+    """Coverage-centric selection instead of the top of the scores (with balance class, within each class)."""
+    direction: Literal[tuple(DIRECTIONS)] = "highest"  # type: ignore[valid-type]
+    """highest: the highest scores first (the paper's rule); lowest: the lowest first (the easiest samples)."""
     skip_disagreement: bool = False
     """Outliers, the paper's ImageNet rule: leave out the rows on which every member of the step's
     ensemble predicts a different class (classification; possible only with at most as many members as
@@ -218,7 +237,17 @@ class SearchConfig(StrictModel):
         fewest, why = SCHEMES[self.scheme].min_budgets
         if len(self.budgets) < fewest:
             raise ValueError(f"search.budgets: {self.scheme} needs {why}")
+        if self.coverage is not None and self.direction == "lowest":
+            raise ValueError(
+                "search.direction: lowest changes nothing with search.coverage, which samples every stratum at "
+                "random; remove one"
+            )
         return self
+
+    def rule(self) -> SelectionRule:
+        """How each step's scores become its selection (:class:`~subsetsearch.selection.SelectionRule`)."""
+        coverage = None if self.coverage is None else Coverage(self.coverage.strata, self.coverage.prune_hardest)
+        return SelectionRule(skip_top=self.skip_top, balance=self.balance, coverage=coverage, direction=self.direction)
 
 
 class SubsetModelConfig(StrictModel):
@@ -387,6 +416,14 @@ class RunConfig(StrictModel):
             raise ValueError(
                 f"search.score_subset: only {have} leaves its subset unscored (scheme {scheme} scores "
                 "every row already, or none); remove it"
+            )
+        for key, default in (("balance", "none"), ("coverage", None), ("direction", "highest")):
+            if getattr(self.search, key) != default and not self._scheme.ensemble:
+                raise ValueError(f"search.{key}: scheme {scheme} selects by no score; remove it")
+        if self.search.balance == "class" and self.task != "classification":
+            raise ValueError(
+                f"search.balance: class needs one class per sample, and a {self.task} image holds boxes of many; "
+                "remove it"
             )
         if self.search.skip_disagreement and (not self._scheme.ensemble or self.task != "classification"):
             raise ValueError(

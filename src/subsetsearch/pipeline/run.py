@@ -15,6 +15,7 @@ from subsetsearch.executors import Executor
 from subsetsearch.pipeline.classify import load_splits
 from subsetsearch.pipeline.config import RunConfig
 from subsetsearch.pipeline.progress import Reporter
+from subsetsearch.pipeline.schemes import SCHEMES
 from subsetsearch.pipeline.search import Search, SharedWork
 from subsetsearch.pipeline.task import RunResult
 from subsetsearch.rundir import DatasetRecord, RunLayout
@@ -67,6 +68,8 @@ def summary(result: RunResult, config: RunConfig) -> str:
         f" -> {RunLayout(result.run_dir).subset}",
         f"search cost     {result.search_seconds:.1f} s (ensemble training + scoring)",
     ]
+    if SCHEMES[config.search.scheme].ensemble:
+        lines.append(f"selection       {config.search.rule().describe()}")
     dataset = DatasetRecord.load(RunLayout(result.run_dir).dataset)
     if dataset is not None:
         flags = imbalanced_classes(dataset.per_class, result.subset.index, multiplicity=result.subset.multiplicity)

@@ -11,6 +11,7 @@ docs (docs/architecture.md, "How to add ...").
 from __future__ import annotations
 
 import abc
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -19,7 +20,6 @@ import numpy as np
 
 from subsetsearch.pipeline.seeds import Seed, derive_seed
 from subsetsearch.rundir import Subset
-from subsetsearch.selection import select
 
 __all__ = ["DETECTION_SCHEMES", "SCHEMES", "Scheme", "SchemeRun", "Scored"]
 
@@ -77,6 +77,9 @@ class SchemeRun(Protocol):
     def disagreement_outliers(self, i: int) -> np.ndarray:
         """Rows step i's ensemble leaves out (``search.skip_disagreement``), a pool mask."""
 
+    def select(self, i: int, scores: np.ndarray, k: int, exclude: np.ndarray) -> np.ndarray:
+        """Step i's ``k`` rows of ``scores`` (not in ``exclude``) by the config's selection rule."""
+
     def outlier_summary(self, outliers: np.ndarray, excluded: np.ndarray) -> dict:
         """metrics.json's counts of the rows the outlier rules left out."""
 
@@ -104,6 +107,11 @@ class Scheme(abc.ABC):
     @abc.abstractmethod
     def subsets(self, run: SchemeRun) -> list[Subset]:
         """The subset after each step (steps done before are read back, not recomputed)."""
+
+    def selections(self, counts: list[int], pool: int) -> list[tuple[int, int]]:
+        """Each of its selections by score, given the budgets in samples: how many rows it takes, and
+        from how many candidates."""
+        return []
 
     def init_from(self, run: SchemeRun) -> tuple[tuple[Path, ...] | None, float | None]:
         """The weights subset model k starts from and its rate (None, None: from scratch)."""
@@ -172,6 +180,9 @@ class BuildUp(Scheme):
             subsets.append(subset)
         return subsets
 
+    def selections(self, counts: list[int], pool: int) -> list[tuple[int, int]]:
+        return [(b - a, pool if self.duplicate else pool - a) for a, b in itertools.pairwise(counts)]
+
     def _acquire(self, run: SchemeRun, i: int, subset: Subset, fingerprint: str) -> Subset:
         n = run.info.pool_size
         selected = np.zeros(n, bool)
@@ -181,13 +192,7 @@ class BuildUp(Scheme):
         candidates = np.arange(n) if score_all else np.flatnonzero(~selected)
         train_s, scores, ensemble = run.acquisition_scores(i, subset.training_rows(), candidates)
         outliers = run.disagreement_outliers(i)
-        chosen = select(
-            scores,
-            run.counts[i] - subset.size,
-            exclude=selected | outliers,  # only the outliers when duplicating
-            skip_top=run.config.search.skip_top,
-            seed=derive_seed(run.config.seed, Seed.SELECT, i),
-        )
+        chosen = run.select(i, scores, run.counts[i] - subset.size, selected | outliers)  # outliers only: duplicating
         extra = {
             "kind": "acquisition",
             "trained_on": subset.size,
@@ -216,6 +221,9 @@ class Compress(Scheme):
     name = "compress"
     detection = False
 
+    def selections(self, counts: list[int], pool: int) -> list[tuple[int, int]]:
+        return [(k, pool) for k in counts]
+
     def subsets(self, run: SchemeRun) -> list[Subset]:
         n = run.info.pool_size
         subsets: list[Subset] = []
@@ -232,13 +240,7 @@ class Compress(Scheme):
                 train_s, scores, ensemble = run.acquisition_scores(0, np.arange(n), np.arange(n))
                 outliers = run.disagreement_outliers(0)
                 extra = {"train_seconds": train_s, **ensemble}
-            chosen = select(
-                scores,
-                k,
-                exclude=outliers,
-                skip_top=run.config.search.skip_top,
-                seed=derive_seed(run.config.seed, Seed.SELECT, 0),
-            )
+            chosen = run.select(0, scores, k, outliers)
             step_extra = {
                 "kind": "acquisition",
                 "trained_on": n,

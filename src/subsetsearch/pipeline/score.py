@@ -8,9 +8,10 @@ input costs seconds and leaves no partial output: nothing is written until the s
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,16 @@ from subsetsearch.pipeline.member_pass import (
     row_blocks,
 )
 from subsetsearch.pipeline.saved_stats import load_saved_dynamics, load_saved_stats, saved_window
-from subsetsearch.selection import all_members_disagree, exclusion_mask, select, select_chunks
+from subsetsearch.selection import (
+    BALANCES,
+    DIRECTIONS,
+    Coverage,
+    SelectionRule,
+    all_members_disagree,
+    exclusion_mask,
+    select,
+    select_chunks,
+)
 from subsetsearch.state import MappedStatsPart
 from subsetsearch.stats import EnsembleStats, MappedStats
 
@@ -58,6 +68,7 @@ class ScoreResult:
     function: str = ""  # the function that chose
     all_scores: dict[str, np.ndarray] | None = None  # every function's scores, in --scores-out order
     disagreement_outliers: int | None = None  # candidates --skip-disagreement left out (None: not asked)
+    rule: SelectionRule = field(default_factory=SelectionRule)  # how the scores became the subset
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,10 @@ class ScoreRequest:
     state: Path | None = None
     saved_stats: Sequence[str | os.PathLike] = ()
     window: int | None = None  # None: the one the --stats were kept with, else DEFAULT_WINDOW
+    balance: str = "none"
+    coverage: int | None = None  # K strata; None: no coverage
+    prune_hardest: float | None = None  # beta; None: not given (0 with --coverage)
+    direction: str = "highest"
 
 
 @dataclass
@@ -168,6 +183,7 @@ class _Inputs:
     k: int
     mapped: bool
     plan: FunctionPlan
+    rule: SelectionRule
     saved_dynamics: TrainingDynamics | None = None
 
 
@@ -186,12 +202,14 @@ def score_files(request: ScoreRequest, *, on_progress: ProgressFn | None = None)
     if request.skip_disagreement:
         outliers = _disagreement(store if store is not None else stats) & ~exclude
         exclude, left_out = exclude | outliers, int(outliers.sum())
-        candidates = inputs.pool_size - left_out
-        if inputs.k > candidates - int(request.skip_top * candidates):
-            raise InputError(
-                f"--budget {request.budget} asks for {inputs.k} samples, but --skip-disagreement left out {left_out} "
-                f"of the {inputs.pool_size} on which every member predicts a different class; lower the budget"
-            )
+        check_budget(
+            inputs.rule,
+            inputs.k,
+            request.budget,
+            exclude,
+            inputs.labels,
+            because=f"--skip-disagreement left out {left_out} on which every member predicts a different class",
+        )
     chosen = _select(chosen_by, inputs, exclude, request, streamed=store is not None and first in plan.stats_functions)
     num_samples = inputs.shape[0]
     tables = [(inputs.out, {"index": chosen, "score": chosen_by[chosen]})]
@@ -199,14 +217,18 @@ def score_files(request: ScoreRequest, *, on_progress: ProgressFn | None = None)
         index = np.arange(num_samples, dtype=np.int64)
         columns = {"score": scores[first]} if len(plan.functions) == 1 else {f: scores[f] for f in plan.functions}
         tables.append((inputs.scores_out, {"index": index, **columns}))
-    write_tables(tables)
+    write_tables(
+        tables, metadata=selection_metadata(inputs.rule, function=first, budget=request.budget, seed=request.seed)
+    )
     if inputs.saved is not None:
         num_members = int(inputs.saved.member_counts.max())
     elif inputs.saved_dynamics is not None:
         num_members = int(inputs.saved_dynamics.member_counts.max())
     else:
         num_members = len(inputs.sources)
-    return ScoreResult(chosen, chosen_by, inputs.pool_size, num_members, inputs.labels, first, scores, left_out)
+    return ScoreResult(
+        chosen, chosen_by, inputs.pool_size, num_members, inputs.labels, first, scores, left_out, inputs.rule
+    )
 
 
 def _score(
@@ -265,8 +287,14 @@ def _score(
 def _select(
     chosen_by: np.ndarray, inputs: _Inputs, exclude: np.ndarray, request: ScoreRequest, *, streamed: bool
 ) -> np.ndarray:
-    """The top ``k`` of ``chosen_by``: out-of-core scores (``streamed``, memory-mapped) a chunk at a time."""
+    """The ``k`` rows ``chosen_by`` and the rule choose: out-of-core scores (``streamed``, memory-mapped)
+    a chunk at a time under the plain rule; balance, coverage and direction read the N scores at once."""
     num_samples = inputs.shape[0]
+    if not inputs.rule.plain:
+        return select(
+            np.asarray(chosen_by), inputs.k, exclude=exclude, seed=request.seed, labels=inputs.labels,
+            **inputs.rule.options(),
+        )  # fmt: skip
     if streamed:
         step = max(1, SHARD_ELEMENTS // 8)
         chunks = ((start, np.array(chosen_by[start : start + step])) for start in range(0, num_samples, step))
@@ -300,12 +328,15 @@ def _mapped_scores(store: MappedStats, function: str, labels: np.ndarray | None)
 def check_request(request: ScoreRequest) -> _Inputs:
     """Every check of a request that needs no pass over the members' values; InputError (one line)."""
     out, scores_out = output_paths(request.out, request.scores_out, request.skip_top, state=request.state)
+    rule = selection_rule(request.skip_top, request.balance, request.coverage, request.prune_hardest, request.direction)
     if request.saved_stats and (request.members or request.state is not None):
         raise InputError("--stats takes saved statistics instead of member files and --state; give one or the other")
     saved = load_saved_stats(request.saved_stats) if request.saved_stats else None
     sources = [] if saved is not None else member_sources(request.members)
     shape = (saved.num_samples, saved.num_classes) if saved is not None else member_shape(sources)
     labels = _labels(request, shape)
+    if rule.balance == "class" and labels is None:
+        raise InputError("--balance class needs --labels y.npy (the pool's classes), to give each class its share")
     num_members = int(saved.member_counts.max()) if saved is not None else len(sources)
     window = request.window
     if window is None and saved is not None:
@@ -334,7 +365,9 @@ def check_request(request: ScoreRequest) -> _Inputs:
             request.saved_stats, labels, functions=plan.dynamics_functions, ordered=plan.ordered, window=plan.window
         )
     unscored = None if saved is None else saved.member_counts == 0  # rows the user's pool loader did not yield
-    exclude, pool_size, k = candidates(request.exclude, shape[0], request.budget, request.skip_top, unscored=unscored)
+    exclude, pool_size, k = candidates(
+        request.exclude, shape[0], request.budget, rule, labels=labels, unscored=unscored
+    )
     mapped = request.state is not None and Path(request.state).suffix.lower() != ".npz"
     needed = shape[0] * shape[1] * STATS_BYTES_PER_ELEMENT
     if saved is None and not mapped and plan.stats_functions and needed > MEMORY_SHARE * available_memory():
@@ -342,7 +375,9 @@ def check_request(request: ScoreRequest) -> _Inputs:
             f"the ensemble statistics of {shape[0]} x {shape[1]} need {needed / 1e9:.1f} GB, more than "
             f"{MEMORY_SHARE:.0%} of the memory available; give --state DIR (a directory) to keep them on disk"
         )
-    return _Inputs(out, scores_out, sources, saved, shape, labels, exclude, pool_size, k, mapped, plan, saved_dynamics)
+    return _Inputs(
+        out, scores_out, sources, saved, shape, labels, exclude, pool_size, k, mapped, plan, rule, saved_dynamics
+    )
 
 
 def output_paths(
@@ -361,11 +396,41 @@ def output_paths(
     return out, scores_out
 
 
+def selection_rule(
+    skip_top: float, balance: str, coverage: int | None, prune_hardest: float | None, direction: str
+) -> SelectionRule:
+    """The selection options of ``score`` (``--skip-top``, ``--balance``, ``--coverage``,
+    ``--prune-hardest``, ``--direction``) as a rule; InputError naming the option that is wrong."""
+    check_fraction(skip_top, "--skip-top", error=InputError)
+    if balance not in BALANCES:
+        raise InputError(f"unknown --balance {balance!r}; choose one of: {', '.join(BALANCES)}")
+    if direction not in DIRECTIONS:
+        raise InputError(f"unknown --direction {direction!r}; choose one of: {', '.join(DIRECTIONS)}")
+    if prune_hardest is not None and coverage is None:
+        raise InputError("--prune-hardest sets aside the hardest before coverage's strata; give --coverage K too")
+    strata = None
+    if coverage is not None:
+        check_integer(coverage, "--coverage (the number of strata)", minimum=1, error=InputError)
+        check_fraction(prune_hardest or 0.0, "--prune-hardest", error=InputError)
+        strata = Coverage(coverage, prune_hardest or 0.0)
+        if direction == "lowest":
+            raise InputError(
+                "--direction lowest changes nothing with --coverage, which samples every stratum at random; drop one"
+            )
+    return SelectionRule(skip_top=skip_top, balance=balance, coverage=strata, direction=direction)
+
+
 def candidates(
-    exclude_path: Path | None, num_rows: int, budget: str, skip_top: float, *, unscored: np.ndarray | None = None
+    exclude_path: Path | None,
+    num_rows: int,
+    budget: str,
+    rule: SelectionRule,
+    *,
+    labels: np.ndarray | None = None,
+    unscored: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, int]:
     """The rows that cannot be chosen (``--exclude``, and ``unscored``), how many can, and how many
-    ``--budget`` asks for; InputError when the budget does not fit."""
+    ``--budget`` asks for; InputError when the budget does not fit (:func:`check_budget`)."""
     exclude = np.zeros(num_rows, dtype=bool)
     if exclude_path is not None:
         indices = read_column(exclude_path, "exclude file", names=("index",))
@@ -379,11 +444,51 @@ def candidates(
     if pool_size == 0:
         raise InputError("no row is left to select: every row is excluded or unscored")
     k = parse_budget(budget, pool_size)
-    if k > pool_size - int(skip_top * pool_size):
-        raise InputError(
-            f"--budget {budget} with --skip-top {skip_top} asks for more than the pool of {pool_size} holds"
-        )
+    check_budget(rule, k, budget, exclude, labels)
     return exclude, pool_size, k
+
+
+def check_budget(
+    rule: SelectionRule,
+    k: int,
+    budget: str,
+    exclude: np.ndarray,
+    labels: np.ndarray | None,
+    *,
+    because: str | None = None,
+) -> None:
+    """InputError unless the rule can take ``k`` of the rows not in ``exclude``: with ``--balance
+    class`` every class present gets a row, and the outliers the rule sets aside (``--skip-top``,
+    ``--prune-hardest``, per class with balance) leave enough. ``because`` names what else left rows out."""
+    candidates = int((~exclude).sum())
+    counts = np.array([candidates])
+    if rule.balance == "class":
+        counts = np.bincount(labels[~exclude])
+        counts = counts[counts > 0]
+        if 0 < k < counts.size:
+            raise InputError(
+                f"--balance class gives each of the {counts.size} classes at least one sample, but --budget "
+                f"{budget} is {k}; raise the budget to {counts.size} or more"
+            )
+    capacity = rule.capacity(counts)
+    if k > capacity:
+        reasons = [because] if because else []
+        if rule.skip_top:
+            reasons.append(f"--skip-top {rule.skip_top:g}")
+        if rule.coverage is not None and rule.coverage.prune_hardest:
+            reasons.append(f"--prune-hardest {rule.coverage.prune_hardest:g}")
+        why = f" after {' and '.join(reasons)}" if reasons else ""
+        raise InputError(
+            f"--budget {budget} asks for {k} samples, but {capacity} of the {candidates} candidates are left"
+            f"{why}; lower the budget"
+        )
+
+
+def selection_metadata(rule: SelectionRule, **what: object) -> dict[str, str]:
+    """The Parquet key-value metadata that records how a subset was chosen: ``subsetsearch.selection``,
+    a JSON object of the rule (:meth:`~subsetsearch.selection.SelectionRule.to_json`) and ``what``
+    (function, budget, seed)."""
+    return {"subsetsearch.selection": json.dumps({**what, **rule.to_json()})}
 
 
 def _labels(request: ScoreRequest, shape: tuple[int, int]) -> np.ndarray | None:
@@ -407,6 +512,8 @@ def summary(result: ScoreResult, function: str) -> str:
         f"{function}: chosen {chosen.min():.4g} to {chosen.max():.4g} (mean {chosen.mean():.4g}); "
         f"whole pool mean {np.nanmean(result.scores):.4g}",
     ]
+    if not result.rule.plain:
+        lines.append(f"selection: {result.rule.describe()}")
     if result.disagreement_outliers is not None:
         lines.append(
             f"left out {result.disagreement_outliers} samples on which every member predicts a different class "

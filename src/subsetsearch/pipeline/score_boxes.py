@@ -50,7 +50,7 @@ from subsetsearch.internal.files import write_tables
 from subsetsearch.internal.ledger import ALL_MEMBERS
 from subsetsearch.internal.shards import row_shards
 from subsetsearch.internal.validation import check_positive
-from subsetsearch.pipeline.score import ScoreResult, candidates, output_paths
+from subsetsearch.pipeline.score import ScoreResult, candidates, output_paths, selection_metadata, selection_rule
 from subsetsearch.selection import select
 from subsetsearch.state import ImageScoresPart, ScoringState
 
@@ -80,6 +80,9 @@ class BoxScoreRequest:
     seed: int = 0
     state: Path | None = None
     stride: float = 4.0
+    coverage: int | None = None
+    prune_hardest: float | None = None
+    direction: str = "highest"
 
     #: Options of ``subsetsearch score`` that do not apply to box lists, and why.
     NOT_FOR_BOXES: ClassVar[dict[str, str]] = {
@@ -89,6 +92,7 @@ class BoxScoreRequest:
         "--skip-disagreement": "box lists give no per-image votes to count",
         "--stats": "box lists are scored from the members' results files",
         "--window": "dyn_unc and the other label-based functions do not score box lists",
+        "--balance": "an image holds boxes of many classes, so it has no one class to balance by",
     }
 
     @classmethod
@@ -122,6 +126,7 @@ def score_box_files(request: BoxScoreRequest, *, on_progress: ProgressFn | None 
     functions = box_functions(request.function)
     stride = check_positive(request.stride, "--stride", what="number of pixels per map cell", error=InputError)
     out, scores_out = output_paths(request.out, request.scores_out, request.skip_top, state=request.state)
+    rule = selection_rule(request.skip_top, "none", request.coverage, request.prune_hardest, request.direction)
     members = [Path(m) for m in request.members]
     if not members:
         raise InputError("--annotations needs the members' COCO results files (one JSON file per member)")
@@ -142,14 +147,14 @@ def score_box_files(request: BoxScoreRequest, *, on_progress: ProgressFn | None 
             f"{width}x{height} pixels, a map of {int(cells[row])} cells at --stride {stride}, more than "
             f"{MAX_IMAGE_CELLS}; give a larger --stride (or correct its width and height)"
         )
-    exclude, pool_size, k = candidates(request.exclude, len(pool), request.budget, request.skip_top)
+    exclude, pool_size, k = candidates(request.exclude, len(pool), request.budget, rule)
     with _work_dir(request.state, out) as work:
         _check_inputs(work, request, functions, stride)
         sorted_members = [_sorted_member(work, m, member, pool) for m, member in enumerate(members)]
         signature = [_file_key(member) for member in members]
         scores = _score_chunks(work, pool, sorted_members, functions, stride, signature, on_progress)
     first = functions[0]
-    chosen = select(scores[first], k, exclude=exclude, skip_top=request.skip_top, seed=request.seed)
+    chosen = select(scores[first], k, exclude=exclude, seed=request.seed, **rule.options())
     names = np.array(pool.file_names, dtype=str)
     identity = {"image_id": pool.image_ids[chosen], "file_name": names[chosen]}
     tables = [(out, {"index": chosen, **identity, "score": scores[first][chosen]})]
@@ -157,8 +162,8 @@ def score_box_files(request: BoxScoreRequest, *, on_progress: ProgressFn | None 
         columns = {"score": scores[first]} if len(functions) == 1 else dict(scores)
         every = {"index": np.arange(len(pool)), "image_id": pool.image_ids, "file_name": names}
         tables.append((scores_out, {**every, **columns}))
-    write_tables(tables)
-    return ScoreResult(chosen, scores[first], pool_size, len(members), None, first, scores)
+    write_tables(tables, metadata=selection_metadata(rule, function=first, budget=request.budget, seed=request.seed))
+    return ScoreResult(chosen, scores[first], pool_size, len(members), None, first, scores, rule=rule)
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ from subsetsearch.rundir import (
     variant_name,
     write_json,
 )
-from subsetsearch.selection import all_members_disagree
+from subsetsearch.selection import all_members_disagree, select
 
 #: The task of each ``task:`` a config may name.
 TASKS: dict[str, type[Task]] = {"classification": ClassificationTask, "detection": DetectionTask}
@@ -176,7 +176,8 @@ class Search:
 
     def _check_counts(self) -> None:
         """InputError naming the budget whose subset is too small to train a model on (a model trains
-        on every step's subset), before anything is written."""
+        on every step's subset), or whose selection the rule cannot make (``search.balance: class``
+        with fewer rows than classes; outliers set aside leaving too few), before anything is written."""
         if not self.scheme.uses_budgets:
             return
         for budget, count in zip(self.config.search.budgets, self.counts, strict=True):
@@ -184,6 +185,20 @@ class Search:
                 raise InputError(
                     f"search.budgets: {budget} is {count} sample(s) of the pool of {self.info.pool_size}; a model "
                     "trains on at least 2: raise it"
+                )
+        rule = self.config.search.rule()
+        classes = int(np.unique(self.task.pool_labels()).size) if rule.balance == "class" else 0
+        for size, candidates in self.scheme.selections(self.counts, self.info.pool_size):
+            if 0 < size < classes:
+                raise InputError(
+                    f"search.balance: class gives each of the {classes} classes a sample in every selection, and "
+                    f"the budgets {self.counts} make one of {size}; widen the steps between budgets"
+                )
+            if rule.balance == "none" and size > rule.capacity(candidates):
+                raise InputError(
+                    f"search.budgets: a selection of {size} samples from {candidates} candidates, but the outliers "
+                    f"set aside (search.skip_top, search.coverage.prune_hardest) leave {rule.capacity(candidates)}; "
+                    "lower the budgets or the shares"
                 )
 
     def _run(self) -> RunResult:
@@ -303,10 +318,32 @@ class Search:
         return {
             "ensemble": self._ensemble_inputs(i),
             "scoring": [self.task.scoring_pieces(i)[path] for path in sorted(self.task.scoring_pieces(i))],
-            "search": {key: getattr(search, key) for key in ("function", "window", "skip_top", "skip_disagreement")},
+            "search": {key: getattr(search, key) for key in ("function", "window", "skip_top", "skip_disagreement")}
+            | self._rule_inputs(),
             "score_subset": search.score_subset,
             "select_seed": derive_seed(self.config.seed, Seed.SELECT, i),
         }
+
+    def _rule_inputs(self) -> dict:
+        """The selection rule's options where they are not the defaults (so that a run of before
+        them keeps its fingerprints and resumes)."""
+        rule = self.config.search.rule()
+        return {} if rule.plain else {"rule": rule.to_json()}
+
+    def select(self, i: int, scores: np.ndarray, k: int, exclude: np.ndarray) -> np.ndarray:
+        """Step i's ``k`` rows of ``scores`` (not in ``exclude``) by the config's selection rule,
+        seeded by step; InputError where the rule cannot make them (outliers leave too few)."""
+        try:
+            return select(
+                scores,
+                k,
+                exclude=exclude,
+                seed=derive_seed(self.config.seed, Seed.SELECT, i),
+                labels=self.task.pool_labels() if self.config.search.balance == "class" else None,
+                **self.config.search.rule().options(),
+            )
+        except ValueError as error:
+            raise InputError(f"step {i}'s selection: {error}; lower search.budgets or the outlier shares") from None
 
     def _ensemble_inputs(self, i: int) -> dict:
         return {
@@ -380,7 +417,9 @@ class Search:
         """metrics.json's counts of the candidates (rows not ``excluded``) that the outlier rules
         left out: ``disagreement_outliers`` (every member disagrees) and ``skipped_top`` (the top
         ``search.skip_top`` share of the rest, as :func:`~subsetsearch.selection.select` counts it)."""
-        out = {}
+        out: dict = {}
+        if not self.config.search.rule().plain:
+            out["selection"] = self.config.search.rule().to_json()
         if self.config.search.skip_disagreement:
             out["disagreement_outliers"] = int((outliers & ~excluded).sum())
         if self.config.search.skip_top:

@@ -227,6 +227,11 @@ class Task(abc.ABC):
     def dataset_record(self) -> DatasetRecord:
         """What the report and the studies need of the data, written to ``dataset.npz``."""
 
+    def pool_labels(self) -> np.ndarray | None:
+        """Every pool row's class, for ``search.balance: class`` (None where a row has no one class:
+        detection). Valid after :meth:`prepare`."""
+        return None
+
     @abc.abstractmethod
     def train_model(self, spec: TrainSpec, *, acquisition: bool, progress: ProgressFn | None) -> RunRecord:
         """Train (or finish) one model as ``spec`` says, with the task's data and loss: an

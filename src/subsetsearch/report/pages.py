@@ -36,6 +36,7 @@ from subsetsearch.rundir import (
     split_variant,
     variant_scores,
 )
+from subsetsearch.selection import SelectionRule
 
 
 @dataclass
@@ -99,7 +100,7 @@ def run_page(path: Path) -> ReportResult:
                 ["ensemble", json.dumps(cfg.get("ensemble", {}))],
                 ["dataset", dataset.name if dataset is not None else "-"],
                 ["pool size", pool_size if pool_size is not None else "-"],
-                ["skip top (outliers)", cfg.get("search", {}).get("skip_top", 0.0)],
+                ["selection", SelectionRule.from_json(cfg.get("search", {})).describe()],
                 ["device", device],
                 ["precision", precision],
             ],
