@@ -276,3 +276,23 @@ def test_run_refuses_budgets_the_rule_cannot_fill_before_writing(tmp_path, searc
     with pytest.raises(InputError, match=re.escape(message)):
         Search(_config(search=search), tmp_path / "run").run()
     assert not (tmp_path / "run").exists()
+
+
+def test_auto_duplication_balances_its_multiset(tmp_path):
+    """Rows chosen again count toward their class's quota: each step adds the pool's proportions,
+    multiplicity included."""
+    config = _config(search={"scheme": "auto_duplication", "budgets": [0.2, 0.4, 0.6], "balance": "class"})
+    search = Search(config, tmp_path / "run")
+    result = search.run()
+    labels = search.task.splits.pool.y
+    pool_counts = np.bincount(labels, minlength=10).tolist()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for i in (1, 2):
+        rows = pq.read_table(tmp_path / "run" / f"iter_{i:02d}" / "subset.parquet").to_pydict()
+        before = pq.read_table(tmp_path / "run" / f"iter_{i - 1:02d}" / "subset.parquet").to_pydict()
+        added = np.zeros(10, int)
+        np.add.at(added, labels[np.asarray(rows["index"])], np.asarray(rows["multiplicity"]))
+        np.add.at(added, labels[np.asarray(before["index"])], -np.asarray(before["multiplicity"]))
+        assert_quotas(added, pool_counts, search.counts[i] - search.counts[i - 1])
+    assert result.subset.size == search.counts[-1]
+    assert any(step.get("chosen_again", 0) > 0 for step in metrics["steps"][1:])  # a multiset indeed
