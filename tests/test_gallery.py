@@ -216,6 +216,7 @@ def test_a_gallery_of_scores_from_anywhere(tmp_path, capsys):
     shown = [int(r) for r in re.findall(r'data-figure="thumb-(\d+)"', page)]
     assert shown == [r for r, _ in expected]
     assert "above twice" in page  # the skew the members made, flagged on the page too
+    assert "entropy, budget 0.25, seed 0: highest scores first" in page  # as score recorded it in the file
     assert (out / "subsetsearch.json").is_file() and "gallery.html" in stdout
     # again into the same directory (ours): fine; into a user's folder: refused, nothing written
     assert run_cli(args, capsys)[0] == 0

@@ -19,6 +19,7 @@ from subsetsearch.errors import InputError
 from subsetsearch.internal.directories import ClaimedDirectory
 from subsetsearch.internal.files import read_table
 from subsetsearch.internal.members import read_column
+from subsetsearch.pipeline.score import recorded_selection
 from subsetsearch.report.gallery import EXTREMES, NEAR_CUT, gallery_html, gallery_rows, thumbnails
 from subsetsearch.report.html import Section, write_html
 from subsetsearch.rundir import GalleryRecord
@@ -102,6 +103,7 @@ def _sections(
             ["chosen (--subset)", len(chosen) if request.subset is not None else "- (no --subset: no cut shown)"],
             ["labels", "from the image folder" if request.labels is None and labels is not None else
              str(request.labels) if request.labels is not None else "-"],
+            ["selection", _recorded(request)],
         ],
     )  # fmt: skip
     if labels is not None and len(chosen):
@@ -115,6 +117,15 @@ def _sections(
     )
     gallery.raw(gallery_html(record, class_names=images.class_names, identity=images.identity))
     return [about, gallery]
+
+
+def _recorded(request: GalleryRequest) -> str:
+    """How the subset (else the scores) was chosen, as ``subsetsearch score`` recorded it in a
+    Parquet file; a dash where neither says."""
+    for path in (request.subset, request.scores):
+        if path is not None and (words := recorded_selection(path)) is not None:
+            return words
+    return "- (not recorded: a CSV, or not written by subsetsearch score)"
 
 
 def _read_images(path: Path) -> _Images:

@@ -484,11 +484,33 @@ def check_budget(
         )
 
 
+def recorded_selection(path: Path) -> str | None:
+    """How the subset or scores in a Parquet file were chosen, in words, from the metadata
+    :func:`selection_metadata` wrote (``entropy, budget 0.3, seed 0: highest scores first``); None
+    for a CSV, or a file without it."""
+    import pyarrow.parquet
+
+    if Path(path).suffix.lower() != ".parquet":
+        return None
+    metadata = pyarrow.parquet.read_schema(path).metadata or {}
+    text = metadata.get(SELECTION_KEY.encode())
+    if text is None:
+        return None
+    values = json.loads(text)
+    return f"{values['function']}, budget {values['budget']}, seed {values['seed']}: " + (
+        SelectionRule.from_json(values).describe()
+    )
+
+
+#: The Parquet metadata key of :func:`selection_metadata`.
+SELECTION_KEY = "subsetsearch.selection"
+
+
 def selection_metadata(rule: SelectionRule, **what: object) -> dict[str, str]:
     """The Parquet key-value metadata that records how a subset was chosen: ``subsetsearch.selection``,
     a JSON object of the rule (:meth:`~subsetsearch.selection.SelectionRule.to_json`) and ``what``
     (function, budget, seed)."""
-    return {"subsetsearch.selection": json.dumps({**what, **rule.to_json()})}
+    return {SELECTION_KEY: json.dumps({**what, **rule.to_json()})}
 
 
 def _labels(request: ScoreRequest, shape: tuple[int, int]) -> np.ndarray | None:
