@@ -3,6 +3,7 @@ commands choose, against scores computed directly; what they record; what they r
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from fractions import Fraction
@@ -214,6 +215,10 @@ def test_compress_selects_by_the_rule_from_its_own_statistics(tmp_path):
         "class", {"strata": 5, "prune_hardest": 0.1}, "highest",
     )  # fmt: skip
     assert "selection       coverage (5 strata, the highest 10% of scores pruned), per class" in summary(result, config)
+    from subsetsearch.pipeline.report import build_report
+
+    page = html.unescape(build_report(tmp_path / "run").html.read_text())  # the run table names the rule
+    assert "coverage (5 strata, the highest 10% of scores pruned), per class in the pool's proportions" in page
 
 
 def test_build_up_balances_every_step(tmp_path):
