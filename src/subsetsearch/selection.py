@@ -177,7 +177,7 @@ def select(
     coverage: Coverage | None = None,
     direction: str = "highest",
 ) -> np.ndarray:
-    """Indices of the k highest-scoring candidate rows, best first.
+    """Indices of the k candidate rows the scores choose, best first: by default the k highest.
 
     Candidates are the rows not in ``exclude``. The highest-scoring
     ``floor(skip_top * candidates)`` of them are first set aside as outliers
@@ -221,7 +221,10 @@ def select(
     ------
     ValueError
         On a wrong shape, NaN among candidates, indices out of range, a
-        ``skip_top`` outside [0, 1), or ``k`` larger than what is left.
+        ``skip_top`` outside [0, 1), ``k`` larger than what is left
+        (:func:`selectable`), ``balance="class"`` without labels or with
+        ``0 < k`` below the number of classes, or ``direction="lowest"`` with
+        ``coverage`` (it would change nothing).
 
     Examples
     --------
@@ -231,6 +234,10 @@ def select(
     [1, 3]
     >>> select(np.array([0.1, 0.9, 0.5, 0.7]), 2, exclude=[1]).tolist()
     [3, 2]
+    >>> select(np.array([0.1, 0.9, 0.5, 0.7]), 2, direction="lowest").tolist()
+    [0, 2]
+    >>> select(np.array([0.1, 0.9, 0.5, 0.7]), 2, balance="class", labels=np.array([0, 0, 1, 1])).tolist()
+    [1, 3]
     """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 1:
