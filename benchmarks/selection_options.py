@@ -21,8 +21,9 @@ Variants, at 25% and 50% of the pool:
 
 ``coverage``'s K (strata) and beta (prune_hardest) are chosen once, on seed 0, from the grid
 :data:`GRID` fixed before any run, by the validation accuracy of the subset model (never the test
-accuracy), per (method, size); the other seeds use the chosen pair. What choosing costs (every
-grid point's search and subset model) is counted in the records (``choice_seconds``).
+accuracy), per (method, size); the other seeds use the chosen pair, and build-up with both
+options the pair chosen for build-up with coverage alone. What choosing costs (every grid
+point's search and subset model) is counted in the records (``choice_seconds``).
 
 Records (benchmarks/results/selection_options.json): method, fraction, seed, budget, learner,
 test_accuracy, val_accuracy, train_seconds, search_seconds, unique_samples, class_share_min and
@@ -262,26 +263,28 @@ def peers_part(work: Work, seed: int) -> None:
 
 
 def build_up_part(work: Work, seed: int, variant: str) -> None:
-    """Build-up with ``balance: class`` (variant "balance"), ``coverage`` (its grid on seed 0 first) or both."""
+    """Build-up with ``balance: class`` (variant "balance"), ``coverage`` (its grid on seed 0 first) or
+    both ("balance+coverage": with the K and beta chosen for ``coverage`` alone, no grid of its own)."""
     for function in BUILD_UP:
         method = f"build_up/{function}/{variant}"
-        base = {"balance": "class"} if "balance" in variant else {}
-        if "coverage" not in variant:
-            runs = [(base, False)]
-        else:
-            runs = [({**base, **coverage_options(k, b)}, True) for k, b in GRID] if seed == 0 else []
-        for options, grid in runs:
-            if all(work.record(method, f, seed, grid=grid, options=options) for f in FRACTIONS):
-                continue
-            _search(work, seed, function, method, options, grid=grid)
-        if "coverage" in variant:
-            choices = [chosen_point(work, method, f, base) for f in FRACTIONS]
-            for fraction, choice in zip(FRACTIONS, choices, strict=True):
-                if choice is None:
-                    raise SystemExit(f"{method} {fraction:g}: seed 0's grid is not measured; run seed 0 first")
-                options, cost = choice
-                if work.record(method, fraction, seed, options=options) is None:
-                    _search(work, seed, function, method, options, grid=False, only=fraction, choice_seconds=cost)
+        if variant == "balance":
+            if not all(work.record(method, f, seed, options={"balance": "class"}) for f in FRACTIONS):
+                _search(work, seed, function, method, {"balance": "class"}, grid=False)
+            continue
+        grid_method = f"build_up/{function}/coverage"
+        for k, beta in GRID if seed == 0 and variant == "coverage" else ():
+            options = coverage_options(k, beta)
+            if not all(work.record(method, f, 0, grid=True, options=options) for f in FRACTIONS):
+                _search(work, 0, function, method, options, grid=True)
+        for fraction in FRACTIONS:
+            choice = chosen_point(work, grid_method, fraction)
+            if choice is None:
+                raise SystemExit(f"{grid_method} {fraction:g}: seed 0's grid is not measured; run part coverage first")
+            options, cost = choice
+            if variant == "balance+coverage":
+                options = {"balance": "class", **options}
+            if work.record(method, fraction, seed, options=options) is None:
+                _search(work, seed, function, method, options, grid=False, only=fraction, choice_seconds=cost)
 
 
 def _search(
@@ -371,8 +374,9 @@ peers' scores give their committed subsets again.
   of S/16 doubling to 50%) with `balance: class`, with `coverage`, and with both.
 - `coverage`'s K and beta are chosen once, on seed 0, from the grid K in {20, 50} x beta in
   {0, 0.05, 0.1, 0.2} (fixed before the first run), by the subset model's **validation**
-  accuracy, per method and size; the other seeds use the chosen pair. What choosing cost
-  (every grid point's search and subset model, seconds) is the `choice s` column.
+  accuracy, per method and size; the other seeds use the chosen pair. Build-up with both
+  options takes the pair chosen for build-up with coverage alone (no grid of its own). What
+  choosing cost (every grid point's search and subset model, seconds) is the `choice s` column.
 
 Accuracies are test accuracy %, mean ± sample sd (n seeds); differences are paired by seed, in
 points, with their 95% t-interval. Training differs in its last bits between CPUs, so a rerun
