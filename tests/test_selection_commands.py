@@ -301,3 +301,29 @@ def test_auto_duplication_balances_its_multiset(tmp_path):
         assert_quotas(added, pool_counts, search.counts[i] - search.counts[i - 1])
     assert result.subset.size == search.counts[-1]
     assert any(step.get("chosen_again", 0) > 0 for step in metrics["steps"][1:])  # a multiset indeed
+
+
+def test_a_budget_the_disagreement_rule_leaves_too_few_for_names_both(tmp_path, capsys):
+    """Rows 0-59: each of 3 members predicts another class (outliers); rows 60-119 agree."""
+    paths = []
+    for m in range(3):
+        probs = np.full((N, C), 0.1)
+        probs[:60, m] = 0.7  # member m votes class m on the first half
+        probs[60:, 3] = 0.7
+        np.save(tmp_path / f"m{m}.npy", probs)
+        paths.append(str(tmp_path / f"m{m}.npy"))
+    np.save(tmp_path / "y.npy", np.arange(N) % C)
+    args = ["score", *paths, "-f", "entropy", "--skip-disagreement", "--labels", str(tmp_path / "y.npy")]
+    code, _, stderr = run_cli([*args, "-b", "50", "--coverage", "2", "--prune-hardest", "0.2", "-o",
+                               str(tmp_path / "s.csv")], capsys)  # fmt: skip
+    assert code == 2
+    assert (
+        "--budget 50 asks for 50 samples, but 48 of the 60 candidates are left after --skip-disagreement left out "
+        "60 on which every member predicts a different class and --prune-hardest 0.2; lower the budget" in stderr
+    )
+    assert not (tmp_path / "s.csv").exists()
+    assert run_cli([*args, "-b", "48", "--coverage", "2", "--prune-hardest", "0.2", "--balance", "class", "-o",
+                    str(tmp_path / "s.csv")], capsys)[0] == 0  # fmt: skip
+    chosen = np.array(read_table(tmp_path / "s.csv")["index"])
+    assert chosen.min() >= 60 and len(chosen) == 48  # no outlier; 12 of each class's 15 after pruning 3
+    assert np.bincount(chosen % C, minlength=C).tolist() == [12, 12, 12, 12]
