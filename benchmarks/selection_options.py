@@ -97,7 +97,7 @@ class Work:
 
     def __init__(self, bench, out: Path, log) -> None:
         self.bench, self.out, self.log = bench, out, log
-        self.records = peers.load_records(out)
+        self.records = load_records(out)
         self.selections: dict[int, dict] = {}
 
     def record(self, method: str, fraction: float, seed: int, *, grid: bool = False, options: dict) -> dict | None:
@@ -212,14 +212,41 @@ def check_pairing(work: Work) -> None:
         )
 
 
+def load_records(path: Path) -> list[dict]:
+    """The records, with the peers' scoring seconds taken from the peers benchmark (the first records
+    took a resumed full run's, 0) and each choice's cost summed from its grid as it stands."""
+    records = peers.load_records(path)
+    for r in records:
+        if r["method"].endswith("@train/coverage"):
+            r["search_seconds"] = peer_seconds(r["seed"], r["method"].split("@")[0])
+    for r in records:
+        if not r.get("grid") and "coverage" in (r.get("options") or {}):
+            grid_method = r["method"].replace("/balance+coverage", "/coverage")
+            found = [
+                g for g in records if g.get("grid") and g["method"] == grid_method and g["fraction"] == r["fraction"]
+            ]
+            r["choice_seconds"] = sum(g["search_seconds"] + g["train_seconds"] for g in found)
+    return records
+
+
+def peer_seconds(seed: int, function: str) -> float:
+    """What the peer's scoring cost in the peers benchmark's run of this seed (the seconds inside its
+    training-pass scorer, measured when the full model trained; a resumed full run measures none)."""
+    committed = peers.load_selections(peers.selection_path(seed, False))
+    name = peers.selection_name(f"{function}@train", FRACTIONS[0])
+    if name not in committed:
+        raise SystemExit(f"seed {seed}: the peers benchmark has no {name} selection to take its cost from")
+    return float(committed[name][1])
+
+
 def peer_scores(work: Work, seed: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """The strong peers' training-pass scores of the seed's full run (trained once, resumed after)."""
-    full, inside = peers.full_run(work.bench, seed)
-    scores, seconds = {}, {}
+    full, _ = peers.full_run(work.bench, seed)
+    scores = {}
     for function in STRONG_PEERS:
         name = "early" if function == "el2n" else "all"
         scores[function] = full["scorers"][name].dynamics.scores(function)
-        seconds[function] = inside[name]
+    seconds = {function: peer_seconds(seed, function) for function in STRONG_PEERS}
     committed = peers.load_selections(peers.selection_path(seed, False))
     for function in STRONG_PEERS:  # the scores are the peers benchmark's: its plain subsets come out again
         for fraction in FRACTIONS:
@@ -311,10 +338,37 @@ def plain_of(method: str) -> str:
     return method.rsplit("/", 1)[0]
 
 
-def table(records: list[dict]) -> str:
+def comparisons(records: list[dict]) -> list[dict]:
+    """Each variant and size measured: its accuracies by seed, the paired differences against the
+    plain rule and random of the same seeds (peers.json), class shares and seconds."""
     committed = [r for r in peers.load_records(peers.RESULTS) if r["budget"] == BUDGET and r["learner"] == LEARNER]
     by = lambda rs, m, f: {r["seed"]: r for r in rs if r["method"] == m and r["fraction"] == f}  # noqa: E731
     ours = [r for r in records if not r.get("grid") and "check" not in (r.get("options") or {})]
+    out = []
+    for fraction in FRACTIONS:
+        for method in sorted({r["method"] for r in ours if r["fraction"] == fraction}):
+            mine = by(ours, method, fraction)
+            accuracy = {s: r["test_accuracy"] for s, r in mine.items()}
+            plain = {s: r["test_accuracy"] for s, r in by(committed, plain_of(method), fraction).items()}
+            random = {s: r["test_accuracy"] for s, r in by(committed, "random", fraction).items()}
+            out.append(
+                {
+                    "method": method,
+                    "fraction": fraction,
+                    "options": next(iter(mine.values()))["options"],
+                    "accuracy": mean_sd(list(accuracy.values())),
+                    "vs_plain": paired(accuracy, plain),
+                    "vs_random": paired(accuracy, random),
+                    "share_min": float(np.mean([r["class_share_min"] for r in mine.values()])),
+                    "share_max": float(np.mean([r["class_share_max"] for r in mine.values()])),
+                    "search_seconds": float(np.mean([r["search_seconds"] for r in mine.values()])),
+                    "choice_seconds": float(np.mean([r.get("choice_seconds", 0.0) for r in mine.values()])),
+                }
+            )
+    return out
+
+
+def table(records: list[dict]) -> str:
     lines = [
         f"budget {BUDGET}, learner {LEARNER}: test accuracy %, mean ± sample sd (n seeds); paired differences "
         "(points, mean [95% interval]) against the plain rule and random of the same seeds (peers.json); "
@@ -322,22 +376,13 @@ def table(records: list[dict]) -> str:
         "| method | size | options | accuracy | − plain | − random | class shares | search s | choice s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for fraction in FRACTIONS:
-        for method in sorted({r["method"] for r in ours if r["fraction"] == fraction}):
-            mine = by(ours, method, fraction)
-            accuracy = {s: r["test_accuracy"] for s, r in mine.items()}
-            plain = {s: r["test_accuracy"] for s, r in by(committed, plain_of(method), fraction).items()}
-            random = {s: r["test_accuracy"] for s, r in by(committed, "random", fraction).items()}
-            options = next(iter(mine.values()))["options"]
-            low = np.mean([r["class_share_min"] for r in mine.values()])
-            high = np.mean([r["class_share_max"] for r in mine.values()])
-            lines.append(
-                f"| {method} | {100 * fraction:g}% | {json.dumps(options)} "
-                f"| {text(mean_sd(list(accuracy.values())), 100)} "
-                f"| {difference(paired(accuracy, plain))} | {difference(paired(accuracy, random))} "
-                f"| {100 * low:.1f}–{100 * high:.1f}% | {np.mean([r['search_seconds'] for r in mine.values()]):.0f} "
-                f"| {np.mean([r.get('choice_seconds', 0.0) for r in mine.values()]):.0f} |"
-            )
+    for c in comparisons(records):
+        lines.append(
+            f"| {c['method']} | {100 * c['fraction']:g}% | {json.dumps(c['options'])} | {text(c['accuracy'], 100)} "
+            f"| {difference(c['vs_plain'])} | {difference(c['vs_random'])} "
+            f"| {100 * c['share_min']:.1f}–{100 * c['share_max']:.1f}% | {c['search_seconds']:.0f} "
+            f"| {c['choice_seconds']:.0f} |"
+        )
     grid = [r for r in records if r.get("grid")]
     if grid:
         lines += [
@@ -386,6 +431,39 @@ elsewhere moves each accuracy by a few tenths. Results:
 """
 
 
+def plot(records: list[dict], path: Path) -> None:
+    """Per size, each variant's paired difference from its plain rule and from random (points, 95% interval)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = comparisons(records)
+    if not found:
+        return
+    fig, axes = plt.subplots(1, len(FRACTIONS), figsize=(11, 0.5 + 0.45 * max(1, len(found))), sharex=True)
+    for ax, fraction in zip(np.atleast_1d(axes), FRACTIONS, strict=True):
+        rows = [c for c in found if c["fraction"] == fraction]
+        for y, c in enumerate(rows):
+            for key, color, shift in (("vs_plain", "C0", -0.12), ("vs_random", "C1", 0.12)):
+                d = c[key]
+                if not d["n"]:
+                    continue
+                low, high = d["ci95"] if d["ci95"] else (d["mean"], d["mean"])
+                ax.errorbar(100 * d["mean"], y + shift, xerr=[[100 * (d["mean"] - low)], [100 * (high - d["mean"])]],
+                            fmt="o", color=color, capsize=3, label=None if y else key.replace("vs_", "− "))  # fmt: skip
+        ax.axvline(0, color="grey", linewidth=1)
+        ax.set_yticks(range(len(rows)), [f"{c['method']} (n={c['accuracy']['n']})" for c in rows], fontsize=7)
+        ax.set_title(f"{100 * fraction:g}% of the pool", fontsize=9)
+        ax.set_xlabel("test accuracy difference, points (95% interval)", fontsize=8)
+        if rows:
+            ax.legend(fontsize=7)
+    fig.suptitle("Selection options against the plain rule and random, paired by seed (epochs budget)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def demo_section() -> str:
     """The demo's class shares with and without balance (``benchmarks/demo_balance.py``), if run."""
     path = ROOT / "results" / "demo_balance.json"
@@ -420,7 +498,12 @@ def write_page(records: list[dict]) -> None:
         if not r.get("grid") and "check" not in (r.get("options") or {}):
             done.setdefault((r["method"], r["fraction"]), set()).add(r["seed"])
     status = ", ".join(f"{m} {100 * f:g}% (n={len(s)})" for (m, f), s in sorted(done.items(), key=lambda kv: kv[0]))
-    body = f"{INTRO}\n## Results so far\n\nMeasured: {status or 'nothing yet'}.\n\n{table(records)}\n{demo_section()}"
+    plot(records, RESULTS.with_suffix(".png"))
+    figure = "\n![the variants against the plain rule and random](results/selection_options.png)\n"
+    body = (
+        f"{INTRO}\n## Results so far\n\nMeasured: {status or 'nothing yet'}.\n\n{table(records)}\n{figure}"
+        f"{demo_section()}"
+    )
     with atomic_path(PAGE) as tmp:
         tmp.write_text(body)
 
@@ -432,8 +515,8 @@ def main() -> None:
     parser.add_argument("--replot", action="store_true", help="the tables from the JSON")
     args = parser.parse_args()
     if args.replot:
-        write_page(peers.load_records(RESULTS))
-        print(table(peers.load_records(RESULTS)))
+        write_page(load_records(RESULTS))
+        print(table(load_records(RESULTS)))
         return
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     if unknown := set(parts) - set(PARTS):
