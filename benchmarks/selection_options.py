@@ -441,7 +441,8 @@ def plot(records: list[dict], path: Path) -> None:
     found = comparisons(records)
     if not found:
         return
-    fig, axes = plt.subplots(1, len(FRACTIONS), figsize=(11, 0.5 + 0.45 * max(1, len(found))), sharex=True)
+    most = max(sum(c["fraction"] == f for c in found) for f in FRACTIONS)
+    fig, axes = plt.subplots(1, len(FRACTIONS), figsize=(12, 2.2 + 0.4 * most), sharex=True)
     for ax, fraction in zip(np.atleast_1d(axes), FRACTIONS, strict=True):
         rows = [c for c in found if c["fraction"] == fraction]
         for y, c in enumerate(rows):
@@ -451,15 +452,15 @@ def plot(records: list[dict], path: Path) -> None:
                     continue
                 low, high = d["ci95"] if d["ci95"] else (d["mean"], d["mean"])
                 ax.errorbar(100 * d["mean"], y + shift, xerr=[[100 * (d["mean"] - low)], [100 * (high - d["mean"])]],
-                            fmt="o", color=color, capsize=3, label=None if y else key.replace("vs_", "− "))  # fmt: skip
+                            fmt="o", color=color, capsize=3)  # fmt: skip
         ax.axvline(0, color="grey", linewidth=1)
         ax.set_yticks(range(len(rows)), [f"{c['method']} (n={c['accuracy']['n']})" for c in rows], fontsize=7)
         ax.set_title(f"{100 * fraction:g}% of the pool", fontsize=9)
         ax.set_xlabel("test accuracy difference, points (95% interval)", fontsize=8)
-        if rows:
-            ax.legend(fontsize=7)
+    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="") for c in ("C0", "C1")]
+    fig.legend(handles, ["− the plain rule (highest first)", "− random"], loc="lower center", ncol=2, fontsize=8)
     fig.suptitle("Selection options against the plain rule and random, paired by seed (epochs budget)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
