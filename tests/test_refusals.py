@@ -463,3 +463,40 @@ def test_dyn_unc_over_fewer_members_than_its_window_names_the_windows_that_work_
     code, _, err = run_cli([*score, "--stats", str(keep(5)), "--scores-out", str(tmp_path / "s.csv")], capsys)
     assert code == 0, err
     assert read_table(tmp_path / "s.csv")["dyn_unc"]  # the advice works: every sample scored
+
+
+def test_a_child_that_outlives_a_killed_job_does_not_keep_its_directory_locked(tmp_path):
+    """A job holding a directory's lock forks a child (as DataLoader workers are) and is killed with
+    SIGKILL: the child lives on, and the directory is free for the job's resume all the same."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from subsetsearch.internal.directories import DirectoryLock
+
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys, time
+        from subsetsearch.internal.directories import DirectoryLock
+        lock = DirectoryLock({str(tmp_path)!r}).__enter__()
+        child = os.fork()
+        if child == 0:
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 1)
+            os.dup2(null, 2)  # the test's pipes closed: only the job's other files stay open
+            time.sleep(60)
+            os._exit(0)
+        print(child, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    child = int(done.stdout.split()[0])
+    try:
+        os.kill(child, 0)  # the child is alive, holding its copies of the job's files
+        with DirectoryLock(tmp_path):
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)

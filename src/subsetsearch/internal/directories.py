@@ -58,6 +58,26 @@ def write_marker(directory: str | os.PathLike, kind: str) -> None:
         tmp.write_text(json.dumps({"format": FORMAT, "kind": kind}) + "\n")
 
 
+#: File descriptors of the directory locks this process holds. A forked child (a DataLoader
+#: worker, a pool worker) points its copies at /dev/null at once, so a child that outlives a killed
+#: job never keeps that job's directory locked (``flock`` holds while any copy stays open).
+_HELD_LOCKS: set[int] = set()
+
+
+def _release_in_child() -> None:
+    if not _HELD_LOCKS:
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in _HELD_LOCKS:
+        os.dup2(null, fd)
+    os.close(null)
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_release_in_child)
+
+
 class DirectoryLock:
     """Hold the lock of one of our directories while a job works in it (a context manager).
 
@@ -90,10 +110,12 @@ class DirectoryLock:
         handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
         handle.flush()
         self._handle = handle
+        _HELD_LOCKS.add(handle.fileno())
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self._handle is not None:
+            _HELD_LOCKS.discard(self._handle.fileno())
             with contextlib.suppress(OSError):
                 fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
             self._handle.close()

@@ -316,10 +316,23 @@ def _as_list(items: list) -> list:
 
 
 def _one_thread(_: int) -> None:
-    """A decoding worker leaves the cores to training: torch in it uses one thread."""
+    """A decoding worker leaves the cores to training: torch in it uses one thread. On Linux it dies
+    with the process that started it (PyTorch's own check misses a parent killed while the worker
+    starts: the worker then waits forever)."""
+    import multiprocessing
+    import sys
+
     import torch
 
     torch.set_num_threads(1)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: killed with the parent
+        parent = multiprocessing.parent_process()
+        if parent is not None and os.getppid() != parent.pid:  # the parent died before the line above
+            os._exit(0)
 
 
 class ImageFiles(DiskImages):
