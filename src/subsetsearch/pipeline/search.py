@@ -418,8 +418,9 @@ class Search:
         left out: ``disagreement_outliers`` (every member disagrees) and ``skipped_top`` (the top
         ``search.skip_top`` share of the rest, as :func:`~subsetsearch.selection.select` counts it)."""
         out: dict = {}
-        if not self.config.search.rule().plain:
-            out["selection"] = self.config.search.rule().to_json()
+        rule = self.config.search.rule()
+        if not rule.plain:
+            out["selection"] = rule.to_json()
         if self.config.search.skip_disagreement:
             out["disagreement_outliers"] = int((outliers & ~excluded).sum())
         if self.config.search.skip_top:

@@ -315,7 +315,7 @@ def _as_list(items: list) -> list:
     return items
 
 
-def _one_thread(_: int) -> None:
+def _start_worker(_: int) -> None:
     """A decoding worker leaves the cores to training: torch in it uses one thread. On Linux it dies
     with the process that started it (PyTorch's own check misses a parent killed while the worker
     starts: the worker then waits forever)."""
@@ -419,7 +419,7 @@ class ImageFiles(DiskImages):
             num_workers=self.workers,
             collate_fn=_as_list,
             prefetch_factor=PREFETCH,
-            worker_init_fn=_one_thread,
+            worker_init_fn=_start_worker,
         )
         for k, images in enumerate(loader):  # pieces come back in the order they were handed out
             block, files = plan[k]
