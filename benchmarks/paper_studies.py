@@ -4,6 +4,7 @@ report, and copy the table, numbers, figure and page into benchmarks/results/stu
     .venv/bin/python benchmarks/paper_studies.py                 # all seven
     .venv/bin/python benchmarks/paper_studies.py schemes curves  # some of them
     .venv/bin/python benchmarks/paper_studies.py --tables        # the tables of paper_studies.md, from the JSON
+                                                                 # (and the functions' pairs with Holm's correction)
 
 Each study is also one command of its own, which is what benchmarks/paper_studies.md quotes:
 
@@ -59,6 +60,32 @@ def tables() -> str:
     return "\n".join(out)
 
 
+#: The functions study's sizes of a 10,000-image pool that the paper's CIFAR-10 columns match.
+PAIR_SIZES = {"1250": "12.5%", "2500": "25%", "5000": "50%"}
+UNCERTAINTY = ("entropy", "mutual_information", "variation_ratios")
+
+
+def function_pairs() -> str:
+    """The functions study's uncertainty functions against each other, paired by trial: the mean
+    difference with its 95% interval, the paired t-test's p-value, and Holm's correction over every
+    pair and size (the family)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summary_stats import difference, holm_adjusted, p_value, paired
+
+    series = json.loads((RESULTS / "functions.json").read_text())["data"]["series"]
+    rows = []
+    for size, label in PAIR_SIZES.items():
+        for i, a in enumerate(UNCERTAINTY):
+            for b in UNCERTAINTY[i + 1 :]:
+                by_trial = [dict(zip(series[f][size]["seeds"], series[f][size]["trials"], strict=True)) for f in (a, b)]
+                rows.append((f"{a} − {b}".replace("_", " "), label, paired(*by_trial)))
+    adjusted = holm_adjusted([p_value(d) for _, _, d in rows])
+    lines = ["| pair | size | difference | p | Holm p |", "|---|---|---:|---:|---:|"]
+    for (pair, label, d), holm_p in zip(rows, adjusted, strict=True):
+        lines.append(f"| {pair} | {label} | {difference(d)} | {p_value(d):.3f} | {holm_p:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="*", metavar="STUDY", help=f"some of: {', '.join(STUDIES)}")
@@ -69,6 +96,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.tables:
         print(tables())
+        print(f"### functions: the uncertainty functions against each other\n\n{function_pairs()}")
         return 0
     unknown = sorted(set(args.studies) - set(STUDIES))
     if unknown:

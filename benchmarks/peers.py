@@ -1,44 +1,60 @@
 """subsetsearch against the scores users would pick instead, on all of Fashion-MNIST, with fair budgets.
 
-    .venv/bin/python benchmarks/peers.py                 # 5 seeds; resumes; hours on 2 cores
-    .venv/bin/python benchmarks/peers.py --seeds 1       # seed 0 only
-    .venv/bin/python benchmarks/peers.py --quick         # 6,000-image pool, 3 epochs: a smoke run
-    .venv/bin/python benchmarks/peers.py --replot        # tables and PNG from the JSON
+    .venv/bin/python benchmarks/peers.py                          # every part; resumes; hours on 2 cores
+    .venv/bin/python benchmarks/peers.py --phases epochs          # some parts (epochs, converge, ensemble, transfer)
+    .venv/bin/python benchmarks/peers.py --quick                  # 6,000-image pool, 3 epochs: a smoke run
+    .venv/bin/python benchmarks/peers.py --replot                 # tables and PNG from the JSON
 
 Data: Fashion-MNIST's 60,000 training images. 5,000 of them (stratified, fixed) are the
-validation set that the patience schedule and the convergence curve need; the other 55,000 are
-the pool every method chooses from. The 10,000 test images judge. Every subset model is
+validation set that the patience schedule, the convergence curve and every choice need; the other
+55,000 are the pool every method chooses from. The 10,000 test images judge. Every subset model is
 cnn_small (width 16, SGD, batch 128, lr 0.1, flips) trained by ``subsetsearch.train.trainer`` from
 the same seed for every method of a seed, under two budgets:
 
-- ``epochs``: the full model's schedule, 10 epochs, lr x0.1 at 5 and 7 (the paper's ImageNet
-  protocol: the saving is the fewer steps);
+- ``epochs``: the full model's schedule, 10 epochs, lr x0.1 after epochs 5 and 8 (the paper's
+  ImageNet protocol: the saving is the fewer steps);
 - ``converge``: the patience schedule (x0.1 after 2 epochs without a validation gain, stop 4 epochs
-  after a drop that brought none), capped at 20 / fraction epochs (the paper's CIFAR protocol).
+  after a drop that brought none), capped at 60 / fraction epochs so that the cap does not bind
+  (the paper's CIFAR protocol); every record says whether patience or the cap stopped it.
 
 Methods, at 25% and 50% of the pool (80% for build-up, random and full):
 
 - ``build_up/mutual_information``, ``build_up/variation_ratios``: ``subsetsearch run`` with a random
   start of S/16 (50%) or S/8 (25%, 80%) and doubling: budgets 3.125, 6.25, 12.5, 25, 50% and
   10, 20, 40, 80%; each step an ensemble of the checkpoints of epochs 6-10 of one run on the subset;
+- ``build_up_seeds/…``: build-up at full strength, the paper's ensemble (the last epoch of each of 4
+  runs) and its start S/8 for every size, three acquisitions to it;
 - ``compress/mutual_information``: ``subsetsearch run``, the same ensemble trained on the whole pool;
 - ``el2n``, ``forgetting``, ``dyn_unc``, ``variability``: from the checkpoints of the full model's own
   run (``epochs`` budget), so they cost one scoring pass: EL2N from epochs 1-2 (Paul et al.
   score early, at 10% of training), the others from every epoch 1-10 (forgetting over training;
   Dyn-Unc over training with a window J = 5: He et al.'s J = 10 over 10 checkpoints would be one
   window, the same as variability; cartography over training);
+- ``el2n_x10``: EL2N at full strength, averaged over 10 initialisations (the full run and 9 runs of
+  two epochs);
 - the same four ``@train``: zero-cost members, the outputs the full model gave on its own training
   batches (``PoolScorer(members="train")``), no inference pass;
-- ``random``, and ``full``.
+- ``random``, and ``full``;
+- the balanced and coverage variants of benchmarks/selection_options.py (same protocol and seeds),
+  read from its results: candidates for the build-up variant chosen on validation.
+
+Seeds: 10 (0-9) for the methods of TEN_SEED_METHODS and full at 25% and 50% on the ``epochs`` budget,
+5 (0-4) for everything else. The build-up variant the verdicts and goals are about is chosen per
+size on the validation set (:func:`chosen_variant`); statistics: paired 95% intervals, Holm's
+correction within each table, non-inferiority to full with a 0.5-point margin.
 
 Records (benchmarks/results/peers.json): method, fraction, seed, budget, learner, test_accuracy,
-train_seconds, search_seconds, unique_samples, epochs_trained. The selections are kept per seed
-as packed masks in benchmarks/results/peers_subsets/ (so a later session resumes without
-re-searching) and, for seed 0 at 50%, as .npy of Fashion-MNIST training-set rows in
-benchmarks/results/subsets/. Transfer (the paper's Table V): the 50% and 80% subsets of every
-method trained with resnet10 (width 8, 6 epochs) and with a logistic regression on the pixels.
-Ensembles of subset models (the paper's metric): 3 models for build-up, random and full, epochs
-budget. Everything resumes: a record in the JSON is never recomputed.
+train_seconds, search_seconds, unique_samples, epochs_trained (and for ``converge`` stopped and
+cap_epochs). Costs are reported two ways: from scratch (the full run included where a method reads
+it) and given that run. The selections are kept per seed as packed masks in
+benchmarks/results/peers_subsets/ (with the recorded parts of their search seconds) so a later
+session resumes without re-searching, and, for seed 0 at 50%, as .npy of Fashion-MNIST
+training-set rows in benchmarks/results/subsets/. Transfer (the paper's Table V): the 50% and 80%
+subsets of every method trained with resnet10 (width 8, 6 epochs) and with a logistic regression on
+the pixels (C = 0.1), and the ten-seed methods' 50% subsets with a class-balanced logistic regression
+whose C is chosen on the validation set. Ensembles of subset models (the paper's metric): 3 models
+for build-up, random and full, epochs budget. Everything resumes: a record in the JSON is never
+recomputed; the wall seconds of each finished part are in peers_run.json.
 """
 
 from __future__ import annotations
@@ -55,7 +71,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from summary_stats import difference, mean_sd, paired, text
+from summary_stats import difference, holm_adjusted, mean_sd, noninferiority_p, p_value, paired, text
 
 from subsetsearch.internal.atomic import atomic_path
 
@@ -69,18 +85,49 @@ EPOCHS = 10
 WIDTH = 16
 FRACTIONS = (0.25, 0.5)
 LARGE = 0.8
-LARGE_METHODS = ("build_up/mutual_information", "build_up/variation_ratios", "random")
+LARGE_METHODS = (
+    "build_up/mutual_information",
+    "build_up/variation_ratios",
+    "build_up_seeds/mutual_information",
+    "random",
+)
 PEERS = ("el2n", "forgetting", "dyn_unc", "variability")
 BUILD_UP = ("mutual_information", "variation_ratios")
 PATHS = {"a": (0.03125, 0.0625, 0.125, 0.25, 0.5), "b": (0.1, 0.2, 0.4, 0.8)}
 ENSEMBLE = {"kind": "checkpoints", "start": 6, "stop": 10, "step": 1}
+#: Build-up at full strength (``build_up_seeds/…``): the paper's kind of ensemble, the last epoch of
+#: each of 4 runs (its ImageNet count; without a validation set in the run, a run's last epoch is
+#: its best), and the paper's start S/8 for every final size S, three acquisitions to it.
+SEEDS_ENSEMBLE = {"kind": "seeds", "runs": 4}
+S8_PATHS = {0.25: (0.03125, 0.0625, 0.125, 0.25), 0.5: (0.0625, 0.125, 0.25, 0.5), 0.8: (0.1, 0.2, 0.4, 0.8)}
+#: EL2N at full strength (``el2n_x10``): averaged over 10 initialisations (Paul et al. average
+#: about ten), each scored at epochs 1-2 as ``el2n`` is; the full model's own run is the first.
+EL2N_INITS = 10
 ENSEMBLE_MODELS = 3
+#: Seeds of every method; the methods of :data:`TEN_SEED_METHODS` (and full) get
+#: :data:`TEN_SEEDS` at 25% and 50% on the ``epochs`` budget.
 SEEDS = 5
+TEN_SEEDS = 10
+TEN_SEED_METHODS = (
+    "build_up/mutual_information",
+    "build_up/variation_ratios",
+    "build_up_seeds/mutual_information",
+    "el2n@train",
+    "dyn_unc@train",
+    "variability@train",
+    "random",
+)
 TRANSFER_FRACTIONS = (0.5, 0.8)
 TRANSFER_EPOCHS = 6
 TRANSFER_WIDTH = 8
 #: Dyn-Unc's window over the 10 checkpoints: J = 10 would be one window, i.e. variability.
 DYN_UNC_WINDOW = 5
+#: The ``converge`` budget's cap, in epochs over the whole pool: CONVERGE_CAP * EPOCHS / fraction
+#: epochs of the subset (60 for the full model). It was 2 (20 for the full model) until the full
+#: model hit it in every seed; a run that stopped on patience below the old cap is the same run
+#: under the new one (the schedule never reads the cap), so only the capped records are retrained.
+CONVERGE_CAP = 6
+OLD_CONVERGE_CAP = 2
 
 
 def peer_epochs(function: str, epochs: int) -> list[int]:
@@ -90,14 +137,144 @@ def peer_epochs(function: str, epochs: int) -> list[int]:
     return list(range(1, epochs + 1))
 
 
-def methods() -> list[str]:
-    out = [f"build_up/{f}" for f in BUILD_UP] + ["compress/mutual_information"]
-    out += list(PEERS) + [f"{p}@train" for p in PEERS] + ["random"]
+def methods(seed: int = 0) -> list[str]:
+    """The methods measured at ``seed``: all of them below :data:`SEEDS`, then the ten-seed set."""
+    out = [f"build_up/{f}" for f in BUILD_UP] + [f"build_up_seeds/{f}" for f in BUILD_UP]
+    out += ["compress/mutual_information", *PEERS, "el2n_x10", *(f"{p}@train" for p in PEERS), "random"]
+    return out if seed < SEEDS else [m for m in out if m in TEN_SEED_METHODS]
+
+
+def fractions_of(method: str, seed: int = 0) -> tuple[float, ...]:
+    if seed >= SEEDS:
+        return FRACTIONS
+    return (*FRACTIONS, LARGE) if method in LARGE_METHODS else FRACTIONS
+
+
+def wanted(seed: int, records: list[dict] | None = None, budget: str = "epochs") -> list[tuple[str, float]]:
+    """The (method, fraction) pairs measured at ``seed`` on ``budget``: :func:`methods` at
+    :func:`fractions_of`, and the build-up variant chosen on validation where it is not among them
+    (``records`` given). The ``converge`` budget takes the :data:`NEW_METHODS` only where chosen."""
+    pairs = [(m, f) for m in methods(seed) for f in fractions_of(m, seed)]
+    if budget == "converge":
+        pairs = [(m, f) for m, f in pairs if m not in NEW_METHODS]
+    if records is not None:
+        for fraction in sorted({f for _, f in pairs}):
+            choice = chosen_variant(records, fraction)
+            if choice is not None and (choice, fraction) not in pairs:
+                pairs.append((choice, fraction))
+    return pairs
+
+
+def reads_full_run(method: str) -> bool:
+    """Whether a method's scores come from the full model's run (the peers), so that from scratch
+    it costs that run too."""
+    return method.split("@")[0] in (*PEERS, "el2n_x10")
+
+
+#: Build-up variants measured first on seeds 0-4 here, and in the converge budget only where the
+#: choice on validation picks one.
+NEW_METHODS = ("build_up_seeds/mutual_information", "build_up_seeds/variation_ratios")
+#: The balanced and coverage variants (benchmarks/selection_options.py, the same protocol and seeds,
+#: K and beta chosen there on seed 0's validation accuracy): candidates for the choice below.
+OPTIONS_RESULTS = ROOT / "results" / "selection_options.json"
+
+
+def option_variants() -> dict[tuple[str, float], dict]:
+    """The build-up variants of the selection-options benchmark: (method, fraction) -> options."""
+    out = {}
+    for r in load_records(OPTIONS_RESULTS):
+        if r["method"].startswith("build_up/") and not r.get("grid") and r.get("options"):
+            out[(r["method"], r["fraction"])] = r["options"]
     return out
 
 
-def fractions_of(method: str) -> tuple[float, ...]:
-    return (*FRACTIONS, LARGE) if method in LARGE_METHODS else FRACTIONS
+def options_tag(options: dict) -> str:
+    """A folder name's part for a variant's options: ``-balance_class-coverage_20_0.1``."""
+    return "".join(
+        f"-{k}_{v['strata']}_{v['prune_hardest']:g}" if k == "coverage" else f"-{k}_{v}"
+        for k, v in sorted(options.items())
+    )
+
+
+def all_records(records: list[dict]) -> list[dict]:
+    """This benchmark's records and the selection-options benchmark's chosen variants (not its grid
+    points, nor its random records, which repeat ours), with their final validation accuracy as
+    ``validation_curve`` like ours."""
+    extra = []
+    for r in load_records(OPTIONS_RESULTS):
+        if r.get("grid") or r["method"] == "random":
+            continue
+        extra.append({**r, "validation_curve": [r["val_accuracy"]]})
+    mine = {key(r) for r in records}
+    return records + [r for r in extra if key(r) not in mine]
+
+
+def build_up_variants(records: list[dict], fraction: float) -> list[str]:
+    return sorted(
+        {
+            r["method"]
+            for r in records
+            if r["fraction"] == fraction and r["method"].startswith(("build_up/", "build_up_seeds/"))
+        }
+    )
+
+
+#: The seeds on which the variant is chosen: those every candidate has.
+CHOICE_SEEDS = tuple(range(SEEDS))
+
+
+def chosen_variant(records: list[dict], fraction: float) -> str | None:
+    """The build-up variant of best mean validation accuracy (its subset model's last epoch, ``epochs``
+    budget, seeds :data:`CHOICE_SEEDS`) at ``fraction``, among every variant measured there (today's,
+    full strength, balanced, coverage); None until every candidate has those seeds."""
+    merged = all_records(records)
+    groups = groups_of(merged, "epochs", "cnn_small")
+    candidates = build_up_variants(merged, fraction)
+    expected = {m for m in methods() if m.startswith("build_up") and fraction in fractions_of(m)}
+    expected |= {m for m, f in option_variants() if f == fraction}
+    if not expected <= set(candidates):
+        return None
+    means = {}
+    for method in candidates:
+        by_seed = groups.get((method, fraction), {})
+        if any(s not in by_seed for s in CHOICE_SEEDS):
+            return None
+        means[method] = float(np.mean([by_seed[s]["validation_curve"][-1] for s in CHOICE_SEEDS]))
+    return max(sorted(means), key=lambda m: means[m]) if means else None
+
+
+def stop_reason(history: list[dict], config) -> str:
+    """How a ``converge`` run ended: ``patience`` (its schedule stopped it) or ``cap``."""
+    from subsetsearch.train.trainer import stopped_on_patience
+
+    if stopped_on_patience(history, config):
+        return "patience"
+    if len(history) != config.epochs:
+        raise RuntimeError(f"a run of {len(history)} epochs neither stopped on patience nor reached {config.epochs}")
+    return "cap"
+
+
+def migrate_converge(records: list[dict], epochs: int = EPOCHS) -> int:
+    """Give every ``converge`` record of the old cap its stop reason: one that stopped on patience is
+    kept (the same run under the new cap), one that hit the old cap moves to the budget
+    ``converge_capped`` (kept for reference; the new cap retrains it). Returns how many moved."""
+    from subsetsearch.train.trainer import stopped_on_patience
+
+    moved = 0
+    for r in records:
+        if r["budget"] != "converge" or "stopped" in r:
+            continue
+        config = subset_config(epochs, "converge", r["fraction"])
+        history = [{"epoch": i + 1, "val_accuracy": v} for i, v in enumerate(r["validation_curve"])]
+        old = converge_cap(epochs, r["fraction"], OLD_CONVERGE_CAP)
+        if r["epochs_trained"] > old:
+            raise SystemExit(f"{key(r)}: {r['epochs_trained']} epochs, past the old cap {old}")
+        if stopped_on_patience(history, config):
+            r.update(stopped="patience", cap_epochs=old)
+        else:
+            r.update(budget="converge_capped", stopped="cap", cap_epochs=old)
+            moved += 1
+    return moved
 
 
 # ------------------------------------------------------------------ records
@@ -176,14 +353,24 @@ def prepare(work: Path, quick: bool) -> Bench:
 
 
 def train_config(bench: Bench, budget: str, fraction: float, *, epochs: int | None = None):
+    return subset_config(epochs or bench.epochs, budget, fraction)
+
+
+def subset_config(epochs: int, budget: str, fraction: float):
+    """A subset model's training: ``epochs`` with milestones, or the patience schedule capped."""
     from subsetsearch.train.settings import AugmentConfig, PatienceSchedule, TrainConfig
 
-    epochs = epochs or bench.epochs
     common = {"batch_size": 128, "augment": AugmentConfig(crop_padding=0, flip=True), "threads": 2, "device": "cpu"}
     if budget == "epochs":
         return TrainConfig(epochs=epochs, **common)
-    cap = math.ceil(2 * epochs / fraction)
-    return TrainConfig(epochs=cap, schedule=PatienceSchedule(kind="patience", patience=2), **common)
+    return TrainConfig(
+        epochs=converge_cap(epochs, fraction), schedule=PatienceSchedule(kind="patience", patience=2), **common
+    )
+
+
+def converge_cap(epochs: int, fraction: float, factor: int = CONVERGE_CAP) -> int:
+    """The ``converge`` budget's cap on a subset's epochs: ``factor`` full-pool schedules' worth of steps."""
+    return math.ceil(factor * epochs / fraction)
 
 
 def network(bench: Bench, config, model: str = "cnn_small", width: int = WIDTH):
@@ -278,6 +465,43 @@ def eval_pass_scores(bench: Bench, folder: Path) -> tuple[dict[str, np.ndarray],
     return scores, seconds
 
 
+def el2n_inits(bench: Bench, seed: int, folder: Path) -> tuple[np.ndarray, dict[str, float]]:
+    """EL2N at full strength: the mean over :data:`EL2N_INITS` initialisations of EL2N at the epochs
+    ``el2n`` reads (1-2), the full run in ``folder`` being the first and the others short runs of
+    those epochs from seeds of their own, at the full run's lr for them (0.1: its first drop comes
+    later). Returns the scores and the seconds: ``train`` (the short runs) and ``score`` (every
+    checkpoint's inference and the statistics)."""
+    from subsetsearch.dynamics import TrainingDynamics
+    from subsetsearch.train import trainer
+    from subsetsearch.train.settings import TrainConfig
+
+    epochs = peer_epochs("el2n", bench.epochs)
+    full_config = train_config(bench, "epochs", 1.0)
+    if any(m <= max(epochs) for m in full_config.milestones()):
+        raise SystemExit(f"the full run's lr drops at {full_config.milestones()}, inside EL2N's epochs {epochs}")
+    short = TrainConfig(**{**full_config.model_dump(), "epochs": max(epochs), "schedule": {"milestones": []}})
+    net_spec = network(bench, short)
+    model = net_spec.build(0)
+    dynamics = TrainingDynamics(bench.pool_y, num_classes=10, ordered=False)  # EL2N is order-free
+    seconds = {"train": 0.0, "score": 0.0}
+    for k in range(EL2N_INITS):
+        run_folder = folder if k == 0 else folder.parent.parent / "el2n_inits" / f"init_{k}"
+        if k:
+            spec = trainer.TrainSpec(
+                run_folder, np.arange(len(bench.pool_y)), seed=model_seed(seed, 100 + k), save_epochs=frozenset(epochs)
+            )
+            seconds["train"] += trainer.train_run(spec, net_spec, bench.pool).seconds
+        for epoch in epochs:
+            started = time.perf_counter()
+            trainer.load_weights(model, run_folder / f"epoch_{epoch:03d}.safetensors")
+            dynamics.update(trainer.predict(net_spec, model, bench.pool))
+            seconds["score"] += time.perf_counter() - started
+    started = time.perf_counter()
+    scores = dynamics.scores("el2n")
+    seconds["score"] += time.perf_counter() - started
+    return scores, seconds
+
+
 def select_top(scores: np.ndarray, k: int, seed: int) -> np.ndarray:
     from subsetsearch.selection import select
 
@@ -293,16 +517,18 @@ def run_search(
     budgets: tuple[float, ...],
     options: dict | None = None,
     tag: str = "",
+    ensemble: dict | None = None,
 ) -> tuple[list, list[float]]:
     """The subsets of every step of a ``subsetsearch run`` on the benchmark's pool, and the search
-    seconds spent up to each step. ``options`` are further ``search`` keys (balance, coverage), in a
-    run directory of their own named by ``tag``."""
+    seconds spent up to each step. ``options`` are further ``search`` keys (balance, coverage) and
+    ``ensemble`` another acquisition ensemble than :data:`ENSEMBLE`, in a run directory of their own
+    named by ``tag``."""
     from subsetsearch.pipeline.config import parse_config
     from subsetsearch.pipeline.progress import Reporter
     from subsetsearch.pipeline.run import run_config
     from subsetsearch.rundir import SUBSET, Subset
 
-    name = f"{scheme}-{function}-{'-'.join(f'{b:g}' for b in budgets)}{tag}"
+    name = search_name(scheme, function, budgets, tag)
     config = {
         "name": name,
         "seed": seed,
@@ -315,19 +541,33 @@ def run_search(
             "threads": 2,
             "device": "cpu",
         },
-        "ensemble": {**ENSEMBLE, **({"start": 2, "stop": 3} if bench.quick else {})},
+        "ensemble": ensemble or {**ENSEMBLE, **({"start": 2, "stop": 3} if bench.quick else {})},
         "search": {"scheme": scheme, "function": function, "budgets": list(budgets), **(options or {})},
         # the run's own subset model is not used (every subset model is trained below, alike): one epoch
         "subset_model": {"models": 1, "steps": "final", "train": {"epochs": 1, "threads": 2, "device": "cpu"}},
     }
-    folder = bench.work / f"seed{seed}" / name
+    folder = search_folder(bench, seed, name)
     with Reporter() as reporter:
         run_config(parse_config(config, "peers benchmark"), folder, reporter)
-    metrics = json.loads((folder / "metrics.json").read_text())
     subsets = [Subset.read(d / SUBSET) for d in sorted(folder.glob("iter_*"))]
     # the search's seconds up to each step: its ensembles' training and scoring so far
-    spent = np.cumsum([step.get("train_seconds", 0.0) + step.get("score_seconds", 0.0) for step in metrics["steps"]])
+    spent = np.cumsum([step["train"] + step["score"] for step in step_seconds(folder)])
     return subsets, [float(x) for x in spent]
+
+
+def search_name(scheme: str, function: str, budgets: tuple[float, ...], tag: str = "") -> str:
+    """The run directory's name of one search (the scheme, function, budgets and ``tag``)."""
+    return f"{scheme}-{function}-{'-'.join(f'{b:g}' for b in budgets)}{tag}"
+
+
+def search_folder(bench: Bench, seed: int, name: str) -> Path:
+    return bench.work / f"seed{seed}" / name
+
+
+def step_seconds(folder: Path) -> list[dict[str, float]]:
+    """Each step of a finished run: the seconds of training its acquisition ensemble and of scoring."""
+    steps = json.loads((folder / "metrics.json").read_text())["steps"]
+    return [{"train": s.get("train_seconds", 0.0), "score": s.get("score_seconds", 0.0)} for s in steps]
 
 
 # ------------------------------------------------------------------ selections (resumable, committed)
@@ -347,7 +587,18 @@ def load_selections(path: Path) -> dict[str, tuple[np.ndarray, float]]:
         }
 
 
-def save_selections(path: Path, selections: dict[str, tuple[np.ndarray, float]], pool: int) -> None:
+def load_costs(path: Path) -> dict[str, dict[str, float]]:
+    """The parts of a selection's search seconds, where one was recorded: ``full_pool_train`` (the
+    compress ensemble's run over the whole pool), ``train`` and ``score`` (EL2N's extra runs)."""
+    if not path.is_file():
+        return {}
+    with np.load(path) as data:
+        return json.loads(str(data["meta"])).get("costs", {})
+
+
+def save_selections(
+    path: Path, selections: dict[str, tuple[np.ndarray, float]], pool: int, costs: dict | None = None
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     masks = {}
     for name, (rows, _) in selections.items():
@@ -355,6 +606,9 @@ def save_selections(path: Path, selections: dict[str, tuple[np.ndarray, float]],
         mask[rows] = True
         masks[name] = np.packbits(mask)
     meta = {"pool": pool, "seconds": {name: s for name, (_, s) in selections.items()}}
+    costs = {**load_costs(path), **(costs or {})}
+    if costs:
+        meta["costs"] = costs
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, meta=np.array(json.dumps(meta)), **masks)
 
@@ -363,54 +617,109 @@ def selection_name(method: str, fraction: float) -> str:
     return f"{method.replace('/', '~')}|{fraction:g}"
 
 
-def make_selections(bench: Bench, seed: int, path: Path, log) -> dict[str, tuple[np.ndarray, float]]:
-    """Every (method, fraction) subset of one seed with its search seconds; saved after each method."""
+def make_selections(
+    bench: Bench, seed: int, path: Path, log, pairs: list[tuple[str, float]]
+) -> dict[str, tuple[np.ndarray, float]]:
+    """Every (method, fraction) subset of one seed with its search seconds; saved after each method.
+
+    The search seconds exclude the full model's run that the peers read (:func:`search_costs` adds it
+    for the cost from scratch); compress's include its own run over the whole pool, whose seconds are
+    kept apart (``costs``) for the cost given a full run."""
     selections = load_selections(path)
     n = len(bench.pool_y)
-    wanted = [(m, f) for m in methods() for f in fractions_of(m)]
-    if all(selection_name(m, f) in selections for m, f in wanted):
+    wanted = pairs
+    if all(selection_name(m, f) in selections for m, f in wanted) and (
+        seed >= SEEDS or selection_name("compress/mutual_information", FRACTIONS[0]) in load_costs(path)
+    ):
         return selections
 
-    def keep(method: str, fraction: float, rows: np.ndarray, seconds: float) -> None:
+    def keep(method: str, fraction: float, rows: np.ndarray, seconds: float, cost: dict | None = None) -> None:
         selections[selection_name(method, fraction)] = (np.sort(rows), seconds)
-        save_selections(path, selections, n)
+        save_selections(path, selections, n, {selection_name(method, fraction): cost} if cost else None)
+
+    def missing(method: str, fractions: tuple[float, ...]) -> bool:
+        return (method, fractions[0]) in wanted and any(selection_name(method, f) not in selections for f in fractions)
 
     order = np.random.default_rng([seed, 99]).permutation(n)
-    for fraction in (*FRACTIONS, LARGE):
-        keep("random", fraction, order[: round(fraction * n)], 0.0)
-    missing_peers = any(selection_name(p, f) not in selections for p in PEERS for f in FRACTIONS)
-    missing_train = any(selection_name(f"{p}@train", f) not in selections for p in PEERS for f in FRACTIONS)
-    if missing_peers or missing_train:
+    for fraction in fractions_of("random", seed):
+        if selection_name("random", fraction) not in selections:
+            keep("random", fraction, order[: round(fraction * n)], 0.0)
+    eval_peers = [p for p in PEERS if missing(p, FRACTIONS)]
+    train_peers = [p for p in PEERS if missing(f"{p}@train", FRACTIONS)]
+    if eval_peers or train_peers or missing("el2n_x10", FRACTIONS):
         full, inside = full_run(bench, seed)
-        scores, seconds = eval_pass_scores(bench, full["folder"])
-        for function in PEERS:
-            for fraction in FRACTIONS:
-                rows = select_top(scores[function], round(fraction * n), seed)
-                keep(function, fraction, rows, seconds[function])
-        for function in PEERS:
+        if eval_peers:
+            scores, seconds = eval_pass_scores(bench, full["folder"])
+            for function in eval_peers:
+                for fraction in FRACTIONS:
+                    keep(function, fraction, select_top(scores[function], round(fraction * n), seed), seconds[function])
+        for function in train_peers:
             name = "early" if function == "el2n" else "all"
             train_scores = full["scorers"][name].dynamics.scores(function)
             for fraction in FRACTIONS:
-                rows = select_top(train_scores, round(fraction * n), seed)
-                keep(f"{function}@train", fraction, rows, inside[name])
-        log(f"seed {seed}: peers selected (eval-pass scoring {seconds}, training-pass scorers {inside})")
+                keep(f"{function}@train", fraction, select_top(train_scores, round(fraction * n), seed), inside[name])
+        log(f"seed {seed}: peers selected ({', '.join(eval_peers + [p + '@train' for p in train_peers])})")
+        if missing("el2n_x10", FRACTIONS):
+            scores, parts = el2n_inits(bench, seed, full["folder"])
+            for fraction in FRACTIONS:
+                rows = select_top(scores, round(fraction * n), seed)
+                keep("el2n_x10", fraction, rows, parts["train"] + parts["score"], parts)
+            log(f"seed {seed}: el2n_x10 selected ({parts})")
     for function in BUILD_UP:
         method = f"build_up/{function}"
         for path_name, budgets in PATHS.items():
-            targets = (0.25, 0.5) if path_name == "a" else (LARGE,)
-            if all(selection_name(method, t) in selections for t in targets):
+            targets = tuple(t for t in ((0.25, 0.5) if path_name == "a" else (LARGE,)) if (method, t) in wanted)
+            if not targets or all(selection_name(method, t) in selections for t in targets):
                 continue
             subsets, spent = run_search(bench, seed, "build_up", function, budgets)
             for subset, budget, seconds in zip(subsets, budgets, spent, strict=True):
                 if budget in targets:
                     keep(method, budget, subset.index, seconds)
             log(f"seed {seed}: {method} path {budgets} done ({spent[-1]:.0f} s)")
+        method = f"build_up_seeds/{function}"
+        for fraction in fractions_of(method, seed):
+            if (method, fraction) not in wanted or selection_name(method, fraction) in selections:
+                continue
+            ensemble = {"kind": "seeds", "runs": 2} if bench.quick else SEEDS_ENSEMBLE
+            subsets, spent = run_search(
+                bench, seed, "build_up", function, S8_PATHS[fraction], tag="-seeds", ensemble=ensemble
+            )
+            keep(method, fraction, subsets[-1].index, spent[-1])
+            log(f"seed {seed}: {method} {fraction:g} ({S8_PATHS[fraction]}) done ({spent[-1]:.0f} s)")
+    variants = option_variants()
+    for method, fraction in wanted:
+        if (method, fraction) not in variants or selection_name(method, fraction) in selections:
+            continue
+        options = variants[(method, fraction)]
+        function = method.split("/")[1]
+        subsets, spent = run_search(
+            bench, seed, "build_up", function, PATHS["a"], options=options, tag=options_tag(options)
+        )
+        step = PATHS["a"].index(fraction)
+        keep(method, fraction, subsets[step].index, spent[step])
+        log(f"seed {seed}: {method} {fraction:g} {options} done ({spent[step]:.0f} s)")
     method = "compress/mutual_information"
-    if any(selection_name(method, f) not in selections for f in FRACTIONS):
+    if (method, FRACTIONS[0]) in wanted and (
+        missing(method, FRACTIONS) or selection_name(method, FRACTIONS[0]) not in load_costs(path)
+    ):
+        # a compress selection committed before its cost was split is searched again: the same
+        # deterministic run, which must choose the committed subsets again
+        committed = {f: selections.get(selection_name(method, f)) for f in FRACTIONS}
         subsets, spent = run_search(bench, seed, "compress", "mutual_information", FRACTIONS)
+        steps = step_seconds(search_folder(bench, seed, search_name("compress", "mutual_information", FRACTIONS)))
+        # one ensemble (one run over the whole pool) and one scoring for both sizes
+        cost = {"full_pool_train": sum(x["train"] for x in steps), "score": sum(x["score"] for x in steps)}
         for subset, fraction in zip(subsets, FRACTIONS, strict=True):
-            keep(method, fraction, subset.index, spent[-1])  # one ensemble and one scoring for both sizes
-        log(f"seed {seed}: {method} done ({spent[-1]:.0f} s)")
+            before = committed[fraction]
+            if before is None:
+                keep(method, fraction, subset.index, spent[-1], cost)
+                continue
+            # the committed subset stays (its models are trained); the rerun gives the cost's parts
+            cost = {**cost, "reproduced": bool(np.array_equal(before[0], np.sort(subset.index)))}
+            keep(method, fraction, before[0], before[1], cost)
+            if not cost["reproduced"]:
+                log(f"seed {seed}: WARNING compress at {fraction:g} chose another subset than the committed one")
+        log(f"seed {seed}: {method} done ({cost})")
     return selections
 
 
@@ -465,6 +774,47 @@ def transfer_linear(bench: Bench, rows: np.ndarray) -> tuple[float, float, int]:
     return float(np.mean(model.predict(features(bench.test.x)) == bench.test_y)), seconds, iterations
 
 
+#: The inverse regularisation strengths the class-balanced logistic regression chooses from on the
+#: validation set, smallest first (each fit starts from the previous one's solution). Fixed before the
+#: run from one pilot on a random half of the pool (validation accuracy 84.2 / 86.1 / 85.0 / 83.7% at
+#: C = 0.001 / 0.01 / 0.1 / 1): the grid brackets the best and leaves out C = 1, the slowest fit.
+LOGISTIC_GRID = (0.001, 0.01, 0.1)
+#: The subsets the class-balanced logistic regression is measured on (its C choice costs about three
+#: fits each): the 50% subsets of the ten-seed methods, and full.
+BALANCED_LOGISTIC_METHODS = (*TEN_SEED_METHODS, "full")
+BALANCED_LOGISTIC_FRACTIONS = (0.5, 1.0)
+
+
+def transfer_linear_balanced(bench: Bench, rows: np.ndarray) -> tuple[float, float, dict]:
+    """A logistic regression on the normalised pixels with class-balanced weights (each class weighs
+    as much in the loss whatever its share of the subset: a prior correction for a class-skewed
+    subset against the balanced test set), its C chosen from :data:`LOGISTIC_GRID` on the validation
+    set. Returns the test accuracy, the seconds of every fit (the choice included) and the choice."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    def features(x) -> np.ndarray:
+        return ((x.float() - bench.pool.mean) / bench.pool.std).reshape(len(x), -1).numpy()
+
+    x, y = features(bench.pool.x[torch.as_tensor(rows)]), bench.pool_y[rows]
+    validation_x, validation_y = features(bench.validation.x), bench.validation.y.cpu().numpy()
+    started = time.perf_counter()
+    model = LogisticRegression(max_iter=LOGISTIC_MAX_ITER, class_weight="balanced", warm_start=True)
+    best, curve = None, {}
+    for c in LOGISTIC_GRID:
+        model.set_params(C=c)
+        model.fit(x, y)
+        if int(np.max(model.n_iter_)) >= LOGISTIC_MAX_ITER:
+            raise SystemExit(f"logistic regression unconverged at C={c}: raise LOGISTIC_MAX_ITER")
+        curve[c] = float(np.mean(model.predict(validation_x) == validation_y))
+        if best is None or curve[c] > best[0]:
+            best = (curve[c], c, model.coef_.copy(), model.intercept_.copy())
+    seconds = time.perf_counter() - started
+    _, chosen, model.coef_, model.intercept_ = best
+    accuracy = float(np.mean(model.predict(features(bench.test.x)) == bench.test_y))
+    return accuracy, seconds, {"C": chosen, "validation_by_C": {f"{c:g}": v for c, v in curve.items()}}
+
+
 #: The parts of the work. ``main`` runs every seed's selections and ``epochs`` models first (the
 #: paired comparisons need seeds more than they need the rest), then, one seed at a time, the
 #: patience budget, the ensembles of subset models and transfer.
@@ -474,8 +824,9 @@ PHASES = ("epochs", "converge", "ensemble", "transfer")
 def measure_seed(bench: Bench, seed: int, records: list[dict], out: Path, log, phase: str) -> None:
     from subsetsearch.train import trainer
 
-    done = {key(r) for r in records}
-    selections = make_selections(bench, seed, selection_path(seed, bench.quick), log)
+    done = {key(r) for r in all_records(records)}
+    pairs = wanted(seed, records, phase)
+    selections = make_selections(bench, seed, selection_path(seed, bench.quick), log, pairs)
     n = len(bench.pool_y)
 
     def add(record: dict) -> None:
@@ -492,9 +843,7 @@ def measure_seed(bench: Bench, seed: int, records: list[dict], out: Path, log, p
                     np.save(handle, bench.pool_rows[selections[selection_name(method, 0.5)][0]].astype(np.int32))
     base = bench.work / f"seed{seed}" / "models"
     for budget in [phase] if phase in ("epochs", "converge") else []:
-        jobs = [("full", 1.0, np.arange(n), 0.0)] + [
-            (m, f, *selections[selection_name(m, f)]) for m in methods() for f in fractions_of(m)
-        ]
+        jobs = [("full", 1.0, np.arange(n), 0.0)] + [(m, f, *selections[selection_name(m, f)]) for m, f in pairs]
         for method, fraction, rows, search_seconds in jobs:
             record_key = (method, fraction, seed, budget, "cnn_small")
             if record_key in done:
@@ -502,7 +851,11 @@ def measure_seed(bench: Bench, seed: int, records: list[dict], out: Path, log, p
             folder = base / budget / selection_name(method, fraction).replace("|", "_") / "model_0"
             if method == "full" and budget == "epochs":
                 folder = bench.work / f"seed{seed}" / "full_epochs" / "model_0"  # the peers' own run
+            config = train_config(bench, budget, fraction)
             probs, record = train_subset(bench, rows, seed=seed, budget=budget, fraction=fraction, folder=folder)
+            extra = {}
+            if budget == "converge":
+                extra = {"cap_epochs": config.epochs, "stopped": stop_reason(record.history, config)}
             add(
                 {
                     "method": method,
@@ -516,9 +869,10 @@ def measure_seed(bench: Bench, seed: int, records: list[dict], out: Path, log, p
                     "unique_samples": len(rows),
                     "epochs_trained": len(record.history),
                     "validation_curve": [h.get("val_accuracy") for h in record.history],
+                    **extra,
                 }
             )
-            log(f"seed {seed} {budget} {method} {fraction:g}: {100 * add_last(records):.2f}%")
+            log(f"seed {seed} {budget} {method} {fraction:g}: {100 * add_last(records):.2f}% {extra or ''}")
     # the paper's metric: an ensemble of subset models (build-up, random, full; epochs budget)
     for method, fraction, rows, search_seconds in [("full", 1.0, np.arange(n), 0.0)] + [
         (m, f, *selections[selection_name(m, f)]) for m in ("build_up/mutual_information", "random") for f in
@@ -559,13 +913,19 @@ def measure_seed(bench: Bench, seed: int, records: list[dict], out: Path, log, p
     jobs = [("full", 1.0, np.arange(n), 0.0)] + [
         (m, f, *selections[selection_name(m, f)]) for m in methods() for f in fractions_of(m) if f in TRANSFER_FRACTIONS
     ]
-    for learner in ("logistic", "resnet10") if phase == "transfer" else ():
+    for learner in ("logistic", "resnet10", "logistic_balanced") if phase == "transfer" else ():
         for method, fraction, rows, search_seconds in jobs:
             if (method, fraction, seed, "epochs", learner) in done:
+                continue
+            if learner == "logistic_balanced" and (
+                method not in BALANCED_LOGISTIC_METHODS or fraction not in BALANCED_LOGISTIC_FRACTIONS
+            ):
                 continue
             extra = {}
             if learner == "logistic":
                 accuracy, seconds, extra["iterations"] = transfer_linear(bench, rows)
+            elif learner == "logistic_balanced":
+                accuracy, seconds, extra = transfer_linear_balanced(bench, rows)
             else:
                 folder = base / "resnet10" / selection_name(method, fraction).replace("|", "_") / "model_0"
                 accuracy, seconds = transfer_resnet(bench, rows, seed=seed, folder=folder)
@@ -633,29 +993,101 @@ def verdict(d: dict) -> str:
     return "ties" if 100 * max(-d["ci95"][0], d["ci95"][1]) <= TIE_POINTS else "undecided"
 
 
-def table(records: list[dict], budget: str, learner: str = "cnn_small") -> str:
+def holm_verdict(d: dict, adjusted: float | None) -> str:
+    """:func:`verdict` with a family's Holm-adjusted p-value in place of the raw interval's side:
+    'wins' / 'loses' when it is below 0.05, else 'ties' (the raw interval within
+    ±:data:`TIE_POINTS`) or 'undecided'."""
+    if adjusted is None:
+        return "n < 2"
+    if adjusted < 0.05:
+        return "wins" if d["mean"] > 0 else "loses"
+    return "ties" if 100 * max(-d["ci95"][0], d["ci95"][1]) <= TIE_POINTS else "undecided"
+
+
+#: Non-inferiority to full: the margin, in points, fixed before the 10-seed run.
+NI_MARGIN = 0.5
+
+
+def noninferior(adjusted: float | None) -> str:
+    """The verdict of a Holm-adjusted one-sided non-inferiority p-value (level 2.5%, the 95%
+    interval's lower end above -:data:`NI_MARGIN` before the adjustment)."""
+    if adjusted is None:
+        return "n < 2"
+    return "non-inferior" if adjusted < 0.025 else "not shown"
+
+
+def selection_costs(quick: bool = False) -> dict[tuple[int, str], dict[str, float]]:
+    """(seed, selection name) -> the recorded parts of its search seconds (:func:`load_costs`)."""
+    out = {}
+    for seed in range(TEN_SEEDS):
+        for name, cost in load_costs(selection_path(seed, quick)).items():
+            out[(seed, name)] = cost
+    return out
+
+
+def search_costs(record: dict, full_run: dict[int, float], costs: dict) -> tuple[float | None, float | None]:
+    """A record's search seconds two ways: from scratch (the full model's run included where the
+    method reads it) and given a full run the user has anyway (compress then only scores: its
+    ensemble is that run's checkpoints). None where a needed part was not recorded."""
+    method, seed = record["method"], record["seed"]
+    search = record["search_seconds"]
+    scratch = search + full_run[seed] if reads_full_run(method) and seed in full_run else search
+    if reads_full_run(method) and seed not in full_run:
+        scratch = None
+    given = search
+    if method.startswith("compress/"):
+        cost = costs.get((seed, selection_name(method, record["fraction"])))
+        given = cost["score"] if cost else None
+    return scratch, given
+
+
+def reuses(method: str, search: float | None, train: float, full: float) -> str:
+    """A table cell of :func:`break_even` (blank for full, "-" without a search cost or a full model)."""
+    if method == "full":
+        return ""
+    return "-" if search is None or math.isnan(full) else break_even(search, train, full)
+
+
+def table(records: list[dict], budget: str, learner: str = "cnn_small", costs: dict | None = None) -> str:
     groups = groups_of(records, budget, learner)
     if not groups:
         return ""
+    costs = selection_costs() if costs is None else costs
     full = {s: r["test_accuracy"] for s, r in groups.get(("full", 1.0), {}).items()}
-    full_seconds = np.mean([r["train_seconds"] for r in groups.get(("full", 1.0), {}).values()] or [np.nan])
+    full_seconds = float(np.mean([r["train_seconds"] for r in groups.get(("full", 1.0), {}).values()] or [np.nan]))
+    full_run = {
+        s: r["train_seconds"]
+        for (m, _), by in groups_of(records, "epochs", "cnn_small").items()
+        if m == "full"
+        for s, r in by.items()
+    }
     lines = [
         f"budget {budget}, learner {learner}: test accuracy %, mean ± sample sd (n seeds); paired differences "
-        "(points, mean [95% interval]); seconds; reuses to break even",
-        "| method | size | accuracy | − random | − full | search s | train s | full s | break-even reuses |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(points, mean [95% interval], unadjusted); seconds (means over seeds): search from scratch (the "
+        "full model's run included where the method reads it) and given that run; training the subset "
+        "model; reuses to break even both ways",
+        "| method | size | accuracy | − random | − full | search s: scratch | given full run | train s | "
+        "full s | break-even: scratch | given full run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def mean_of(values: list[float | None]) -> float | None:
+        return None if not values or any(v is None for v in values) else float(np.mean(values))
 
     for (method, fraction), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         accuracy = {s: r["test_accuracy"] for s, r in by_seed.items()}
         random = {s: r["test_accuracy"] for s, r in groups.get(("random", fraction), {}).items()}
-        search = float(np.mean([r["search_seconds"] for r in by_seed.values()]))
+        two = [search_costs(r, full_run, costs) for r in by_seed.values()]
+        scratch, given = mean_of([t[0] for t in two]), mean_of([t[1] for t in two])
         train = float(np.mean([r["train_seconds"] for r in by_seed.values()]))
+
         lines.append(
             f"| {method} | {100 * fraction:g}% | {text(mean_sd(list(accuracy.values())), 100)} | "
             f"{difference(paired(accuracy, random)) if method != 'random' else ''} | "
-            f"{difference(paired(accuracy, full)) if method != 'full' else ''} | {search:.0f} | {train:.0f} | "
-            f"{full_seconds:.0f} | {break_even(search, train, full_seconds) if method != 'full' else ''} |"
+            f"{difference(paired(accuracy, full)) if method != 'full' else ''} | "
+            f"{'-' if scratch is None else f'{scratch:.0f}'} | {'-' if given is None else f'{given:.0f}'} | "
+            f"{train:.0f} | {full_seconds:.0f} | {reuses(method, scratch, train, full_seconds)} | "
+            f"{reuses(method, given, train, full_seconds)} |"
         )
     return "\n".join(lines)
 
@@ -742,7 +1174,8 @@ def headline(records: list[dict], budget: str = "epochs") -> str:
     groups = groups_of(records, budget, "cnn_small")
     sizes = (*FRACTIONS, LARGE, 1.0)
     lines = ["| method | " + " | ".join(f"{100 * f:g}%" for f in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
-    for method in [*methods(), "full"]:
+    variants = sorted({m for m, _ in option_variants()})
+    for method in [*methods(), *variants, "full"]:
         cells = []
         for fraction in sizes:
             by_seed = groups.get((method, fraction), {})
@@ -751,63 +1184,155 @@ def headline(records: list[dict], budget: str = "epochs") -> str:
     return "\n".join(lines)
 
 
-def verdicts(
-    records: list[dict], budget: str, learner: str = "cnn_small", ours: str = "build_up/mutual_information"
-) -> str:
-    """Where ``ours`` wins, ties and loses against every other method of the same size, paired by
-    seed, by :func:`verdict`, for subsets trained with ``learner``."""
+def ours_by_size(records: list[dict]) -> dict[float, str]:
+    """The build-up variant each size's verdicts and goals are about: the one chosen on validation
+    (:func:`chosen_variant`), or mutual information until the choice can be made."""
+    return {f: chosen_variant(records, f) or "build_up/mutual_information" for f in (*FRACTIONS, LARGE)}
+
+
+def verdicts(records: list[dict], budget: str, learner: str = "cnn_small") -> str:
+    """Where the chosen build-up variant of each size wins, ties and loses against every other method
+    of that size and against full, paired by seed: the raw 95% interval and p-value, and the verdict
+    after Holm's correction over the whole table (the family). Against full at 50% and 80% also
+    non-inferiority with margin :data:`NI_MARGIN`, Holm-corrected over those rows."""
     groups = groups_of(records, budget, learner)
-    accuracy = {key: {s: r["test_accuracy"] for s, r in by_seed.items()} for key, by_seed in groups.items()}
-    mine = {fraction: accuracy[(method, fraction)] for method, fraction in accuracy if method == ours}
-    if not mine:
-        return ""
-    name = f"budget {budget}" if learner == "cnn_small" else f"learner {learner}"
-    lines = [f"| {ours}, {name} | size | difference (points) | verdict |", "|---|---|---|---|"]
-    for method, fraction in sorted(accuracy, key=lambda key: (key[1], key[0])):
-        if fraction not in mine or method == ours:
+    accuracy = {k: {s: r["test_accuracy"] for s, r in by_seed.items()} for k, by_seed in groups.items()}
+    ours = ours_by_size(records)
+    rows = []
+    for method, fraction in sorted(accuracy, key=lambda k: (k[1], k[0])):
+        mine = accuracy.get((ours.get(fraction), fraction))
+        if mine is None or method == ours[fraction] or method.startswith(("build_up", "full")):
             continue
-        d = paired(mine[fraction], accuracy[(method, fraction)])
-        if not d["n"]:
-            continue
-        lines.append(f"| vs {method} | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | {verdict(d)} |")
+        rows.append((f"vs {method}", fraction, paired(mine, accuracy[(method, fraction)])))
     full = accuracy.get(("full", 1.0), {})
-    for fraction in sorted(mine):
-        d = paired(mine[fraction], full)
-        if d["n"]:
-            lines.append(f"| vs full | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | {verdict(d)} |")
+    for fraction in (*FRACTIONS, LARGE):
+        mine = accuracy.get((ours[fraction], fraction))
+        if mine is not None and full:
+            rows.append(("vs full", fraction, paired(mine, full)))
+    rows = [r for r in rows if r[2]["n"]]
+    if not rows:
+        return ""
+    adjusted = holm_adjusted([p_value(d) for _, _, d in rows])
+    ni_rows = [i for i, (name, fraction, _) in enumerate(rows) if name == "vs full" and fraction in (0.5, LARGE)]
+    ni = dict(
+        zip(ni_rows, holm_adjusted([noninferiority_p(rows[i][2], NI_MARGIN / 100) for i in ni_rows]), strict=True)
+    )
+    name = f"budget {budget}" if learner == "cnn_small" else f"learner {learner}"
+    chosen = ", ".join(f"{100 * f:g}%: {m}" for f, m in ours.items())
+    lines = [
+        f"{name}; ours is the build-up variant chosen on validation ({chosen}). Family for Holm: the "
+        f"{len(rows)} rows of this table; non-inferiority (margin {NI_MARGIN} points, one-sided 2.5%): "
+        "the rows against full at 50% and 80%",
+        "| ours | vs | size | difference (points) [95% interval] | p | Holm p | verdict (Holm) | "
+        "non-inferiority Holm p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, (versus, fraction, d) in enumerate(rows):
+        p = p_value(d)
+        lines.append(
+            f"| {ours[fraction]} | {versus[3:]} | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | "
+            f"{p_text(p)} | {p_text(adjusted[i])} | {holm_verdict(d, adjusted[i])} | "
+            f"{f'{p_text(ni[i])}: {noninferior(ni[i])}' if i in ni else ''} |"
+        )
     return "\n".join(lines)
 
 
+def p_text(p: float | None) -> str:
+    return "-" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def goal_peers(methods_here: set[str]) -> list[str]:
+    """The peers of the goal "ahead of every peer": every score users know that was measured, at
+    full strength (``el2n_x10``) and with coverage too; not build-up, compress, random or full."""
+    return sorted(m for m in methods_here if m.split("/")[0].split("@")[0] in (*PEERS, "el2n_x10"))
+
+
 def goals(records: list[dict], budget: str) -> str:
-    """Issue 17's goals, met or not (or not yet measured), for one budget."""
+    """The goals, met or not (or not measured), for one budget: the chosen build-up variant
+    ahead of every peer at 25% and 50% (Holm over those comparisons, 5%), and non-inferior to full
+    at 50% and 80% (margin :data:`NI_MARGIN`; Holm over the two, one-sided 2.5%)."""
     groups = groups_of(records, budget, "cnn_small")
-    full = {s: r["test_accuracy"] for s, r in groups.get(("full", 1.0), {}).items()}
-    others = [m for m in methods() if not m.startswith("build_up/")]
-    lines = []
-    for ours in ("build_up/mutual_information", "build_up/variation_ratios"):
-        for fraction in (0.5, LARGE):
-            goal = f"- {ours} at {100 * fraction:g}% at least as accurate as full ({budget})"
-            d = paired({s: r["test_accuracy"] for s, r in groups.get((ours, fraction), {}).items()}, full)
-            if not d["n"]:
-                lines.append(f"{goal}: **not measured**")
+    accuracy = {k: {s: r["test_accuracy"] for s, r in by_seed.items()} for k, by_seed in groups.items()}
+    ours = ours_by_size(records)
+    waiting = [f"{100 * f:g}%" for f in (*FRACTIONS, LARGE) if chosen_variant(records, f) is None]
+    lines = (
+        [f"- (provisional: no variant can be chosen yet at {', '.join(waiting)}; mutual information stands in)"]
+        if waiting
+        else []
+    )
+    comparisons, missing = [], []
+    for fraction in FRACTIONS:
+        for peer in goal_peers({m for m, f in accuracy if f == fraction}):
+            if (ours[fraction], fraction) not in accuracy or (peer, fraction) not in accuracy:
+                missing.append(f"{peer if (peer, fraction) not in accuracy else ours[fraction]} {100 * fraction:g}%")
                 continue
-            state = "met" if d["mean"] >= 0 else "not met"
-            provisional = f" (provisional: {SEEDS} seeds planned)" if d["n"] < SEEDS else ""
-            lines.append(f"{goal}: **{state}**, {difference(d)} points, n={d['n']}{provisional}")
-        for fraction in FRACTIONS:
-            goal = f"- {ours} at {100 * fraction:g}% ahead of random and every peer, 95% interval ({budget})"
-            missing = [m for m in [ours, *others] if (m, fraction) not in groups]
-            if missing:
-                lines.append(f"{goal}: **not measured** (no records yet: {', '.join(missing)})")
-                continue
-            mine = {s: r["test_accuracy"] for s, r in groups[(ours, fraction)].items()}
-            behind = []
-            for method in others:
-                d = paired(mine, {s: r["test_accuracy"] for s, r in groups[(method, fraction)].items()})
-                if side(d) != "above":
-                    behind.append(method)
-            detail = f" (not ahead by more than the interval of: {', '.join(behind)})" if behind else ""
-            lines.append(f"{goal}: **{'not met' if behind else 'met'}**{detail}")
+            comparisons.append(
+                (peer, fraction, paired(accuracy[(ours[fraction], fraction)], accuracy[(peer, fraction)]))
+            )
+    goal = f"- the chosen build-up variant ahead of every peer at 25% and 50% ({budget})"
+    if missing:
+        lines.append(f"{goal}: **not measured** (no records yet: {', '.join(sorted(set(missing)))})")
+    else:
+        adjusted = holm_adjusted([p_value(d) for _, _, d in comparisons])
+        behind = [
+            f"{peer} {100 * fraction:g}% ({difference(d)}, Holm p {p_text(a)})"
+            for (peer, fraction, d), a in zip(comparisons, adjusted, strict=True)
+            if a is None or not (a < 0.05 and d["mean"] > 0)
+        ]
+        detail = f"; not ahead of: {'; '.join(behind)}" if behind else ""
+        lines.append(f"{goal}: **{'not met' if behind else 'met'}** (Holm over {len(comparisons)}){detail}")
+    full = accuracy.get(("full", 1.0), {})
+    rows = [(f, paired(accuracy.get((ours[f], f), {}), full)) for f in (0.5, LARGE)]
+    goal = f"- the chosen build-up variant non-inferior to full at 50% and 80%, margin {NI_MARGIN} points ({budget})"
+    if any(not d["n"] for _, d in rows):
+        lines.append(f"{goal}: **not measured**")
+    else:
+        adjusted = holm_adjusted([noninferiority_p(d, NI_MARGIN / 100) for _, d in rows])
+        parts = [
+            f"{100 * f:g}% {ours[f]} {difference(d)} (n={d['n']}), Holm p {p_text(a)}: {noninferior(a)}"
+            for (f, d), a in zip(rows, adjusted, strict=True)
+        ]
+        met = all(a is not None and a < 0.025 for a in adjusted)
+        lines.append(f"{goal}: **{'met' if met else 'not met'}** ({'; '.join(parts)})")
+    return "\n".join(lines)
+
+
+def caps(records: list[dict]) -> str:
+    """The ``converge`` budget's stops: for every method and size, how many seeds stopped on patience
+    and how many on the cap, the epochs trained and the cap (goal: no cap hit)."""
+    groups = groups_of(records, "converge", "cnn_small")
+    if not groups:
+        return ""
+    lines = [
+        f"`converge` budget: how each run stopped (cap: {CONVERGE_CAP} × {EPOCHS} / fraction epochs; goal: no cap hit)",
+        "| method | size | stopped on patience | on the cap | not recorded | epochs trained (min–max) | cap |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    hits = 0
+    for (method, fraction), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        stops = [r.get("stopped") for r in by_seed.values()]
+        epochs = [r["epochs_trained"] for r in by_seed.values()]
+        hits += stops.count("cap")
+        lines.append(
+            f"| {method} | {100 * fraction:g}% | {stops.count('patience')} | {stops.count('cap')} | "
+            f"{stops.count(None)} | {min(epochs)}–{max(epochs)} | "
+            f"{', '.join(str(c) for c in sorted({r.get('cap_epochs') for r in by_seed.values()} - {None})) or '-'} |"
+        )
+    total = sum(len(v) for v in groups.values())
+    capped = groups_of(records, "converge_capped", "cnn_small")
+    pending = [
+        f"{method} {100 * fraction:g}% seed {seed}"
+        for (method, fraction), by_seed in sorted(capped.items())
+        for seed in sorted(by_seed)
+        if seed not in groups.get((method, fraction), {})
+    ]
+    state = "not measured" if pending else "met" if hits == 0 else "not met"
+    lines.append("")
+    lines.append(
+        f"Cap hits: {hits} of {total} runs; {sum(len(v) for v in capped.values())} runs had hit the old "
+        f"cap of {OLD_CONVERGE_CAP} × {EPOCHS} / fraction epochs and are retrained under this one"
+        f"{f' ({len(pending)} not yet: ' + ', '.join(pending) + ')' if pending else ''}: goal **{state}**."
+    )
     return "\n".join(lines)
 
 
@@ -870,15 +1395,44 @@ def beside(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def report(records: list[dict]) -> str:
-    parts = [convergence(records), "Test accuracy %, `epochs` budget:", headline(records)]
+def choice(records: list[dict]) -> str:
+    """The choice of build-up variant on validation: every candidate's mean validation accuracy at
+    each size (seeds :data:`CHOICE_SEEDS`, ``epochs`` budget) and the one chosen."""
+    merged = all_records(records)
+    groups = groups_of(merged, "epochs", "cnn_small")
+    lines = [
+        f"Build-up variant chosen on validation: mean validation accuracy % of the subset model (seeds "
+        f"{CHOICE_SEEDS[0]}–{CHOICE_SEEDS[-1]}, `epochs` budget; the test set plays no part)",
+        "| size | variant | validation accuracy | chosen |",
+        "|---|---|---|---|",
+    ]
+    for fraction in (*FRACTIONS, LARGE):
+        chosen = chosen_variant(records, fraction)
+        for method in build_up_variants(merged, fraction):
+            by_seed = groups.get((method, fraction), {})
+            values = [by_seed[s]["validation_curve"][-1] for s in CHOICE_SEEDS if s in by_seed]
+            mark = "**chosen**" if method == chosen else ""
+            lines.append(f"| {100 * fraction:g}% | {method} | {text(mean_sd(values), 100)} | {mark} |")
+    return "\n".join(lines)
+
+
+def report(records: list[dict], quick: bool = False) -> str:
+    records = all_records(records)
+    costs = selection_costs(quick)
+    parts = [
+        convergence(records),
+        caps(records),
+        "Test accuracy %, `epochs` budget:",
+        headline(records),
+        choice(records),
+    ]
     for budget in ("epochs", "converge"):
         if groups_of(records, budget, "cnn_small"):
-            parts += [table(records, budget), verdicts(records, budget), goals(records, budget)]
+            parts += [table(records, budget, costs=costs), verdicts(records, budget), goals(records, budget)]
     parts.append(beside(records))
-    parts.append(table(records, "epochs", f"cnn_small_x{ENSEMBLE_MODELS}"))  # its comparisons: beside()
-    for learner in ("resnet10", "logistic"):
-        parts += [table(records, "epochs", learner), verdicts(records, "epochs", learner)]
+    parts.append(table(records, "epochs", f"cnn_small_x{ENSEMBLE_MODELS}", costs))  # its comparisons: beside()
+    for learner in ("resnet10", "logistic", "logistic_balanced"):
+        parts += [table(records, "epochs", learner, costs), verdicts(records, "epochs", learner)]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -896,9 +1450,17 @@ def write_tables(records: list[dict], page: Path) -> None:
         tmp.write_text(f"{head}{BEGIN}\n\n{report(records)}\n\n{END}{tail}")
 
 
+def wall_seconds(meta: Path, part: str, seconds: float) -> dict[str, float]:
+    """The wall seconds of every part so far (``meta``'s, summed over interrupted attempts) with
+    ``seconds`` more for ``part``; a part that found its work done adds its few seconds."""
+    spent = json.loads(meta.read_text()).get("wall_seconds", {}) if meta.is_file() else {}
+    return {**spent, part: round(spent.get(part, 0.0) + seconds, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=SEEDS)
+    parser.add_argument("--seeds", type=int, default=TEN_SEEDS, help="seeds 0..N-1 (the ten-seed methods only past 5)")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"some of {', '.join(PHASES)}")
     parser.add_argument("--quick", action="store_true", help="6,000-image pool, 3 epochs, 1 seed: a smoke run")
     parser.add_argument("--replot", action="store_true", help="tables and PNG from the JSON")
     parser.add_argument("--out", type=Path, default=None)
@@ -906,10 +1468,11 @@ def main() -> None:
     out = args.out or (RESULTS.with_name("peers_quick.json") if args.quick else RESULTS)
     records = load_records(out)
     if args.replot:
+        migrate_converge(records, 3 if args.quick else EPOCHS)  # in memory: the stop reasons of old records
         plot(records, out.with_suffix(".png"))
         if out == RESULTS:
             write_tables(records, ROOT / "peers.md")
-        print(report(records))
+        print(report(records, args.quick))
         return
     work = ROOT / ".data" / ("peers_quick" if args.quick else "peers")
     bench = prepare(work, args.quick)
@@ -919,11 +1482,22 @@ def main() -> None:
         print(f"[{time.perf_counter() - started:.0f} s] {message}", flush=True)
 
     meta = out.with_name(out.stem + "_run.json")
+    phases = [p for p in args.phases.split(",") if p]
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown:
+        parser.error(f"unknown phase {', '.join(unknown)}; choose from {', '.join(PHASES)}")
     seeds = range(1 if args.quick else args.seeds)
+    moved = migrate_converge(records, bench.epochs)
+    if moved:
+        save_records(out, records)
+        log(f"{moved} converge records hit the old cap: kept as converge_capped, retrained under the new cap")
     # the epochs budget for every seed first (the headline table), then seed by seed the other three
-    # phases, so that each part of the benchmark has a result long before the last seed finishes
-    order = [(PHASES[0], s) for s in seeds] + [(p, s) for s in seeds for p in PHASES[1:]]
+    # phases, so that each part of the benchmark has a result long before the last seed finishes;
+    # past seed 4 only the epochs budget
+    order = [("epochs", s) for s in seeds if "epochs" in phases]
+    order += [(p, s) for s in seeds if s < SEEDS for p in PHASES[1:] if p in phases]
     for phase, seed in order:
+        part_started = time.perf_counter()
         measure_seed(bench, seed, records, out, log, phase)
         plot(records, out.with_suffix(".png"))
         with atomic_path(meta) as tmp:
@@ -931,6 +1505,7 @@ def main() -> None:
                 json.dumps(
                     {
                         "command": "python benchmarks/peers.py" + (" --quick" if args.quick else ""),
+                        "wall_seconds": wall_seconds(meta, f"{phase} seed {seed}", time.perf_counter() - part_started),
                         "machine": f"{platform.processor() or platform.machine()}, 2 threads",
                         "pool": len(bench.pool_y),
                         "last_done": {"phase": phase, "seed": seed},
@@ -939,7 +1514,7 @@ def main() -> None:
                 )
                 + "\n"
             )
-    print(report(records))
+    print(report(records, args.quick))
 
 
 if __name__ == "__main__":

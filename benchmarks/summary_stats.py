@@ -3,6 +3,7 @@ comparisons between methods paired by seed with a 95% Student-t interval."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,3 +45,34 @@ def difference(d: dict) -> str:
         return "-"
     ci = f" [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]" if d["ci95"] else ""
     return f"{100 * d['mean']:+.2f}{ci}"
+
+
+def p_value(d: dict) -> float | None:
+    """Two-sided p-value of a :func:`paired` difference's paired t-test (mean difference 0); None
+    for n < 2. With no spread (sd 0) it is 1 for a zero mean and 0 otherwise."""
+    if d["ci95"] is None:
+        return None
+    if d["sd"] == 0:
+        return 1.0 if d["mean"] == 0 else 0.0
+    t = d["mean"] / (d["sd"] / math.sqrt(d["n"]))
+    return min(1.0, 2 * analyses.student_t_sf(abs(t), d["n"] - 1))
+
+
+def noninferiority_p(d: dict, margin: float) -> float | None:
+    """One-sided p-value of "``a`` is worse than ``b`` by ``margin`` or more" (H0: mean difference
+    <= -margin) for a :func:`paired` difference; None for n < 2. Below 0.025 exactly when the 95%
+    interval's lower end is above -margin."""
+    if d["ci95"] is None:
+        return None
+    if d["sd"] == 0:
+        return 0.0 if d["mean"] > -margin else 1.0
+    return analyses.student_t_sf((d["mean"] + margin) / (d["sd"] / math.sqrt(d["n"])), d["n"] - 1)
+
+
+def holm_adjusted(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's adjustment over the values that exist (the family); None stays None."""
+    present = [i for i, p in enumerate(p_values) if p is not None]
+    adjusted: list[float | None] = [None] * len(p_values)
+    for i, a in zip(present, analyses.holm([p_values[i] for i in present]), strict=True):
+        adjusted[i] = a
+    return adjusted

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import checkpoint_agreement
 import peers
-from summary_stats import difference, paired
+from summary_stats import difference, holm_adjusted, noninferiority_p, p_value, paired
 
 #: t_{0.975, 2} from a table of Student's t: the quantile of a two-sided 95% interval over 3 seeds.
 T_975_DF2 = 4.302652729911275
@@ -131,17 +132,165 @@ def record(method: str, fraction: float, seed: int, accuracy: float, learner: st
     }
 
 
-def test_verdicts_table_pairs_by_seed_for_each_learner():
+def test_verdicts_table_pairs_by_seed_and_corrects_over_the_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(peers, "OPTIONS_RESULTS", tmp_path / "none.json")  # no selection-options variants
     ours = "build_up/mutual_information"
     records = []
     for seed, (mine, random, peer, full) in enumerate([(0.92, 0.90, 0.915, 0.91), (0.93, 0.91, 0.93, 0.92)]):
         records += [record(ours, 0.5, seed, mine, "logistic"), record("random", 0.5, seed, random, "logistic")]
         records += [record("el2n", 0.5, seed, peer, "logistic"), record("full", 1.0, seed, full, "logistic")]
     rows = peers.verdicts(records, "epochs", "logistic").splitlines()
-    assert rows[0].startswith(f"| {ours}, learner logistic |")
-    # vs random: +2, +2 points, sd 0: the interval is [+2, +2], a win
-    assert "| vs random | 50% | +2.00 [+2.00, +2.00] (n=2) | wins |" in rows
-    # vs el2n: +0.5, 0: mean +0.25, sd 0.3536, half = 12.706 * 0.3536 / sqrt 2 = 3.18 points
-    assert any(row.startswith("| vs el2n | 50% | +0.25 [-2.93, +3.43] (n=2) | undecided |") for row in rows)
-    assert "| vs full | 50% | +1.00 [+1.00, +1.00] (n=2) | wins |" in rows
+    assert rows[0].startswith("learner logistic; ours is the build-up variant chosen on validation")
+    assert "the 3 rows of this table" in rows[0]
+    # vs random: +2, +2 points, sd 0: p 0, a win after Holm too
+    assert f"| {ours} | random | 50% | +2.00 [+2.00, +2.00] (n=2) | <0.001 | <0.001 | wins |  |" in rows
+    # vs el2n: +0.5, 0: mean +0.25, sd 0.3536, half = 12.706 * 0.3536 / sqrt 2 = 3.18 points; t = 1 on
+    # 1 df (Cauchy): p = 2 * 1/4 = 0.5; Holm: the largest of 3 keeps its 1 * 0.5
+    assert f"| {ours} | el2n | 50% | +0.25 [-2.93, +3.43] (n=2) | 0.500 | 0.500 | undecided |  |" in rows
+    # vs full: +1, +1, sd 0: a win, and non-inferior (the only row of its family) with p 0
+    assert (
+        f"| {ours} | full | 50% | +1.00 [+1.00, +1.00] (n=2) | <0.001 | <0.001 | wins | <0.001: non-inferior |" in rows
+    )
     assert peers.verdicts(records, "epochs", "resnet10") == ""
+
+
+def test_holm_verdict_rule():
+    d = {"n": 3, "mean": 0.01, "ci95": [0.001, 0.019]}
+    assert peers.holm_verdict(d, 0.049) == "wins" and peers.holm_verdict({**d, "mean": -0.01}, 0.01) == "loses"
+    assert peers.holm_verdict(d, 0.05) == "undecided"  # the raw interval excludes zero; the family's test does not
+    assert peers.holm_verdict({"n": 3, "mean": 0.0, "ci95": [-0.004, 0.005]}, 0.9) == "ties"
+    assert peers.holm_verdict(d, None) == "n < 2"
+    assert peers.noninferior(0.0249) == "non-inferior" and peers.noninferior(0.025) == "not shown"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.5, 1.0), st.floats(0.5, 1.0)), min_size=2, max_size=10).filter(
+        lambda pairs: np.std([x - y for x, y in pairs]) > 1e-6
+    )
+)
+def test_p_value_is_scipys_paired_t_test(pairs):
+    from scipy import stats
+
+    a = {seed: x for seed, (x, _) in enumerate(pairs)}
+    b = {seed: y for seed, (_, y) in enumerate(pairs)}
+    reference = stats.ttest_rel([x for x, _ in pairs], [y for _, y in pairs]).pvalue
+    assert p_value(paired(a, b)) == pytest.approx(reference, rel=1e-8, abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.5, 1.0), st.floats(0.5, 1.0)), min_size=2, max_size=10).filter(
+        lambda pairs: np.std([x - y for x, y in pairs]) > 1e-6
+    ),
+    st.sampled_from([0.0, 0.005, 0.01]),
+)
+def test_noninferiority_p_is_scipys_one_sided_test_and_matches_the_interval(pairs, margin):
+    from scipy import stats
+
+    diff = [x - y for x, y in pairs]
+    d = paired({s: x for s, (x, _) in enumerate(pairs)}, {s: y for s, (_, y) in enumerate(pairs)})
+    reference = stats.ttest_1samp(np.array(diff) + margin, 0.0, alternative="greater").pvalue
+    got = noninferiority_p(d, margin)
+    assert got == pytest.approx(reference, rel=1e-8, abs=1e-12)
+    # below 2.5% one-sided exactly when the 95% interval's lower end clears -margin (away from the edge)
+    if abs(d["ci95"][0] + margin) > 1e-9:
+        assert (got < 0.025) == (d["ci95"][0] > -margin)
+
+
+def test_p_values_by_hand():
+    # differences 0.01, 0.03, 0.02: t = 0.02 / (0.01 / sqrt(3)) = 2 sqrt(3);
+    # df 2: P(T > t) = (1 - t / sqrt(2 + t^2)) / 2
+    d = paired({0: 0.91, 1: 0.93, 2: 0.92}, {0: 0.90, 1: 0.90, 2: 0.90})
+    t = 2 * math.sqrt(3)
+    assert p_value(d) == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-9)
+    # margin 0.01: t = 0.03 / (0.01 / sqrt(3)) = 3 sqrt(3)
+    t = 3 * math.sqrt(3)
+    assert noninferiority_p(d, 0.01) == pytest.approx((1 - t / math.sqrt(2 + t * t)) / 2, rel=1e-9)
+    # one seed: no test; no spread: decided by the mean alone
+    assert p_value(paired({0: 0.9}, {0: 0.8})) is None and noninferiority_p(paired({0: 0.9}, {0: 0.8}), 0.005) is None
+    flat = paired({0: 0.91, 1: 0.92}, {0: 0.90, 1: 0.91})  # both differences 0.01 (up to rounding)
+    flat["sd"] = 0.0
+    assert p_value(flat) == 0.0 and noninferiority_p(flat, 0.005) == 0.0
+
+
+def test_holm_adjusted_keeps_missing_values_out_of_the_family():
+    # the family is the two present values: 2 * 0.01, max(0.02, 1 * 0.04)
+    assert holm_adjusted([0.04, None, 0.01]) == pytest.approx([0.04, None, 0.02])
+    assert holm_adjusted([None]) == [None]
+
+
+def test_checkpoint_agreement_by_hand():
+    # 41 checkpoints 64 steps apart over 4 rows whose class is 0: checkpoint k gets row 3 wrong when
+    # k is odd (error 1/4), the rest always right. One step apart (64) every pair differs on row 3:
+    # agreement 3/4, disagreement 1/4 = the whole cap (1/4 + 0). An even number of steps apart the
+    # pairs predict alike: agreement 1, disagreement 0 of a cap that is 0 (even pairs, left out) or 1/2.
+    predicted = np.zeros((41, 4), dtype=np.int8)
+    predicted[1::2, 3] = 1
+    result = checkpoint_agreement.measure(predicted, np.zeros(4, dtype=np.int64))
+    assert result["error"][:3] == [0.0, 0.25, 0.0]
+    assert result["by_gap"]["64"] == {"agree": 0.75, "of_cap": 1.0, "pairs": 40}
+    for gap in ("128", "256", "512", "1024", "2048"):
+        assert result["by_gap"][gap]["agree"] == 1.0 and result["by_gap"][gap]["of_cap"] == 0.0
+    assert result["by_gap"]["2048"]["pairs"] == 41 - 32
+    # the 20 checkpoints 128 steps apart are the even ones: all agree on every row
+    assert result["all_agree"] == 1.0
+    predicted[38, 0] = 2  # checkpoint 38 (the 20th even one) differs on row 0: 3 of 4 rows agree
+    assert checkpoint_agreement.measure(predicted, np.zeros(4, dtype=np.int64))["all_agree"] == 0.75
+
+
+def test_search_costs_two_ways_by_hand():
+    full_run = {0: 150.0}
+    costs = {(0, peers.selection_name("compress/mutual_information", 0.5)): {"full_pool_train": 140.0, "score": 20.0}}
+
+    def cost(method: str, search: float) -> tuple:
+        return peers.search_costs(
+            {"method": method, "seed": 0, "fraction": 0.5, "search_seconds": search}, full_run, costs
+        )
+
+    assert cost("dyn_unc", 49.0) == (199.0, 49.0)  # reads the full run: from scratch pays it too
+    assert cost("variability@train", 2.0) == (152.0, 2.0)
+    assert cost("el2n_x10", 300.0) == (450.0, 300.0)
+    assert cost("build_up/mutual_information", 170.0) == (170.0, 170.0)  # reads no full run
+    assert cost("compress/mutual_information", 166.0) == (166.0, 20.0)  # its own run; given one, it only scores
+    assert cost("random", 0.0) == (0.0, 0.0)
+    # a part not recorded is not guessed
+    assert (
+        peers.search_costs({"method": "compress/x", "seed": 0, "fraction": 0.25, "search_seconds": 1.0}, full_run, {})[
+            1
+        ]
+        is None
+    )
+    assert (
+        peers.search_costs({"method": "el2n", "seed": 3, "fraction": 0.25, "search_seconds": 1.0}, full_run, {})[0]
+        is None
+    )
+
+
+def test_the_variant_is_chosen_on_validation_once_every_candidate_has_every_choice_seed(tmp_path, monkeypatch):
+    monkeypatch.setattr(peers, "OPTIONS_RESULTS", tmp_path / "none.json")
+    candidates = [m for m in peers.methods() if m.startswith("build_up") and 0.25 in peers.fractions_of(m)]
+    records = []
+    for i, method in enumerate(candidates):
+        for seed in peers.CHOICE_SEEDS:
+            # validation best for the second candidate; test accuracy best for the first (it must not matter)
+            val = 0.90 + (0.01 if i == 1 else 0.0)
+            records.append({**record(method, 0.25, seed, 0.95 if i == 0 else 0.90), "validation_curve": [0.5, val]})
+    assert peers.chosen_variant(records, 0.25) == candidates[1]
+    assert peers.chosen_variant(records[:-1], 0.25) is None  # one candidate lacks a seed
+    assert peers.chosen_variant(records, 0.5) is None  # nothing measured at 50%
+
+
+def test_converge_records_of_the_old_cap_get_their_stop_reason():
+    # patience 2: no gain for 2 epochs -> drop; a drop without gain for 4 epochs -> stop
+    stopped = [0.80, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85]  # drop after 4, no gain 5..8: stops after 8
+    rising = [0.80 + 0.001 * e for e in range(20)]  # gains every epoch: only the cap ends it
+    records = [
+        {**record("random", 0.5, 0, 0.9), "budget": "converge", "epochs_trained": 8, "validation_curve": stopped},
+        {**record("full", 1.0, 0, 0.9), "budget": "converge", "epochs_trained": 20, "validation_curve": rising},
+    ]
+    assert peers.migrate_converge(records, epochs=10) == 1
+    assert records[0]["budget"] == "converge" and records[0]["stopped"] == "patience"
+    assert records[1]["budget"] == "converge_capped" and records[1]["stopped"] == "cap"
+    assert records[1]["cap_epochs"] == 20  # the old cap: 2 x 10 / 1.0
+    assert peers.migrate_converge(records, epochs=10) == 0  # once only

@@ -5,6 +5,7 @@ means and spreads of hand-picked accuracies)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,11 @@ from subsetsearch.report import studies
 from subsetsearch.report.analyses import (
     checkpoint_consensus,
     consecutive_pairs,
+    holm,
     paired_difference,
     selected_accuracy,
     student_t_quantile,
+    student_t_sf,
     time_to_accuracy,
 )
 from subsetsearch.rundir import Subset, read_run, split_variant
@@ -147,6 +150,53 @@ def test_student_t_quantile_is_scipys(df, p):
 def test_student_t_quantile_refuses(p, df):
     with pytest.raises(ValueError, match=r"need 0\.5 < p < 1 and an integer df >= 1"):
         student_t_quantile(p, df)
+
+
+@settings(max_examples=80, deadline=None)
+@given(df=st.integers(1, 300), t=st.floats(-12.0, 12.0))
+def test_student_t_sf_is_scipys(df, t):
+    from scipy import stats as scipy_stats
+
+    assert student_t_sf(t, df) == pytest.approx(scipy_stats.t.sf(t, df), rel=1e-9, abs=1e-13)
+
+
+def test_student_t_sf_by_hand():
+    # df = 1 is Cauchy: P(T > 1) = 1/2 - atan(1)/pi = 1/4; df = 2: P(T > t) = (1 - t/sqrt(2 + t^2)) / 2
+    assert student_t_sf(1.0, 1) == pytest.approx(0.25, abs=1e-15)
+    assert student_t_sf(2.0, 2) == pytest.approx((1 - 2 / math.sqrt(6)) / 2, abs=1e-15)
+    assert student_t_sf(0.0, 7) == 0.5 and student_t_sf(math.inf, 3) == 0.0 and student_t_sf(-math.inf, 3) == 1.0
+    with pytest.raises(ValueError, match="integer df >= 1"):
+        student_t_sf(1.0, 0)
+    with pytest.raises(ValueError, match="NaN"):
+        student_t_sf(math.nan, 3)
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.03, 0.04 of m = 3: 3 * 0.01 = 0.03; 2 * 0.03 = 0.06; 1 * 0.04 = 0.04 -> 0.06 (monotone)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06], abs=1e-15)
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # 2 * 0.5 and 2 * 0.6 capped at 1 -> 1, max(1, 0.6) = 1
+    assert holm([0.02]) == [0.02] and holm([]) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    p=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=12),
+    alpha=st.sampled_from([0.01, 0.025, 0.05, 0.1]),
+)
+def test_holm_rejects_what_the_step_down_procedure_rejects(p, alpha):
+    # the procedure as Holm (1979) states it: order the p-values; reject H_(1..k) while p_(i) <= alpha / (m - i + 1)
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    rejected = set()
+    for rank, i in enumerate(order):
+        if p[i] > alpha / (m - rank):
+            break
+        rejected.add(i)
+    adjusted = holm(p)
+    # an adjusted value equal to alpha up to rounding is left out: the two forms round differently there
+    decided = [i for i in range(m) if abs(adjusted[i] - alpha) > 1e-12]
+    assert {i for i in decided if adjusted[i] <= alpha} == rejected & set(decided)
+    assert all(a >= b for a, b in zip(adjusted, p, strict=True))
 
 
 def test_paired_difference_by_hand():
@@ -363,6 +413,33 @@ def test_curves_study_saves_training_time_to_the_full_models_best(tmp_path):
         histories={"build_up": [{"epoch": 1, "seconds": 1.0}], "full": [{"epoch": 1, "seconds": 2.0}]},
     )
     assert studies.curves({"b": [read_run(no_validation)]}).rows == []
+
+
+def test_curves_study_pairs_each_cell_with_the_random_control_by_trial(tmp_path):
+    def history(accs, step):
+        return [{"epoch": e + 1, "seconds": step * (e + 1), "val_accuracy": a} for e, a in enumerate(accs)]
+
+    full = history([0.85, 0.90, 0.91, 0.91], 2.0)  # best 0.91 at epoch 3: 6.0 s
+    cells = {"b": [], "random": []}
+    # build_up reaches 0.91 at epochs 2 and 1 (trials 0, 1); random at epoch 3 in both; 1 s per epoch
+    for cell, scheme, reach in (("b", "build_up", (2, 1)), ("random", "random", (3, 3))):
+        for trial, epoch in enumerate(reach):
+            accs = [0.80] * (epoch - 1) + [0.91] + [0.91] * (4 - epoch)
+            run = make_run(
+                tmp_path / f"{cell}{trial}",
+                scheme=scheme,
+                variants={scheme: (20, [0.9]), "full": (40, [0.91])},
+                histories={scheme: history(accs, 1.0), "full": full},
+                config={"seed": trial},
+            )
+            cells[cell].append(read_run(run))
+    result = studies.curves(cells)
+    title, header, rows = result.tables[0]
+    assert "random subset" in title and header[0] == "cell"
+    # seconds saved, 1 - s / 6.0: b 4/6, 5/6; random 3/6, 3/6 -> differences 1/6, 2/6: mean 1/4, sd sqrt(2)/12;
+    # half-width t(0.975, 1) * sd / sqrt(2) = 12.7062047 / 12 = 1.0588504 -> [-0.8088504, +1.3088504]
+    # samples saved, 1 - (epoch * 0.5) / 3: b 2/3, 5/6; random 1/2, 1/2 -> the same differences
+    assert rows == [["b", *["+25.00 [-80.89, +130.89] (n=2)"] * 4]]
 
 
 def test_a_partial_run_reads_what_it_has(tmp_path):

@@ -129,6 +129,41 @@ def test_patience_schedule_drops_and_stops_as_specified():
     assert meta["best_epoch"] == 5
 
 
+def test_stopped_on_patience_replays_the_schedule_by_hand():
+    config = TrainConfig(epochs=50, schedule=PatienceSchedule(kind="patience", patience=2))
+    # the hand-derived curve above stops after epoch 11 (2P = 4 epochs after a drop without gain)
+    curve = [0.5, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
+    history = [{"epoch": e, "val_accuracy": a} for e, a in enumerate(curve, start=1)]
+    assert trainer.stopped_on_patience(history, config)
+    # cut after epoch 10 (a cap of 10 epochs): the stop had not come yet
+    assert not trainer.stopped_on_patience(history[:10], config)
+    # a gain at epoch 11 restarts the count: not stopped
+    assert not trainer.stopped_on_patience([*history[:10], {"epoch": 11, "val_accuracy": 0.8}], config)
+    # a milestone schedule never stops on patience
+    assert not trainer.stopped_on_patience(history, TrainConfig(epochs=11))
+
+
+def test_stopped_on_patience_agrees_with_what_a_run_did(tmp_path):
+    # a run capped far above its stop ends on patience; the same run capped one epoch short of that
+    # stop ends on the cap: the replay tells the two apart from their histories alone
+    data, y = _tiny_problem()
+    validation, _ = _tiny_problem(n=48, seed=1)
+    schedule = PatienceSchedule(kind="patience", patience=1)
+    long = _network(epochs=60, schedule=schedule)
+    record = trainer.train_run(
+        trainer.TrainSpec(tmp_path / "long", np.arange(len(y)), seed=0), long, data, validation=validation
+    )
+    stopped_after = len(record.history)
+    # patience 1: a drop needs one epoch without gain and the stop two more, so at least 3 epochs
+    assert 3 <= stopped_after < 60 and trainer.stopped_on_patience(record.history, long.train)
+    short = _network(epochs=stopped_after - 1, schedule=schedule)
+    capped = trainer.train_run(
+        trainer.TrainSpec(tmp_path / "short", np.arange(len(y)), seed=0), short, data, validation=validation
+    )
+    assert len(capped.history) == stopped_after - 1
+    assert not trainer.stopped_on_patience(capped.history, short.train)
+
+
 def _tiny_problem(n=96, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 3, n)

@@ -14,10 +14,12 @@ __all__ = [
     "Consensus",
     "checkpoint_consensus",
     "consecutive_pairs",
+    "holm",
     "mean_sd",
     "paired_difference",
     "selected_accuracy",
     "student_t_quantile",
+    "student_t_sf",
     "time_to_accuracy",
 ]
 
@@ -155,6 +157,40 @@ def student_t_quantile(p: float, df: int) -> float:
             break
         low, high = (middle, high) if _student_t_central(middle, int(df)) < target else (low, middle)
     return (low + high) / 2
+
+
+def student_t_sf(t: float, df: int) -> float:
+    """P(T > ``t``) for Student's t with ``df`` >= 1 (integer) degrees of freedom: the one-sided
+    p-value of a t statistic (twice it, of ``|t|``, is the two-sided one).
+
+    >>> round(student_t_sf(4.302652729911275, 2), 6)  # the 97.5% quantile leaves 2.5% above it
+    0.025
+    """
+    if df < 1 or int(df) != df:
+        raise ValueError(f"need an integer df >= 1, got {df!r}")
+    if math.isnan(t):
+        raise ValueError("t is NaN")
+    if math.isinf(t):
+        return 0.0 if t > 0 else 1.0
+    central = _student_t_central(abs(t), int(df))
+    return (1 - central) / 2 if t >= 0 else (1 + central) / 2
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family's p-values (controls the family-wise error rate):
+    the i-th smallest of m becomes the running maximum of (m - j + 1) * p_(j) over j <= i, capped at
+    1; each adjusted value is returned in its input position.
+
+    >>> holm([0.01, 0.04, 0.03])  # 3 * 0.01; max(0.03, 2 * 0.03); max(0.06, 1 * 0.04)
+    [0.03, 0.06, 0.06]
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def paired_difference(a: Mapping[object, float], b: Mapping[object, float]) -> dict:

@@ -564,7 +564,7 @@ def curves(cells: Cells) -> StudyResult:
                 missing.append(f"{cell}/{run.path.name}: no validation history of a subset model and a full model")
                 continue
             key = f"{cell}/{run.path.name}"
-            data[key] = found
+            data[key] = {**found, "trial": trial_of(run)}
             found_runs.append(found)
             for name in (found["subset"], "full"):
                 c = found["curves"][name]
@@ -597,6 +597,9 @@ def curves(cells: Cells) -> StudyResult:
         rows.append(cell_row)
         data.setdefault("cells", {})[cell] = summary
     tables = []
+    control = _curves_control(data)
+    if control:
+        tables.append(control)
     if runs_rows:
         tables.append(
             (
@@ -613,6 +616,49 @@ def curves(cells: Cells) -> StudyResult:
 
     title = "Validation curves: training the subset model saves (%) against the full model"
     return StudyResult(title, header, rows, data, figure if data else None, missing, tables)
+
+
+#: The cell of a curves study that is the control: a random subset of the same size.
+CURVES_CONTROL = "random"
+
+
+def _curves_control(data: dict) -> tuple[str, list[str], list[list[str]]] | None:
+    """Each cell's saving less the random cell's (the saving a subset of that size gets without any
+    choice), paired by trial with a 95% interval, in percentage points of the full model's training;
+    None without a random cell. A trial in which one of the two never reaches the target is left
+    out of that comparison, and the rows say how many trials each holds."""
+    saved: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for key, found in data.items():
+        if key == "cells":
+            continue
+        cell, _, run_name = key.partition("/")
+        trial = found.get("trial", run_name)
+        for goal in ("best", "target"):
+            value = found["saved"][goal]
+            if value is not None:
+                for unit in ("seconds", "samples"):
+                    saved.setdefault(cell, {}).setdefault(f"{goal} {unit}", {})[trial] = value[unit]
+    if CURVES_CONTROL not in saved:
+        return None
+    rows = []
+    for cell in sorted(set(saved) - {CURVES_CONTROL}):
+        row = [cell]
+        for column in ("best seconds", "best samples", "target seconds", "target samples"):
+            d = paired_difference(saved[cell].get(column, {}), saved[CURVES_CONTROL].get(column, {}))
+            row.append(difference_text(d) if d["n"] else "-")
+        rows.append(row)
+    header = [
+        "cell",
+        "full's best: seconds",
+        "samples seen",
+        "full's best − 0.5: seconds",
+        "samples seen",
+    ]
+    title = (
+        "Saving less the random subset's of the same size (points of the full model's training), paired by "
+        "trial, mean [95% interval] (n trials where both reach the target)"
+    )
+    return title, header, rows
 
 
 def _seconds_text(seconds: float | None) -> str:

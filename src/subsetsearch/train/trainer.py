@@ -535,6 +535,20 @@ def new_run_state(lr: float) -> dict:
     }
 
 
+def stopped_on_patience(history: list[dict], config: TrainConfig) -> bool:
+    """Whether a finished run's patience schedule stopped it (rather than ``config.epochs``), by
+    replaying the schedule's rule over its history's validation accuracies. False for a milestone
+    schedule or a run without validation."""
+    if not isinstance(config.schedule, PatienceSchedule):
+        return False
+    meta = new_run_state(config.lr)
+    for entry in history:
+        _advance_schedule(meta, entry, int(entry["epoch"]), config)
+        if meta["stopped"]:
+            return True
+    return False
+
+
 def _advance_schedule(meta: dict, entry: dict, epoch: int, config: TrainConfig) -> None:
     """Best epoch bookkeeping and the patience schedule (drop ×gamma, stop after 2·P without gain)."""
     score = entry.get("val_accuracy")
