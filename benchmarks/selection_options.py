@@ -142,7 +142,7 @@ class Work:
             }
             self.add(record)
             return record
-        name = f"{'grid_' if grid else ''}{method.replace('/', '~')}_{fraction:g}{options_tag(options)}"
+        name = f"{'grid_' if grid else ''}{method.replace('/', '~')}_{fraction:g}{peers.options_tag(options)}"
         folder = self.bench.work / f"seed{seed}" / "models" / "options" / name
         result = train(self.bench, rows, seed, fraction, folder / "model_0")
         record = {
@@ -177,14 +177,6 @@ def chosen_point(work: Work, method: str, fraction: float, base: dict | None = N
         points.append(r)
     best = max(range(len(points)), key=lambda i: (points[i]["val_accuracy"], -i))
     return points[best]["options"], sum(r["search_seconds"] + r["train_seconds"] for r in points)
-
-
-def options_tag(options: dict) -> str:
-    """A folder name's part for a variant's options: ``-balance_class-coverage_20_0.1``."""
-    return "".join(
-        f"-{k}_{v['strata']}_{v['prune_hardest']:g}" if k == "coverage" else f"-{k}_{v}"
-        for k, v in sorted(options.items())
-    )
 
 
 def coverage_options(strata: int, beta: float) -> dict:
@@ -318,7 +310,7 @@ def _search(
     work: Work, seed: int, function: str, method: str, options: dict, *, grid: bool, only: float | None = None,
     choice_seconds: float = 0.0,
 ) -> None:  # fmt: skip
-    tag = options_tag(options)
+    tag = peers.options_tag(options)
     subsets, spent = peers.run_search(work.bench, seed, "build_up", function, PATH, options=options, tag=tag)
     for subset, budget, seconds in zip(subsets, PATH, spent, strict=True):
         if budget not in FRACTIONS or (only is not None and budget != only):
