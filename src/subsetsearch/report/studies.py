@@ -544,7 +544,8 @@ def curves(cells: Cells) -> StudyResult:
     Figure 5), and how much less training the subset model needs to reach the full model's best
     validation accuracy, exactly and within 0.5 points: the share of the full model's seconds, and
     of its samples seen (epochs × training rows, which the machine's load does not change), saved.
-    One row per cell, mean ± sample sd over trials; the per-run curves under it."""
+    One row per cell, mean ± sample sd over trials; with a ``random`` cell (the control), each
+    cell's saving less random's, paired by trial; the per-run curves under it."""
     header = [
         "cell",
         "subset",
