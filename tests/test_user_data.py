@@ -4,6 +4,7 @@ a network of the user's own (``model.factory``), and image folders read lazily."
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -373,3 +374,60 @@ def test_subset_models_of_their_own_training_get_the_datasets_flip_and_are_named
     assert augmentation(parsed) == (
         "random crop (padding 2 px), horizontal flip (acquisition), random crop (padding 2 px) (subset models)"
     )
+
+
+def _marking_worker(folder: str) -> None:
+    """A stand-in for ``die_with_parent`` that leaves a file named by its process."""
+    import os
+
+    Path(folder, f"started_{os.getpid()}").touch()
+
+
+def test_the_header_scan_workers_are_set_to_die_with_the_job(tmp_path, monkeypatch):
+    from subsetsearch.train import disk_images
+
+    for i in range(3):
+        Image.fromarray(np.full((4, 4), 50 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setattr(disk_images, "SCAN_CHUNK", 1)  # three chunks: a pool of workers reads them
+    monkeypatch.setattr(disk_images, "die_with_parent", lambda: _marking_worker(str(marks)))
+    headers = disk_images.scan_all([(str(tmp_path / f"{i}.png"), f"image {i}") for i in range(3)], workers=2)
+    assert len(headers) == 3
+    assert len(list(marks.iterdir())) == 2  # each of the two workers ran the hook as it started
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_that_dies_with_its_parent_does_not_outlive_a_killed_job():
+    """A job starts a worker that calls die_with_parent and sleeps, then is killed with SIGKILL: the
+    worker is gone within seconds instead of waiting on."""
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import multiprocessing, os, signal, sys, time
+        from subsetsearch.train.disk_images import die_with_parent
+
+        def work():
+            die_with_parent()
+            time.sleep(60)
+
+        worker = multiprocessing.get_context("fork").Process(target=work)
+        worker.start()
+        time.sleep(0.5)  # the worker has set its death signal
+        print(worker.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    worker = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:  # gone, or dead and waiting to be reaped (a zombie: State Z)
+            if Path(f"/proc/{worker}/status").read_text().split("State:")[1].split()[0] == "Z":
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail(f"worker {worker} outlived its killed parent")

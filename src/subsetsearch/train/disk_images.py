@@ -246,7 +246,7 @@ def scan_all(files: list[tuple[str, str]], workers: int) -> list[Header]:
     else:
         import multiprocessing
 
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=die_with_parent) as pool:
             results = pool.map(_scan_chunk, chunks)
     headers = [header for result in results for header in result]
     for header in headers:
@@ -316,15 +316,22 @@ def _as_list(items: list) -> list:
 
 
 def _start_worker(_: int) -> None:
-    """A decoding worker leaves the cores to training: torch in it uses one thread. On Linux it dies
-    with the process that started it (PyTorch's own check misses a parent killed while the worker
-    starts: the worker then waits forever)."""
-    import multiprocessing
-    import sys
-
+    """A decoding worker leaves the cores to training: torch in it uses one thread. It dies with the
+    process that started it (:func:`die_with_parent`: PyTorch's own check misses a parent killed
+    while the worker starts, and the worker then waits forever)."""
     import torch
 
     torch.set_num_threads(1)
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Make this worker process die with the process that started it (Linux: ``PR_SET_PDEATHSIG``),
+    and exit now if that process is gone already; elsewhere nothing. A job killed with SIGKILL then
+    leaves no worker behind waiting for work that will never come."""
+    import multiprocessing
+    import sys
+
     if sys.platform.startswith("linux"):
         import ctypes
         import signal
