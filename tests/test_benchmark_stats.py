@@ -294,3 +294,62 @@ def test_converge_records_of_the_old_cap_get_their_stop_reason():
     assert records[1]["budget"] == "converge_capped" and records[1]["stopped"] == "cap"
     assert records[1]["cap_epochs"] == 20  # the old cap: 2 x 10 / 1.0
     assert peers.migrate_converge(records, epochs=10) == 0  # once only
+
+
+def test_goals_by_hand(tmp_path, monkeypatch):
+    monkeypatch.setattr(peers, "OPTIONS_RESULTS", tmp_path / "none.json")
+    monkeypatch.setattr(peers, "chosen_variant", lambda records, fraction: "build_up/mutual_information")
+    ours = "build_up/mutual_information"
+    records = []
+    for seed in range(5):
+        wobble = 0.001 * (seed % 2)  # differences that vary a little: finite t statistics
+        records.append(record("full", 1.0, seed, 0.910))
+        for fraction in (0.25, 0.5):
+            records.append(record(ours, fraction, seed, 0.905 + wobble))
+            records.append(record("el2n", fraction, seed, 0.880))  # 2.5 points behind ours: a win
+            # ours minus it: -0.2, +0.3, -0.2, +0.3, -0.2 points (mean 0): not ahead
+            records.append(record("variability@train", fraction, seed, 0.907 - 0.004 * (seed % 2)))
+        records.append(record(ours, 0.8, seed, 0.9095 + wobble))
+    lines = peers.goals(records, "epochs").splitlines()
+    ahead = next(line for line in lines if "ahead of every peer" in line)
+    assert "**not met**" in ahead and "variability@train 25%" in ahead and "variability@train 50%" in ahead
+    assert "el2n 25%" not in ahead.split("not ahead of:")[1]
+    # against full: 0.905 + wobble - 0.910 at 50% (-0.46 on average: the interval reaches past -0.5),
+    # 0.9095 + wobble - 0.910 at 80% (-0.01)
+    inferior = next(line for line in lines if "non-inferior to full" in line)
+    assert "**not met**" in inferior and "50% build_up/mutual_information" in inferior
+    at_50, at_80 = inferior.split("(", 1)[1].split("; 80%")
+    assert "-0.46 [-0.53, -0.39] (n=5)" in at_50 and at_50.endswith("not shown")  # the lower end is past -0.5
+    assert "-0.01 [-0.08, +0.06] (n=5)" in at_80 and "non-inferior" in at_80
+    # lift 50% by a point: both sizes clear the margin, and every peer is behind at both sizes
+    lifted = [
+        {**r, "test_accuracy": r["test_accuracy"] + 0.01} if r["method"] == ours and r["fraction"] in (0.25, 0.5) else r
+        for r in records
+    ]
+    lines = peers.goals(lifted, "epochs").splitlines()
+    assert "**met**" in next(line for line in lines if "ahead of every peer" in line)
+    assert "**met**" in next(line for line in lines if "non-inferior to full" in line)
+
+
+def test_the_cap_report_counts_how_each_run_stopped():
+    def converge(method, fraction, seed, stopped, epochs, budget="converge"):
+        return {
+            **record(method, fraction, seed, 0.9),
+            "budget": budget,
+            "stopped": stopped,
+            "epochs_trained": epochs,
+            "cap_epochs": 60,
+        }
+
+    records = [
+        converge("full", 1.0, 0, "patience", 31),
+        converge("full", 1.0, 1, "cap", 60),
+        converge("full", 1.0, 2, "cap", 20, budget="converge_capped"),  # the old cap; not retrained yet
+    ]
+    text = peers.caps(records)
+    assert "| full | 100% | 1 | 1 | 0 | 31–60 | 60 |" in text
+    assert "Cap hits: 1 of 2 runs" in text and "full 100% seed 2" in text and "**not measured**" in text
+    records.append(converge("full", 1.0, 2, "patience", 40))
+    assert "**not met**" in peers.caps(records)  # seed 1 still hit the cap
+    records[1] = converge("full", 1.0, 1, "patience", 44)
+    assert "Cap hits: 0 of 3 runs" in peers.caps(records) and "**met**" in peers.caps(records)
