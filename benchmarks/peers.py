@@ -166,8 +166,8 @@ def wanted(seed: int, records: list[dict] | None = None, budget: str = "epochs")
 
 
 def reads_full_run(method: str) -> bool:
-    """Whether a method's scores come from the full model's run (the peers), so that from scratch
-    it costs that run too."""
+    """Whether a method's scores come from the full model's run (the peers, with their variants:
+    ``dyn_unc@train/coverage``), so that from scratch it costs that run too."""
     return method.split("@")[0] in (*PEERS, "el2n_x10")
 
 
@@ -991,6 +991,11 @@ def verdict(d: dict) -> str:
         return "n < 2"
     if where != "within":
         return {"above": "wins", "below": "loses"}[where]
+    return tie_or_undecided(d)
+
+
+def tie_or_undecided(d: dict) -> str:
+    """'ties' when the raw 95% interval lies within ±:data:`TIE_POINTS`, else 'undecided'."""
     return "ties" if 100 * max(-d["ci95"][0], d["ci95"][1]) <= TIE_POINTS else "undecided"
 
 
@@ -1002,7 +1007,7 @@ def holm_verdict(d: dict, adjusted: float | None) -> str:
         return "n < 2"
     if adjusted < 0.05:
         return "wins" if d["mean"] > 0 else "loses"
-    return "ties" if 100 * max(-d["ci95"][0], d["ci95"][1]) <= TIE_POINTS else "undecided"
+    return tie_or_undecided(d)
 
 
 #: Non-inferiority to full: the margin, in points, fixed before the 10-seed run.
@@ -1032,9 +1037,9 @@ def search_costs(record: dict, full_run: dict[int, float], costs: dict) -> tuple
     ensemble is that run's checkpoints). None where a needed part was not recorded."""
     method, seed = record["method"], record["seed"]
     search = record["search_seconds"]
-    scratch = search + full_run[seed] if reads_full_run(method) and seed in full_run else search
-    if reads_full_run(method) and seed not in full_run:
-        scratch = None
+    scratch = search
+    if reads_full_run(method):
+        scratch = search + full_run[seed] if seed in full_run else None
     given = search
     if method.startswith("compress/"):
         cost = costs.get((seed, selection_name(method, record["fraction"])))
@@ -1185,10 +1190,25 @@ def headline(records: list[dict], budget: str = "epochs") -> str:
     return "\n".join(lines)
 
 
-def ours_by_size(records: list[dict]) -> dict[float, str]:
-    """The build-up variant each size's verdicts and goals are about: the one chosen on validation
-    (:func:`chosen_variant`), or mutual information until the choice can be made."""
-    return {f: chosen_variant(records, f) or "build_up/mutual_information" for f in (*FRACTIONS, LARGE)}
+def chosen_by_size(records: list[dict]) -> dict[float, str | None]:
+    """:func:`chosen_variant` at every size (None where it cannot be made yet)."""
+    return {f: chosen_variant(records, f) for f in (*FRACTIONS, LARGE)}
+
+
+def ours_by_size(chosen: dict[float, str | None]) -> dict[float, str]:
+    """The build-up variant each size's verdicts and goals are about: the one chosen on validation,
+    or mutual information until the choice can be made."""
+    return {f: method or "build_up/mutual_information" for f, method in chosen.items()}
+
+
+def noninferiority_rows(
+    mine: dict[float, dict[int, float]], full: dict[int, float]
+) -> list[tuple[float, dict, float | None]]:
+    """The non-inferiority family: ours against full at 50% and 80%, paired by seed, each with its
+    one-sided p-value (margin :data:`NI_MARGIN`) after Holm's correction over the two."""
+    rows = [(f, paired(mine.get(f, {}), full)) for f in (0.5, LARGE)]
+    adjusted = holm_adjusted([noninferiority_p(d, NI_MARGIN / 100) for _, d in rows])
+    return [(f, d, a) for (f, d), a in zip(rows, adjusted, strict=True)]
 
 
 def verdicts(records: list[dict], budget: str, learner: str = "cnn_small") -> str:
@@ -1198,7 +1218,7 @@ def verdicts(records: list[dict], budget: str, learner: str = "cnn_small") -> st
     non-inferiority with margin :data:`NI_MARGIN`, Holm-corrected over those rows."""
     groups = groups_of(records, budget, learner)
     accuracy = {k: {s: r["test_accuracy"] for s, r in by_seed.items()} for k, by_seed in groups.items()}
-    ours = ours_by_size(records)
+    ours = ours_by_size(chosen_by_size(records))
     rows = []
     for method, fraction in sorted(accuracy, key=lambda k: (k[1], k[0])):
         mine = accuracy.get((ours.get(fraction), fraction))
@@ -1214,10 +1234,9 @@ def verdicts(records: list[dict], budget: str, learner: str = "cnn_small") -> st
     if not rows:
         return ""
     adjusted = holm_adjusted([p_value(d) for _, _, d in rows])
-    ni_rows = [i for i, (name, fraction, _) in enumerate(rows) if name == "vs full" and fraction in (0.5, LARGE)]
-    ni = dict(
-        zip(ni_rows, holm_adjusted([noninferiority_p(rows[i][2], NI_MARGIN / 100) for i in ni_rows]), strict=True)
-    )
+    mine = {f: accuracy[(ours[f], f)] for f in ours if (ours[f], f) in accuracy}
+    ni_of = {f: a for f, d, a in noninferiority_rows(mine, full) if d["n"]}
+    ni = {i: ni_of[f] for i, (name, f, _) in enumerate(rows) if name == "vs full" and f in ni_of}
     name = f"budget {budget}" if learner == "cnn_small" else f"learner {learner}"
     chosen = ", ".join(f"{100 * f:g}%: {m}" for f, m in ours.items())
     lines = [
@@ -1244,8 +1263,9 @@ def p_text(p: float | None) -> str:
 
 def goal_peers(methods_here: set[str]) -> list[str]:
     """The peers of the goal "ahead of every peer": every score users know that was measured, at
-    full strength (``el2n_x10``) and with coverage too; not build-up, compress, random or full."""
-    return sorted(m for m in methods_here if m.split("/")[0].split("@")[0] in (*PEERS, "el2n_x10"))
+    full strength (``el2n_x10``) and with coverage too (the methods that read the full model's
+    run); not build-up, compress, random or full."""
+    return sorted(m for m in methods_here if reads_full_run(m))
 
 
 def goals(records: list[dict], budget: str) -> str:
@@ -1254,8 +1274,9 @@ def goals(records: list[dict], budget: str) -> str:
     at 50% and 80% (margin :data:`NI_MARGIN`; Holm over the two, one-sided 2.5%)."""
     groups = groups_of(records, budget, "cnn_small")
     accuracy = {k: {s: r["test_accuracy"] for s, r in by_seed.items()} for k, by_seed in groups.items()}
-    ours = ours_by_size(records)
-    waiting = [f"{100 * f:g}%" for f in (*FRACTIONS, LARGE) if chosen_variant(records, f) is None]
+    chosen = chosen_by_size(records)
+    ours = ours_by_size(chosen)
+    waiting = [f"{100 * f:g}%" for f, method in chosen.items() if method is None]
     lines = (
         [f"- (provisional: no variant can be chosen yet at {', '.join(waiting)}; mutual information stands in)"]
         if waiting
@@ -1282,18 +1303,17 @@ def goals(records: list[dict], budget: str) -> str:
         ]
         detail = f"; not ahead of: {'; '.join(behind)}" if behind else ""
         lines.append(f"{goal}: **{'not met' if behind else 'met'}** (Holm over {len(comparisons)}){detail}")
-    full = accuracy.get(("full", 1.0), {})
-    rows = [(f, paired(accuracy.get((ours[f], f), {}), full)) for f in (0.5, LARGE)]
+    mine = {f: accuracy.get((ours[f], f), {}) for f in ours}
+    rows = noninferiority_rows(mine, accuracy.get(("full", 1.0), {}))
     goal = f"- the chosen build-up variant non-inferior to full at 50% and 80%, margin {NI_MARGIN} points ({budget})"
-    if any(not d["n"] for _, d in rows):
+    if any(not d["n"] for _, d, _ in rows):
         lines.append(f"{goal}: **not measured**")
     else:
-        adjusted = holm_adjusted([noninferiority_p(d, NI_MARGIN / 100) for _, d in rows])
         parts = [
             f"{100 * f:g}% {ours[f]} {difference(d)} (n={d['n']}), Holm p {p_text(a)}: {noninferior(a)}"
-            for (f, d), a in zip(rows, adjusted, strict=True)
+            for f, d, a in rows
         ]
-        met = all(a is not None and a < 0.025 for a in adjusted)
+        met = all(a is not None and a < 0.025 for _, _, a in rows)
         lines.append(f"{goal}: **{'met' if met else 'not met'}** ({'; '.join(parts)})")
     return "\n".join(lines)
 
