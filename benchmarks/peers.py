@@ -199,13 +199,13 @@ def options_tag(options: dict) -> str:
 
 def all_records(records: list[dict]) -> list[dict]:
     """This benchmark's records and the selection-options benchmark's chosen variants (not its grid
-    points, nor its random records, which repeat ours), with their final validation accuracy as
-    ``validation_curve`` like ours."""
+    points, nor its random records, which repeat ours), cnn_small's with their final validation
+    accuracy as ``validation_curve`` like ours, the transfer learners' as they are."""
     extra = []
     for r in load_records(OPTIONS_RESULTS):
         if r.get("grid") or r["method"] == "random":
             continue
-        extra.append({**r, "validation_curve": [r["val_accuracy"]]})
+        extra.append({**r, "validation_curve": [r["val_accuracy"]]} if "val_accuracy" in r else r)
     mine = {key(r) for r in records}
     return records + [r for r in extra if key(r) not in mine]
 

@@ -19,6 +19,12 @@ Variants, at 25% and 50% of the pool:
   peers benchmark's path: a random start of S/16, doubling to 50%) with ``balance: class``, with
   ``coverage``, and with both.
 
+Part ``transfer``: every variant's 50% subset (the size both benchmarks transfer at) to the peers
+benchmark's two transfer learners, a ``resnet10`` (width 8, 6 epochs) and a logistic regression on
+the pixels, paired with the peers benchmark's plain and random records of the same learner and seed
+(its first step retrains the peers' random 50% of seed 0 with both and requires the committed
+accuracies to the bit).
+
 ``coverage``'s K (strata) and beta (prune_hardest) are chosen once, on seed 0, from the grid
 :data:`GRID` fixed before any run, by the validation accuracy of the subset model (never the test
 accuracy), per (method, size); the other seeds use the chosen pair, and build-up with both
@@ -60,6 +66,9 @@ FRACTIONS = (0.25, 0.5)
 STRONG_PEERS = ("variability", "dyn_unc", "el2n")
 BUILD_UP = ("mutual_information", "variation_ratios")
 BUDGET, LEARNER = "epochs", "cnn_small"
+#: The peers benchmark's transfer learners, and the one size both benchmarks measure them at.
+TRANSFER_LEARNERS = ("logistic", "resnet10")
+TRANSFER_FRACTION = 0.5
 #: The random start and doubling of the peers benchmark's path "a", to 50%.
 PATH = peers.PATHS["a"]
 
@@ -100,10 +109,12 @@ class Work:
         self.records = load_records(out)
         self.selections: dict[int, dict] = {}
 
-    def record(self, method: str, fraction: float, seed: int, *, grid: bool = False, options: dict) -> dict | None:
+    def record(
+        self, method: str, fraction: float, seed: int, *, grid: bool = False, options: dict, learner: str = LEARNER
+    ) -> dict | None:
         for r in self.records:
-            if (r["method"], r["fraction"], r["seed"], bool(r.get("grid")), r.get("options")) == (
-                method, fraction, seed, grid, options
+            if (r["method"], r["fraction"], r["seed"], bool(r.get("grid")), r.get("options"), r["learner"]) == (
+                method, fraction, seed, grid, options, learner
             ):  # fmt: skip
                 return r
         return None
@@ -111,7 +122,17 @@ class Work:
     def add(self, record: dict) -> None:
         self.records.append(record)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        ordered = sorted(self.records, key=lambda r: (r["seed"], bool(r.get("grid")), r["fraction"], r["method"]))
+        ordered = sorted(
+            self.records,
+            key=lambda r: (
+                r["seed"],
+                bool(r.get("grid")),
+                r["learner"] != LEARNER,
+                r["learner"],
+                r["fraction"],
+                r["method"],
+            ),
+        )
         with atomic_path(self.out) as tmp:
             tmp.write_text(json.dumps(ordered, indent=1) + "\n")
 
@@ -324,18 +345,85 @@ def _search(
         )
 
 
+def transfer(work: Work, learner: str, rows: np.ndarray, seed: int, folder: Path) -> tuple[float, float]:
+    """The test accuracy and seconds of the peers benchmark's transfer ``learner`` on ``rows``."""
+    if learner == "logistic":
+        accuracy, seconds, _ = peers.transfer_linear(work.bench, rows)
+        return accuracy, seconds
+    return peers.transfer_resnet(work.bench, rows, seed=seed, folder=folder)
+
+
+def transfer_part(work: Work, seed: int, learner: str) -> None:
+    """Every variant measured at :data:`TRANSFER_FRACTION` on ``seed`` to ``learner``, from the very rows
+    its cnn_small record trained on (their digest is checked); seed 0 first retrains the peers' random
+    subset and requires the committed accuracy, so that the pairing with peers.json holds."""
+    fraction = TRANSFER_FRACTION
+    if seed == 0 and work.record("random", fraction, 0, options={"check": "pairing"}, learner=learner) is None:
+        committed = [
+            r for r in peers.load_records(peers.RESULTS)
+            if peers.key(r) == ("random", fraction, 0, BUDGET, learner)
+        ]  # fmt: skip
+        theirs = peers.load_selections(peers.selection_path(0, False)).get(peers.selection_name("random", fraction))
+        if not committed or theirs is None:
+            raise SystemExit(
+                f"peers.json has no random {fraction:g} {learner} record and subset of seed 0 to pair with"
+            )
+        folder = work.bench.work / "seed0" / "models" / "options" / f"check_random_{fraction:g}_{learner}"
+        accuracy, seconds = transfer(work, learner, theirs[0], 0, folder / "model_0")
+        if accuracy != committed[0]["test_accuracy"]:
+            raise SystemExit(
+                f"pairing check failed: random {fraction:g} seed 0 {learner} gives {accuracy} here, "
+                f"{committed[0]['test_accuracy']} in peers.json; the transfer records cannot be paired"
+            )
+        work.add(
+            {"method": "random", "fraction": fraction, "seed": 0, "budget": BUDGET, "learner": learner,
+             "test_accuracy": accuracy, "train_seconds": seconds, "options": {"check": "pairing"}}
+        )  # fmt: skip
+    sources = [
+        r for r in work.records
+        if r["seed"] == seed and r["fraction"] == fraction and r["learner"] == LEARNER and not r.get("grid")
+        and "check" not in (r.get("options") or {})
+    ]  # fmt: skip
+    for source in sorted(sources, key=lambda r: r["method"]):
+        method, options = source["method"], source["options"]
+        if work.record(method, fraction, seed, options=options, learner=learner) is not None:
+            continue
+        kept = work.selection(seed).get(peers.selection_name(method, fraction))
+        if kept is None or _digest(kept[0]) != source["rows_sha256"]:
+            raise SystemExit(f"seed {seed}: {method} {fraction:g}'s kept subset is not the one its model trained on")
+        rows = kept[0]
+        name = f"{method.replace('/', '~')}_{fraction:g}{peers.options_tag(options)}_{learner}"
+        accuracy, seconds = transfer(
+            work, learner, rows, seed, work.bench.work / f"seed{seed}" / "models" / "options" / name / "model_0"
+        )
+        work.add(
+            {
+                **{k: source[k] for k in ("method", "fraction", "seed", "budget", "unique_samples", "options")},
+                **{k: source[k] for k in ("class_share_min", "class_share_max", "search_seconds", "rows_sha256")},
+                "learner": learner,
+                "test_accuracy": accuracy,
+                "train_seconds": seconds,
+                "choice_seconds": source.get("choice_seconds", 0.0),
+            }
+        )
+        work.log(f"seed {seed} {method} {fraction:g} {options} to {learner}: test {100 * accuracy:.2f}%")
+
+
 # ------------------------------------------------------------------ tables
 def plain_of(method: str) -> str:
     """The peers benchmark's method a variant changes the selection of."""
     return method.rsplit("/", 1)[0]
 
 
-def comparisons(records: list[dict]) -> list[dict]:
-    """Each variant and size measured: its accuracies by seed, the paired differences against the
-    plain rule and random of the same seeds (peers.json), class shares and seconds."""
-    committed = [r for r in peers.load_records(peers.RESULTS) if r["budget"] == BUDGET and r["learner"] == LEARNER]
+def comparisons(records: list[dict], learner: str = LEARNER) -> list[dict]:
+    """Each variant and size measured with ``learner``: its accuracies by seed, the paired differences
+    against the plain rule and random of the same seeds and learner (peers.json), class shares and seconds."""
+    committed = [r for r in peers.load_records(peers.RESULTS) if r["budget"] == BUDGET and r["learner"] == learner]
     by = lambda rs, m, f: {r["seed"]: r for r in rs if r["method"] == m and r["fraction"] == f}  # noqa: E731
-    ours = [r for r in records if not r.get("grid") and "check" not in (r.get("options") or {})]
+    ours = [
+        r for r in records
+        if not r.get("grid") and "check" not in (r.get("options") or {}) and r["learner"] == learner
+    ]  # fmt: skip
     out = []
     for fraction in FRACTIONS:
         for method in sorted({r["method"] for r in ours if r["fraction"] == fraction}):
@@ -361,24 +449,42 @@ def comparisons(records: list[dict]) -> list[dict]:
 
 
 def table(records: list[dict]) -> str:
+    lines = []
+    for learner in (LEARNER, *TRANSFER_LEARNERS):
+        found = comparisons(records, learner)
+        if learner != LEARNER and not found:
+            continue
+        lines += comparison_table(found, learner)
+    return _grid_table(records, lines)
+
+
+def comparison_table(found: list[dict], learner: str) -> list[str]:
+    what = (
+        "the subset's own model"
+        if learner == LEARNER
+        else f"transfer: the cnn_small-chosen subset to {learner}, the peers benchmark's transfer learner"
+    )
     lines = [
-        f"budget {BUDGET}, learner {LEARNER}: test accuracy %, mean ± sample sd (n seeds); paired differences "
-        "(points, mean [95% interval]) against the plain rule and random of the same seeds (peers.json); "
+        f"budget {BUDGET}, learner {learner} ({what}): test accuracy %, mean ± sample sd (n seeds); paired differences "
+        "(points, mean [95% interval]) against the plain rule and random of the same seeds and learner (peers.json); "
         "the subset's smallest and largest class share (the pool's: 10% each)",
         "| method | size | options | accuracy | − plain | − random | class shares | search s | choice s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for c in comparisons(records):
+    for c in found:
         lines.append(
             f"| {c['method']} | {100 * c['fraction']:g}% | {json.dumps(c['options'])} | {text(c['accuracy'], 100)} "
             f"| {difference(c['vs_plain'])} | {difference(c['vs_random'])} "
             f"| {100 * c['share_min']:.1f}–{100 * c['share_max']:.1f}% | {c['search_seconds']:.0f} "
             f"| {c['choice_seconds']:.0f} |"
         )
+    return [*lines, ""]
+
+
+def _grid_table(records: list[dict], lines: list[str]) -> str:
     grid = [r for r in records if r.get("grid")]
     if grid:
         lines += [
-            "",
             "seed 0's grid (the choice reads the validation accuracy only):",
             "| method | size | K | beta | validation % | test % |",
             "|---|---|---|---|---|---|",
@@ -392,7 +498,7 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-PARTS = ("check", "peers", "balance", "coverage", "balance+coverage")
+PARTS = ("check", "peers", "balance", "coverage", "balance+coverage", "transfer")
 
 INTRO = """# Balanced and coverage selection
 
@@ -489,8 +595,11 @@ def write_page(records: list[dict]) -> None:
     done = {}
     for r in records:
         if not r.get("grid") and "check" not in (r.get("options") or {}):
-            done.setdefault((r["method"], r["fraction"]), set()).add(r["seed"])
-    status = ", ".join(f"{m} {100 * f:g}% (n={len(s)})" for (m, f), s in sorted(done.items(), key=lambda kv: kv[0]))
+            done.setdefault((r["learner"] != LEARNER, r["learner"], r["method"], r["fraction"]), set()).add(r["seed"])
+    status = ", ".join(
+        f"{m} {100 * f:g}%{'' if learner == LEARNER else f' to {learner}'} (n={len(s)})"
+        for (_, learner, m, f), s in sorted(done.items(), key=lambda kv: kv[0])
+    )
     plot(records, RESULTS.with_suffix(".png"))
     figure = "\n![the variants against the plain rule and random](results/selection_options.png)\n"
     body = (
@@ -522,28 +631,35 @@ def main() -> None:
 
     work = Work(bench, RESULTS, log)
     meta = RESULTS.with_name("selection_options_run.json")
-    for part in [p for p in PARTS if p in parts]:
-        for seed in [0] if part == "check" else range(args.seeds):
-            if part == "check":
-                check_pairing(work)
-            elif part == "peers":
-                peers_part(work, seed)
-            else:
-                build_up_part(work, seed, part)
-            write_page(work.records)
-            with atomic_path(meta) as tmp:
-                tmp.write_text(
-                    json.dumps(
-                        {
-                            "command": "python benchmarks/selection_options.py",
-                            "machine": f"{platform.processor() or platform.machine()}, 2 threads",
-                            "last_done": {"part": part, "seed": seed},
-                            "seconds_this_session": time.perf_counter() - started,
-                        },
-                        indent=1,
-                    )
-                    + "\n"
+    steps = [
+        (part, seed, learner)
+        for part in PARTS if part in parts
+        for learner in (TRANSFER_LEARNERS if part == "transfer" else (LEARNER,))
+        for seed in ([0] if part == "check" else range(args.seeds))
+    ]  # fmt: skip
+    for part, seed, learner in steps:
+        if part == "check":
+            check_pairing(work)
+        elif part == "peers":
+            peers_part(work, seed)
+        elif part == "transfer":
+            transfer_part(work, seed, learner)
+        else:
+            build_up_part(work, seed, part)
+        write_page(work.records)
+        with atomic_path(meta) as tmp:
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "command": "python benchmarks/selection_options.py",
+                        "machine": f"{platform.processor() or platform.machine()}, 2 threads",
+                        "last_done": {"part": part, "seed": seed, "learner": learner},
+                        "seconds_this_session": time.perf_counter() - started,
+                    },
+                    indent=1,
                 )
+                + "\n"
+            )
     print(table(work.records))
 
 
