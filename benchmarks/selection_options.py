@@ -455,7 +455,34 @@ def table(records: list[dict]) -> str:
         if learner != LEARNER and not found:
             continue
         lines += comparison_table(found, learner)
+        if learner == LEARNER:
+            lines += both_against_balance(records)
     return _grid_table(records, lines)
+
+
+def both_against_balance(records: list[dict]) -> list[str]:
+    """Build-up with both options against ``balance: class`` alone, paired by seed (cnn_small): what
+    coverage adds where every class must keep its share."""
+    ours = [r for r in records if not r.get("grid") and r["learner"] == LEARNER]
+    by = lambda m, f: {r["seed"]: r["test_accuracy"] for r in ours if r["method"] == m and r["fraction"] == f}  # noqa: E731
+    lines = []
+    for function in BUILD_UP:
+        for fraction in FRACTIONS:
+            both, alone = (
+                by(f"build_up/{function}/balance+coverage", fraction),
+                by(f"build_up/{function}/balance", fraction),
+            )
+            if both and alone:
+                lines.append(f"| build_up/{function} | {100 * fraction:g}% | {difference(paired(both, alone))} |")
+    if not lines:
+        return []
+    head = [
+        "Build-up with both options against `balance: class` alone (cnn_small, paired by seed, points, "
+        "mean [95% interval]):",
+        "| method | size | balance+coverage − balance |",
+        "|---|---|---|",
+    ]
+    return [*head, *lines, ""]
 
 
 def comparison_table(found: list[dict], learner: str) -> list[str]:
@@ -600,10 +627,16 @@ def write_page(records: list[dict]) -> None:
         f"{m} {100 * f:g}%{'' if learner == LEARNER else f' to {learner}'} (n={len(s)})"
         for (_, learner, m, f), s in sorted(done.items(), key=lambda kv: kv[0])
     )
+    variants = [f"{p}@train/coverage" for p in STRONG_PEERS]
+    variants += [f"build_up/{f}/{v}" for f in BUILD_UP for v in ("balance", "coverage", "balance+coverage")]
+    expected = {(False, LEARNER, m, f) for m in variants for f in FRACTIONS}
+    expected |= {(True, learner, m, TRANSFER_FRACTION) for m in variants for learner in TRANSFER_LEARNERS}
+    finished = all(len(done.get(k, ())) >= peers.SEEDS for k in expected)
     plot(records, RESULTS.with_suffix(".png"))
     figure = "\n![the variants against the plain rule and random](results/selection_options.png)\n"
     body = (
-        f"{INTRO}\n## Results so far\n\nMeasured: {status or 'nothing yet'}.\n\n{table(records)}\n{figure}"
+        f"{INTRO}\n## Results{'' if finished else ' so far'}\n\n"
+        f"Measured: {status or 'nothing yet'}.\n\n{table(records)}\n{figure}"
         f"{demo_section()}"
     )
     with atomic_path(PAGE) as tmp:
