@@ -1218,7 +1218,8 @@ def verdicts(records: list[dict], budget: str, learner: str = "cnn_small") -> st
     non-inferiority with margin :data:`NI_MARGIN`, Holm-corrected over those rows."""
     groups = groups_of(records, budget, learner)
     accuracy = {k: {s: r["test_accuracy"] for s, r in by_seed.items()} for k, by_seed in groups.items()}
-    ours = ours_by_size(chosen_by_size(records))
+    made = chosen_by_size(records)
+    ours = ours_by_size(made)
     rows = []
     for method, fraction in sorted(accuracy, key=lambda k: (k[1], k[0])):
         mine = accuracy.get((ours.get(fraction), fraction))
@@ -1238,7 +1239,9 @@ def verdicts(records: list[dict], budget: str, learner: str = "cnn_small") -> st
     ni_of = {f: a for f, d, a in noninferiority_rows(mine, full) if d["n"]}
     ni = {i: ni_of[f] for i, (name, f, _) in enumerate(rows) if name == "vs full" and f in ni_of}
     name = f"budget {budget}" if learner == "cnn_small" else f"learner {learner}"
-    chosen = ", ".join(f"{100 * f:g}%: {m}" for f, m in ours.items())
+    chosen = ", ".join(
+        f"{100 * f:g}%: {m}{'' if made[f] else ' (the choice is not made yet)'}" for f, m in ours.items()
+    )
     lines = [
         f"{name}; ours is the build-up variant chosen on validation ({chosen}). Family for Holm: the "
         f"{len(rows)} rows of this table; non-inferiority (margin {NI_MARGIN} points, one-sided 2.5%): "

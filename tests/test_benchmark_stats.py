@@ -353,3 +353,29 @@ def test_the_cap_report_counts_how_each_run_stopped():
     assert "**not met**" in peers.caps(records)  # seed 1 still hit the cap
     records[1] = converge("full", 1.0, 1, "patience", 44)
     assert "Cap hits: 0 of 3 runs" in peers.caps(records) and "**met**" in peers.caps(records)
+
+
+def test_selection_options_both_against_balance_pairs_cnn_small_records_only():
+    import selection_options
+
+    def record(method, seed, accuracy, learner="cnn_small", **extra):
+        return {
+            "method": method,
+            "fraction": 0.25,
+            "seed": seed,
+            "learner": learner,
+            "test_accuracy": accuracy,
+            **extra,
+        }
+
+    both, alone = "build_up/mutual_information/balance+coverage", "build_up/mutual_information/balance"
+    records = [record(alone, s, 0.880) for s in range(3)]
+    # differences +1, +2, +3 points: mean +2.00, sd 1, half-width t_{0.975,2} / sqrt(3) = 2.48
+    records += [record(both, s, 0.880 + (s + 1) / 100) for s in range(3)]
+    records += [record(both, s, 0.5, learner="logistic") for s in range(3)]  # another learner: not paired
+    records += [record(both, 0, 0.1, grid=True)]  # a grid point: not a seed's record
+    half = T_975_DF2 / math.sqrt(3)
+    rows = selection_options.both_against_balance(records)
+    assert rows[-2] == f"| build_up/mutual_information | 25% | +2.00 [{2 - half:+.2f}, {2 + half:+.2f}] |"
+    assert len([r for r in rows if r.startswith("| build_up/")]) == 1
+    assert selection_options.both_against_balance([r for r in records if r["method"] == alone]) == []
