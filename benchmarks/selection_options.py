@@ -136,6 +136,13 @@ class Work:
         with atomic_path(self.out) as tmp:
             tmp.write_text(json.dumps(ordered, indent=1) + "\n")
 
+    def folder(
+        self, seed: int, method: str, fraction: float, options: dict, *, prefix: str = "", suffix: str = ""
+    ) -> Path:
+        """Where a model of ``method``'s subset trains (resumable), under the seed's work folder."""
+        name = f"{prefix}{method.replace('/', '~')}_{fraction:g}{peers.options_tag(options)}{suffix}"
+        return self.bench.work / f"seed{seed}" / "models" / "options" / name / "model_0"
+
     def selection(self, seed: int) -> dict:
         if seed not in self.selections:
             self.selections[seed] = peers.load_selections(SELECTIONS / f"seed{seed}.npz")
@@ -163,9 +170,8 @@ class Work:
             }
             self.add(record)
             return record
-        name = f"{'grid_' if grid else ''}{method.replace('/', '~')}_{fraction:g}{peers.options_tag(options)}"
-        folder = self.bench.work / f"seed{seed}" / "models" / "options" / name
-        result = train(self.bench, rows, seed, fraction, folder / "model_0")
+        folder = self.folder(seed, method, fraction, options, prefix="grid_" if grid else "")
+        result = train(self.bench, rows, seed, fraction, folder)
         record = {
             "method": method,
             "fraction": fraction,
@@ -205,24 +211,41 @@ def coverage_options(strata: int, beta: float) -> dict:
 
 
 # ------------------------------------------------------------------ the parts
-def check_pairing(work: Work) -> None:
-    """Retrain the peers benchmark's random 25% model of seed 0 and require its committed accuracy."""
+#: The options of the records that check the pairing with peers.json (not variants).
+PAIRING = {"check": "pairing"}
+
+
+def check_pairing(work: Work, learner: str = LEARNER, fraction: float = 0.25) -> None:
+    """Retrain the peers benchmark's random subset of seed 0 at ``fraction`` with ``learner`` and
+    require its committed accuracy to the bit (the records reused from peers.json pair with ours)."""
     committed = [
-        r for r in peers.load_records(peers.RESULTS)
-        if (r["method"], r["fraction"], r["seed"], r["budget"], r["learner"]) == ("random", 0.25, 0, BUDGET, LEARNER)
-    ]  # fmt: skip
-    if not committed:
-        raise SystemExit("peers.json has no random 25% record of seed 0 to pair with")
-    done = work.record("random", 0.25, 0, options={"check": "pairing"})
-    if done is None:
-        n = len(work.bench.pool_y)
-        rows = np.sort(np.random.default_rng([0, 99]).permutation(n)[: round(0.25 * n)])
-        done = work.measure("random", 0.25, 0, rows, 0.0, options={"check": "pairing"})
+        r for r in peers.load_records(peers.RESULTS) if peers.key(r) == ("random", fraction, 0, BUDGET, learner)
+    ]
+    theirs = peers.load_selections(peers.selection_path(0, False)).get(peers.selection_name("random", fraction))
+    if not committed or theirs is None:
+        raise SystemExit(f"peers.json has no random {fraction:g} {learner} record or subset of seed 0 to pair with")
+    done = work.record("random", fraction, 0, options=PAIRING, learner=learner)
+    if done is None and learner == LEARNER:
+        done = work.measure("random", fraction, 0, theirs[0], 0.0, options=PAIRING)
+    elif done is None:
+        folder = work.folder(0, "random", fraction, {}, prefix="check_", suffix=f"_{learner}")
+        accuracy, seconds = transfer(work, learner, theirs[0], 0, folder)
+        done = {"method": "random", "fraction": fraction, "seed": 0, "budget": BUDGET, "learner": learner,
+                "test_accuracy": accuracy, "train_seconds": seconds, "options": PAIRING}  # fmt: skip
+        work.add(done)
     if done["test_accuracy"] != committed[0]["test_accuracy"]:
         raise SystemExit(
-            f"pairing check failed: random 25% seed 0 trains to {done['test_accuracy']} here, "
-            f"{committed[0]['test_accuracy']} in peers.json; the plain records cannot be reused"
+            f"pairing check failed: random {fraction:g} seed 0 {learner} gives {done['test_accuracy']} here, "
+            f"{committed[0]['test_accuracy']} in peers.json; the records cannot be paired"
         )
+
+
+def variant_records(records: list[dict], learner: str | None = LEARNER) -> list[dict]:
+    """The variants' records (not seed 0's grid points, not the pairing checks) of ``learner`` (None: all)."""
+    return [
+        r for r in records
+        if not r.get("grid") and r.get("options") != PAIRING and learner in (None, r["learner"])
+    ]  # fmt: skip
 
 
 def load_records(path: Path) -> list[dict]:
@@ -358,32 +381,9 @@ def transfer_part(work: Work, seed: int, learner: str) -> None:
     its cnn_small record trained on (their digest is checked); seed 0 first retrains the peers' random
     subset and requires the committed accuracy, so that the pairing with peers.json holds."""
     fraction = TRANSFER_FRACTION
-    if seed == 0 and work.record("random", fraction, 0, options={"check": "pairing"}, learner=learner) is None:
-        committed = [
-            r for r in peers.load_records(peers.RESULTS)
-            if peers.key(r) == ("random", fraction, 0, BUDGET, learner)
-        ]  # fmt: skip
-        theirs = peers.load_selections(peers.selection_path(0, False)).get(peers.selection_name("random", fraction))
-        if not committed or theirs is None:
-            raise SystemExit(
-                f"peers.json has no random {fraction:g} {learner} record and subset of seed 0 to pair with"
-            )
-        folder = work.bench.work / "seed0" / "models" / "options" / f"check_random_{fraction:g}_{learner}"
-        accuracy, seconds = transfer(work, learner, theirs[0], 0, folder / "model_0")
-        if accuracy != committed[0]["test_accuracy"]:
-            raise SystemExit(
-                f"pairing check failed: random {fraction:g} seed 0 {learner} gives {accuracy} here, "
-                f"{committed[0]['test_accuracy']} in peers.json; the transfer records cannot be paired"
-            )
-        work.add(
-            {"method": "random", "fraction": fraction, "seed": 0, "budget": BUDGET, "learner": learner,
-             "test_accuracy": accuracy, "train_seconds": seconds, "options": {"check": "pairing"}}
-        )  # fmt: skip
-    sources = [
-        r for r in work.records
-        if r["seed"] == seed and r["fraction"] == fraction and r["learner"] == LEARNER and not r.get("grid")
-        and "check" not in (r.get("options") or {})
-    ]  # fmt: skip
+    if seed == 0:
+        check_pairing(work, learner, fraction)
+    sources = [r for r in variant_records(work.records) if r["seed"] == seed and r["fraction"] == fraction]
     for source in sorted(sources, key=lambda r: r["method"]):
         method, options = source["method"], source["options"]
         if work.record(method, fraction, seed, options=options, learner=learner) is not None:
@@ -392,10 +392,8 @@ def transfer_part(work: Work, seed: int, learner: str) -> None:
         if kept is None or _digest(kept[0]) != source["rows_sha256"]:
             raise SystemExit(f"seed {seed}: {method} {fraction:g}'s kept subset is not the one its model trained on")
         rows = kept[0]
-        name = f"{method.replace('/', '~')}_{fraction:g}{peers.options_tag(options)}_{learner}"
-        accuracy, seconds = transfer(
-            work, learner, rows, seed, work.bench.work / f"seed{seed}" / "models" / "options" / name / "model_0"
-        )
+        folder = work.folder(seed, method, fraction, options, suffix=f"_{learner}")
+        accuracy, seconds = transfer(work, learner, rows, seed, folder)
         work.add(
             {
                 **{k: source[k] for k in ("method", "fraction", "seed", "budget", "unique_samples", "options")},
@@ -420,10 +418,7 @@ def comparisons(records: list[dict], learner: str = LEARNER) -> list[dict]:
     against the plain rule and random of the same seeds and learner (peers.json), class shares and seconds."""
     committed = [r for r in peers.load_records(peers.RESULTS) if r["budget"] == BUDGET and r["learner"] == learner]
     by = lambda rs, m, f: {r["seed"]: r for r in rs if r["method"] == m and r["fraction"] == f}  # noqa: E731
-    ours = [
-        r for r in records
-        if not r.get("grid") and "check" not in (r.get("options") or {}) and r["learner"] == learner
-    ]  # fmt: skip
+    ours = variant_records(records, learner)
     out = []
     for fraction in FRACTIONS:
         for method in sorted({r["method"] for r in ours if r["fraction"] == fraction}):
@@ -463,7 +458,7 @@ def table(records: list[dict]) -> str:
 def both_against_balance(records: list[dict]) -> list[str]:
     """Build-up with both options against ``balance: class`` alone, paired by seed (cnn_small): what
     coverage adds where every class must keep its share."""
-    ours = [r for r in records if not r.get("grid") and r["learner"] == LEARNER]
+    ours = variant_records(records)
     by = lambda m, f: {r["seed"]: r["test_accuracy"] for r in ours if r["method"] == m and r["fraction"] == f}  # noqa: E731
     lines = []
     for function in BUILD_UP:
@@ -620,9 +615,8 @@ def demo_section() -> str:
 def write_page(records: list[dict]) -> None:
     """The page: the protocol, what is measured so far, and the tables from the JSON."""
     done = {}
-    for r in records:
-        if not r.get("grid") and "check" not in (r.get("options") or {}):
-            done.setdefault((r["learner"] != LEARNER, r["learner"], r["method"], r["fraction"]), set()).add(r["seed"])
+    for r in variant_records(records, None):
+        done.setdefault((r["learner"] != LEARNER, r["learner"], r["method"], r["fraction"]), set()).add(r["seed"])
     status = ", ".join(
         f"{m} {100 * f:g}%{'' if learner == LEARNER else f' to {learner}'} (n={len(s)})"
         for (_, learner, m, f), s in sorted(done.items(), key=lambda kv: kv[0])
