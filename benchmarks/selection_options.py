@@ -542,6 +542,10 @@ peers' scores give their committed subsets again.
   accuracy, per method and size; the other seeds use the chosen pair. Build-up with both
   options takes the pair chosen for build-up with coverage alone (no grid of its own). What
   choosing cost (every grid point's search and subset model, seconds) is the `choice s` column.
+- Transfer: every variant's 50% subset (the one size both benchmarks measure) also trains the
+  peers benchmark's two transfer learners, logistic regression and `resnet10`, paired with the
+  peers' plain-rule and random records for the same learner and seed; the script first retrains
+  the peers' random 50% with each learner and requires the committed accuracy to the bit.
 
 Accuracies are test accuracy %, mean ± sample sd (n seeds); differences are paired by seed, in
 points, with their 95% t-interval. Training differs in its last bits between CPUs, so a rerun
