@@ -911,8 +911,10 @@ def measure_seed(bench: Bench, seed: int, records: list[dict], out: Path, log, p
         )
         log(f"seed {seed} ensemble of {ENSEMBLE_MODELS} {method} {fraction:g}: {100 * add_last(records):.2f}%")
     # transfer: the 50% and 80% subsets to a larger network and to a linear model
+    # the pairs whose selections were made above for this seed (the ten-seed methods past seed 4 have
+    # no 80% subset)
     jobs = [("full", 1.0, np.arange(n), 0.0)] + [
-        (m, f, *selections[selection_name(m, f)]) for m in methods() for f in fractions_of(m) if f in TRANSFER_FRACTIONS
+        (m, f, *selections[selection_name(m, f)]) for m, f in pairs if f in TRANSFER_FRACTIONS
     ]
     for learner in ("logistic", "resnet10", "logistic_balanced") if phase == "transfer" else ():
         for method, fraction, rows, search_seconds in jobs:
