@@ -379,3 +379,26 @@ def test_selection_options_both_against_balance_pairs_cnn_small_records_only():
     assert rows[-2] == f"| build_up/mutual_information | 25% | +2.00 [{2 - half:+.2f}, {2 + half:+.2f}] |"
     assert len([r for r in rows if r.startswith("| build_up/")]) == 1
     assert selection_options.both_against_balance([r for r in records if r["method"] == alone]) == []
+
+
+def test_build_up_at_full_strength_against_as_before_by_hand():
+    new, old = peers.STRENGTH_PAIR
+    records = []
+    for seed, (mine, theirs, seconds) in enumerate(
+        [(0.905, 0.900, 150.0), (0.910, 0.905, 160.0), (0.915, 0.910, 170.0)]
+    ):
+        records.append({**record(new, 0.25, seed, mine), "search_seconds": seconds})
+        records.append({**record(old, 0.25, seed, theirs), "search_seconds": 100.0})
+    # a seed of the new variant alone: no pair, and its seconds stay out of the means
+    records.append({**record(new, 0.25, 3, 0.99), "search_seconds": 1000.0})
+    for seed, (mine, theirs) in enumerate([(0.912, 0.910), (0.908, 0.910)]):
+        records.append({**record(new, 0.5, seed, mine), "search_seconds": 200.0})
+        records.append({**record(old, 0.5, seed, theirs), "search_seconds": 160.0})
+    lines = peers.strength(records).splitlines()
+    assert "Holm over the 2 rows" in lines[0]
+    # 25%: +0.5 points on each of 3 seeds (sd 0): p 0, a win; seconds 160 against 100 (seed 3 left out)
+    assert "| epochs | 25% | +0.50 [+0.50, +0.50] (n=3) | <0.001 | <0.001 | wins | 160 | 100 | 1.60 |" in lines
+    # 50%: +0.2 and -0.2: mean 0, sd 0.2828, half = 12.706 * 0.2828 / sqrt 2 = 2.54; t = 0: p 1
+    assert "| epochs | 50% | +0.00 [-2.54, +2.54] (n=2) | 1.000 | 1.000 | undecided | 200 | 160 | 1.25 |" in lines
+    assert len(lines) == 5  # no converge rows, no 80% row
+    assert peers.strength([r for r in records if r["method"] == old]) == ""
