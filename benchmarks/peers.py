@@ -1421,42 +1421,48 @@ def beside(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-#: Build-up at full strength beside build-up as before, the same acquisition function.
-STRENGTH_PAIR = ("build_up_seeds/mutual_information", "build_up/mutual_information")
+#: The methods at full strength beside the same method as before: build-up (mutual information both)
+#: with an ensemble of seeds from S/8, and EL2N over 10 initialisations.
+STRENGTH_PAIRS = (
+    ("build_up_seeds/mutual_information", "build_up/mutual_information"),
+    ("el2n_x10", "el2n"),
+)
 
 
 def strength(records: list[dict]) -> str:
-    """Build-up at full strength against build-up as before (mutual information both): on each budget
-    and size, the paired difference in test accuracy with its raw 95% interval, p and the verdict after
-    Holm's correction over the table's rows, and each one's mean search seconds over the same seeds."""
-    new, old = STRENGTH_PAIR
+    """Each method at full strength against the same method as before (:data:`STRENGTH_PAIRS`): on
+    each budget and size, the paired difference in test accuracy with its raw 95% interval, p and the
+    verdict after Holm's correction over the table's rows, and each one's mean search seconds (given
+    the full run, over the same seeds)."""
     rows = []
-    for budget in ("epochs", "converge"):
-        groups = groups_of(records, budget, "cnn_small")
-        for fraction in (*FRACTIONS, LARGE):
-            a, b = groups.get((new, fraction), {}), groups.get((old, fraction), {})
-            d = paired({s: r["test_accuracy"] for s, r in a.items()}, {s: r["test_accuracy"] for s, r in b.items()})
-            if d["n"]:
-                both = sorted(set(a) & set(b))
-                seconds = [float(np.mean([g[s]["search_seconds"] for s in both])) for g in (a, b)]
-                rows.append((budget, fraction, d, seconds))
+    for new, old in STRENGTH_PAIRS:
+        for budget in ("epochs", "converge"):
+            groups = groups_of(records, budget, "cnn_small")
+            for fraction in (*FRACTIONS, LARGE):
+                a, b = groups.get((new, fraction), {}), groups.get((old, fraction), {})
+                d = paired({s: r["test_accuracy"] for s, r in a.items()}, {s: r["test_accuracy"] for s, r in b.items()})
+                if d["n"]:
+                    both = sorted(set(a) & set(b))
+                    seconds = [float(np.mean([g[s]["search_seconds"] for s in both])) for g in (a, b)]
+                    rows.append((new, old, budget, fraction, d, seconds))
     if not rows:
         return ""
-    adjusted = holm_adjusted([p_value(d) for _, _, d, _ in rows])
+    adjusted = holm_adjusted([p_value(row[4]) for row in rows])
     lines = [
-        f"Build-up at full strength ({new}: each step's ensemble the last epoch of "
-        f"{SEEDS_ENSEMBLE['runs']} runs, from S/8 at every size) against build-up as before ({old}: "
-        f"the checkpoints of epochs {ENSEMBLE['start']}–{ENSEMBLE['stop']} of one run, from S/8 at 25% "
-        f"and 80%, S/16 at 50%): test accuracy, paired by seed; Holm over the {len(rows)} rows; "
-        "search seconds, means over the same seeds",
-        "| budget | size | full strength − as before (points) [95% interval] | p | Holm p | verdict (Holm) | "
-        "search s: full strength | as before | ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"At full strength against as before: build-up with each step's ensemble the last epoch of "
+        f"{SEEDS_ENSEMBLE['runs']} runs, from S/8 at every size, against the checkpoints of epochs "
+        f"{ENSEMBLE['start']}–{ENSEMBLE['stop']} of one run, from S/8 at 25% and 80% and S/16 at 50%; "
+        f"EL2N averaged over {EL2N_INITS} initialisations against one. Test accuracy, paired by seed; Holm "
+        f"over the {len(rows)} rows; search seconds given the full run, means over the same seeds",
+        "| full strength | as before | budget | size | difference (points) [95% interval] | p | Holm p | "
+        "verdict (Holm) | search s: full strength | as before | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (budget, fraction, d, (slow, fast)), a in zip(rows, adjusted, strict=True):
+    for (new, old, budget, fraction, d, (slow, fast)), a in zip(rows, adjusted, strict=True):
         lines.append(
-            f"| {budget} | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | {p_text(p_value(d))} | "
-            f"{p_text(a)} | {holm_verdict(d, a)} | {slow:.0f} | {fast:.0f} | {slow / fast:.2f} |"
+            f"| {new} | {old} | {budget} | {100 * fraction:g}% | {difference(d)} (n={d['n']}) | "
+            f"{p_text(p_value(d))} | {p_text(a)} | {holm_verdict(d, a)} | {slow:.0f} | {fast:.0f} | "
+            f"{slow / fast:.2f} |"
         )
     return "\n".join(lines)
 

@@ -382,7 +382,7 @@ def test_selection_options_both_against_balance_pairs_cnn_small_records_only():
 
 
 def test_build_up_at_full_strength_against_as_before_by_hand():
-    new, old = peers.STRENGTH_PAIR
+    new, old = peers.STRENGTH_PAIRS[0]
     records = []
     for seed, (mine, theirs, seconds) in enumerate(
         [(0.905, 0.900, 150.0), (0.910, 0.905, 160.0), (0.915, 0.910, 170.0)]
@@ -397,8 +397,28 @@ def test_build_up_at_full_strength_against_as_before_by_hand():
     lines = peers.strength(records).splitlines()
     assert "Holm over the 2 rows" in lines[0]
     # 25%: +0.5 points on each of 3 seeds (sd 0): p 0, a win; seconds 160 against 100 (seed 3 left out)
-    assert "| epochs | 25% | +0.50 [+0.50, +0.50] (n=3) | <0.001 | <0.001 | wins | 160 | 100 | 1.60 |" in lines
+    assert (
+        f"| {new} | {old} | epochs | 25% | +0.50 [+0.50, +0.50] (n=3) | <0.001 | <0.001 | wins | 160 | 100 | 1.60 |"
+        in lines
+    )
     # 50%: +0.2 and -0.2: mean 0, sd 0.2828, half = 12.706 * 0.2828 / sqrt 2 = 2.54; t = 0: p 1
-    assert "| epochs | 50% | +0.00 [-2.54, +2.54] (n=2) | 1.000 | 1.000 | undecided | 200 | 160 | 1.25 |" in lines
-    assert len(lines) == 5  # no converge rows, no 80% row
+    assert (
+        f"| {new} | {old} | epochs | 50% | +0.00 [-2.54, +2.54] (n=2) | 1.000 | 1.000 | undecided | 200 | 160 | 1.25 |"
+        in lines
+    )
+    assert len(lines) == 5  # no converge rows, no 80% row, no EL2N rows
     assert peers.strength([r for r in records if r["method"] == old]) == ""
+    # EL2N over 10 initialisations against one joins the family: 3 rows, and Holm on the 50% row's p 1
+    # stays 1 while the 25% win's p 0 stays 0
+    el2n = [
+        {**record(m, 0.5, s, 0.91 + 0.001 * s * (m == "el2n_x10")), "search_seconds": t}
+        for s in range(3)
+        for m, t in (("el2n_x10", 280.0), ("el2n", 10.0))
+    ]
+    lines = peers.strength(records + el2n).splitlines()
+    assert "Holm over the 3 rows" in lines[0]
+    # +0, +0.1, +0.2 points: mean +0.1, sd 0.1, half = 4.303 * 0.1 / sqrt 3 = 0.25; t = 1.732 on 2 df: p 0.225
+    assert (
+        "| el2n_x10 | el2n | epochs | 50% | +0.10 [-0.15, +0.35] (n=3) | 0.225 | 0.451 | ties | 280 | 10 | 28.00 |"
+        in lines
+    )
