@@ -1330,8 +1330,12 @@ def caps(records: list[dict]) -> str:
     if not groups:
         return ""
     lines = [
-        f"`converge` budget: how each run stopped (cap: {CONVERGE_CAP} × {EPOCHS} / fraction epochs; goal: no cap hit)",
-        "| method | size | stopped on patience | on the cap | not recorded | epochs trained (min–max) | cap |",
+        f"`converge` budget: how each run stopped (cap: {CONVERGE_CAP} × {EPOCHS} / fraction epochs; goal: no cap "
+        f"hit). The cap column is the cap each run had: a run kept from the first run has the old cap, "
+        f"{OLD_CONVERGE_CAP} × {EPOCHS} / fraction, and stopped below it on patience, so it is the same run "
+        "under the new cap",
+        "| method | size | stopped on patience | on the cap | not recorded | epochs trained (min–max) | "
+        "cap of the runs |",
         "|---|---|---|---|---|---|---|",
     ]
     hits = 0
