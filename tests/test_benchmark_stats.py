@@ -422,3 +422,21 @@ def test_build_up_at_full_strength_against_as_before_by_hand():
         "| el2n_x10 | el2n | epochs | 50% | +0.10 [-0.15, +0.35] (n=3) | 0.225 | 0.451 | ties | 280 | 10 | 28.00 |"
         in lines
     )
+
+
+def test_cost_table_takes_full_seconds_over_the_rows_seeds(tmp_path, monkeypatch):
+    monkeypatch.setattr(peers, "OPTIONS_RESULTS", tmp_path / "none.json")
+
+    def timed(method, fraction, seed, train, search=0.0):
+        return {**record(method, fraction, seed, 0.9), "train_seconds": train, "search_seconds": search}
+
+    # full took 150 s on seeds 0-1 and 90 s on seeds 2-3 (a faster session); random's 80% has seeds 0-1
+    records = [timed("full", 1.0, s, t) for s, t in enumerate((150.0, 150.0, 90.0, 90.0))]
+    records += [timed("random", 0.8, s, 100.0) for s in (0, 1)]
+    records += [timed("build_up/mutual_information", 0.8, s, 100.0, 200.0) for s in (0, 1)]
+    lines = peers.table(records, "epochs", costs={}).splitlines()
+    row = next(line for line in lines if line.startswith("| build_up/mutual_information | 80% |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # search 200, train 100, full 150 (its seeds 0-1, not 120 over all four): 200 + r * 100 < r * 150 from r = 5
+    assert cells[5:] == ["200", "200", "100", "150", "5", "5"]
+    assert next(line for line in lines if line.startswith("| full | 100% |")).split("|")[9].strip() == "120"
